@@ -1,0 +1,1 @@
+"""One module per model family: how its weights are found, loaded and run."""
