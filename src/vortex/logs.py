@@ -1,0 +1,57 @@
+"""JSON-structured logs: one event a line (slot_id, phase, ms, ...), to a file or stderr.
+
+Quiet by default on the terminal: the CLI shows its own progress lines and sends these events
+to stderr only with --verbose, or to a file with --log-file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        event.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            event["exc"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+def configure(verbose: bool = False, log_file: Optional[Path] = None) -> None:
+    root = logging.getLogger("vortex")
+    root.handlers.clear()
+    root.propagate = False
+    root.setLevel(logging.INFO)
+    if log_file is not None:
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+    elif verbose:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.NullHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+
+
+def phase_event(logger: logging.Logger, slot_id: int, phase: str, ms: float, **fields) -> None:
+    logger.info(f"{phase} done", extra={"event": "phase", "slot_id": slot_id, "phase": phase, "ms": round(ms, 2), **fields})
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000.0

@@ -1,0 +1,1 @@
+"""The VRAM budget: computed (plan), watched (monitor), pre-allocated (buffers)."""
