@@ -40,7 +40,7 @@ class SlotBuffers:
         expected = tuple(self.actor.shape[1:]) + (self.actor.shape[0],)
         if image.shape != expected or image.dtype != np.uint8:
             raise ValueError(f"actor image must be {expected} uint8, got {image.shape} {image.dtype}")
-        self.actor.copy_(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+        self.actor.copy_(torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1))
         return self.actor
 
     def load_audio(self, waveform: np.ndarray) -> torch.Tensor:
