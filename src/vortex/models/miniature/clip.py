@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 ClipSize = Literal["b32", "l14"]
@@ -59,7 +59,8 @@ def save_miniature_clip(path: str | Path, size: ClipSize, seed: int = 0) -> Path
     model = CLIPModel(config).eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    CLIPImageProcessor(
+    # The PIL backend writes the same preprocessor_config.json without asking for torchvision.
+    CLIPImageProcessorPil(
         size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
     ).save_pretrained(path)
