@@ -98,7 +98,8 @@ class ModelRegistry:
 
     def summary(self) -> str:
         return "\n".join(
-            f"  {r.name:<8} {r.seconds:6.2f} s  weights {format_bytes(r.weight_bytes):>10}  vram +{format_bytes(r.vram_delta)}"
+            f"  {r.name:<8} {r.seconds:6.2f} s  torch weights {format_bytes(r.weight_bytes) if r.weight_bytes else 'none (runtime outside torch)':>10}"
+            f"  vram +{format_bytes(r.vram_delta)}"
             for r in self.records
         )
 

@@ -1,0 +1,388 @@
+"""VortexPipeline: one recipe in, one verified slot out, with every model resident.
+
+    recipe ─┬─ voice (Kokoro) ──────────┐
+            └─ actor (Flux | actor_image)┴─ video (still track → ring → encoder) ─ verify (CLIP B+L) ─ MP4 + sidecar
+
+Voice and actor run at the same time in worker threads (each on its own CUDA stream on a GPU).
+A slot never raises for a failed generation: it returns a `GenerationResult` with `success=False`,
+the phase it stopped in and why. Only an outside cancellation raises (`CancelledError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .cancel import CancelToken, SlotCancelled
+from .config import VortexConfig
+from .errors import DeadlineExceeded, RecipeError, VortexError, VortexInitializationError
+from .logs import phase_event
+from .media import Mp4Writer
+from .memory.buffers import SlotBuffers
+from .memory.monitor import VRAMMonitor
+from .memory.plan import VRAMPlan, compute_plan
+from .models.registry import ModelRegistry
+from .recipe import Recipe
+from .result import GenerationResult, determinism_proof
+from .video import StillTrack, stream_frames
+
+log = logging.getLogger("vortex.pipeline")
+
+# phase name, status ("start" | "done" | "failed"), milliseconds since the slot began
+ProgressFn = Callable[[str, str, float], None]
+
+
+@dataclass
+class _Slot:
+    """The state of one slot in flight."""
+
+    recipe: Recipe
+    slot_id: int
+    seed: int
+    budget_s: float
+    t0: float = field(default_factory=time.perf_counter)
+    token: CancelToken = field(default_factory=CancelToken)
+    phase: str = "validate"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    inflight: set = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000.0
+
+    def remaining_s(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.t0)
+
+
+class VortexPipeline:
+    """Loads every component once (static residency) and generates slots one at a time."""
+
+    def __init__(
+        self,
+        config: VortexConfig | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        on_progress: Optional[ProgressFn] = None,
+    ):
+        self.config = cfg = config or VortexConfig.load()
+        self.device = torch.device(cfg.device.name)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise VortexInitializationError(
+                f"profile '{cfg.profile}' runs on {cfg.device.name}, but this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__}). Use `--profile cpu-miniature`, or install a CUDA build of torch."
+            )
+        self.plan: VRAMPlan = compute_plan(cfg)
+        self.plan.raise_if_over()  # only a GPU plan can be over: a CPU engine holds no VRAM
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.device.allow_tf32
+            torch.backends.cudnn.allow_tf32 = cfg.device.allow_tf32
+        self.on_progress = on_progress
+        self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
+        self.registry = registry or ModelRegistry.load(cfg)
+        self.buffers = SlotBuffers.allocate(cfg.buffers, self.device)
+        self.monitor.check("startup")
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vortex-worker")
+        self._streams = (
+            {name: torch.cuda.Stream(self.device) for name in ("voice", "actor")} if self.device.type == "cuda" else {}
+        )
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_profile(cls, profile: str | None = None, config_path: str | Path | None = None, **kwargs) -> "VortexPipeline":
+        return cls(VortexConfig.load(profile, config_path), **kwargs)
+
+    @property
+    def stand_ins(self) -> list[str]:
+        m = self.config.models
+        named = {"flux": m.flux, "kokoro": m.kokoro, "clip_b": m.clip_b, "clip_l": m.clip_l}
+        return [name for name, c in named.items() if c.source == "miniature"]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    # ---- the slot ---------------------------------------------------------------------------
+    async def generate_slot(
+        self,
+        recipe: Recipe | dict | str | Path,
+        slot_id: int | None = None,
+        seed: int | None = None,
+        deadline: float | datetime | None = None,
+        output: str | Path | None = None,
+    ) -> GenerationResult:
+        """Generate one slot. `deadline`: seconds from now, or a wall-clock datetime; default the
+        profile's pipeline.generation_timeout_sec. With `output`, the MP4 is written there (and a
+        `.json` sidecar beside it) only when the slot succeeds."""
+        async with self._lock:  # the models are shared: one slot at a time
+            return await self._generate(recipe, slot_id, seed, deadline, output)
+
+    def generate_slot_sync(self, *args: Any, **kwargs: Any) -> GenerationResult:
+        return asyncio.run(self.generate_slot(*args, **kwargs))
+
+    async def _generate(self, recipe, slot_id, seed, deadline, output) -> GenerationResult:
+        started = time.perf_counter()
+        try:
+            recipe = _as_recipe(recipe)
+        except VortexError as exc:
+            return GenerationResult(slot_id=slot_id or 0, seed=seed or 0, success=False, error_msg=str(exc),
+                                    failed_phase="validate", profile=self.config.profile, stand_ins=self.stand_ins)
+        slot_id = recipe.slot_params.slot_id if slot_id is None else slot_id
+        seed = _pick_seed(seed, recipe.slot_params.seed)
+        recipe = recipe.with_overrides(slot_id=slot_id, seed=seed)
+        slot = _Slot(recipe=recipe, slot_id=slot_id, seed=seed, budget_s=self._budget(deadline))
+        slot.t0 = started
+        result = GenerationResult(
+            slot_id=slot_id, seed=seed, success=False, profile=self.config.profile, stand_ins=self.stand_ins,
+            fps=recipe.slot_params.fps, sample_rate=self.config.buffers.audio.sample_rate,
+            recipe_sha256=recipe.sha256(),
+        )
+        staging: Path | None = None
+        try:
+            staging = _staging_path(output) if output is not None else None
+            await self._run(slot, result, staging)
+            if output is not None and result.success:
+                os.replace(staging, output)
+        except asyncio.CancelledError:
+            slot.token.cancel("slot cancelled by the caller")
+            await self._drain(slot)
+            raise
+        except DeadlineExceeded as exc:
+            self._fail(slot, result, str(exc), exc.phase)
+        except SlotCancelled as exc:
+            self._fail(slot, result, f"cancelled: {exc}", slot.phase)
+        except VortexError as exc:
+            self._fail(slot, result, str(exc), slot.phase)
+        except Exception as exc:  # a bug or a library failure: the slot fails, the engine lives on
+            log.exception("slot failed", extra={"event": "slot_error", "slot_id": slot_id, "phase": slot.phase})
+            self._fail(slot, result, f"{type(exc).__name__}: {exc}", slot.phase)
+        finally:
+            if not result.success:
+                slot.token.cancel("slot failed")
+                await self._drain(slot)
+            if staging is not None:
+                staging.unlink(missing_ok=True)
+        result.timings_ms = dict(slot.timings_ms)
+        result.spans_ms = dict(slot.spans_ms)
+        result.warnings = slot.warnings
+        result.generation_time_ms = slot.elapsed_ms()
+        if output is not None and Path(output).parent.is_dir():
+            _write_sidecar(Path(output), result)
+        log.info("slot finished", extra={"event": "slot", "slot_id": slot_id, "success": result.success,
+                                         "ms": round(result.generation_time_ms, 1), "phase": result.failed_phase})
+        return result
+
+    async def _run(self, slot: _Slot, result: GenerationResult, staging: Path | None) -> None:
+        recipe, reg = slot.recipe, self.registry
+        voice, verifier = reg.get_model("kokoro"), reg.get_model("clip")
+        recipe.check_voice(voice.voice_ids)
+        self._note_unused_fields(slot)
+        self.monitor.check("slot start")
+
+        slot.phase = "voice+actor"
+        speech, _portrait = await self._concurrently(
+            slot, ("voice", self._voice, slot), ("actor", self._actor, slot)
+        )
+        result.audio_waveform = speech.waveform
+        result.speech = {
+            "speed": round(speech.speed, 4), "emotion": speech.emotion, "resynthesised": speech.resynthesised,
+            "speech_samples": int(speech.speech_samples), "padding_samples": int(len(speech.waveform) - speech.speech_samples),
+            "phonemes": speech.phonemes,
+        }
+        self.monitor.check("after voice+actor")
+
+        frames = await self._in_worker(slot, "video", self._video, slot, speech.waveform, staging)
+        result.video_frames, result.animation = frames, StillTrack.name
+        self.monitor.check("after video")
+
+        threshold = recipe.semantic_constraints.clip_threshold
+        report, embedding = await self._in_worker(slot, "verify", verifier.verify, frames, recipe.visual_track.prompt, threshold)
+        result.verification, result.clip_embedding = report, embedding
+        if report.fails_slot:
+            raise _VerificationFailed(
+                f"verification failed: CLIP ensemble {report.ensemble:.3f} (B/32 {report.mean_b:.3f}, "
+                f"L/14 {report.mean_l:.3f}) against thresholds {report.threshold:.3f} "
+                f"(B {report.threshold_b:.3f}, L {report.threshold_l:.3f})"
+            )
+        slot.phase = "finalize"
+        result.proof = determinism_proof(result.recipe_sha256, slot.seed, frames, speech.waveform)
+        result.success = True
+
+    # ---- the work each phase does, in a worker thread ------------------------------------------
+    def _voice(self, slot: _Slot):
+        a = slot.recipe.audio_track
+        n_samples = slot.recipe.slot_params.n_samples(self.config.buffers.audio.sample_rate)
+        speech = self.registry.get_model("kokoro").synthesize(
+            a.script, a.voice_id, a.speed, a.emotion, n_samples, cancel=slot.token, seed=slot.seed
+        )
+        self.buffers.load_audio(speech.waveform)
+        return speech
+
+    def _actor(self, slot: _Slot) -> np.ndarray:
+        v = self.config.buffers.actor
+        if slot.recipe.visual_track.actor_image:
+            image = load_portrait(slot.recipe.visual_track.actor_image, v.height, v.width)
+        else:
+            image = self.registry.get_model("flux").generate(slot.recipe.visual_track.prompt, slot.seed, cancel=slot.token)
+        self.buffers.load_actor(image)
+        return image
+
+    def _video(self, slot: _Slot, waveform: np.ndarray, staging: Path | None) -> np.ndarray:
+        n_frames = slot.recipe.slot_params.n_frames
+        b = self.config.buffers.video
+        frames = np.empty((n_frames, b.height, b.width, 3), dtype=np.uint8)
+        track = StillTrack(self.buffers.actor)
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if staging is not None:
+                writer = stack.enter_context(Mp4Writer(
+                    staging, width=b.width, height=b.height, fps=slot.recipe.slot_params.fps,
+                    sample_rate=self.config.buffers.audio.sample_rate,
+                ))
+                writer.write_audio(waveform)
+
+            def sink(i: int, frame: np.ndarray) -> None:
+                frames[i] = frame
+                if writer is not None:
+                    writer.write_frame(frame)
+
+            stream_frames(track, n_frames, self.buffers.frame_ring, sink, slot.token)
+            if writer is not None:
+                writer.close()
+        return frames
+
+    # ---- scheduling ------------------------------------------------------------------------------
+    def _timed(self, slot: _Slot, phase: str, fn: Callable, *args: Any) -> Any:
+        self._progress(phase, "start", slot)
+        start = time.perf_counter()
+        stream = self._streams.get(phase)
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            out = fn(*args)
+            if stream is not None:
+                stream.synchronize()
+        end = time.perf_counter()
+        slot.timings_ms[phase] = (end - start) * 1000.0
+        slot.spans_ms[phase] = ((start - slot.t0) * 1000.0, (end - slot.t0) * 1000.0)
+        phase_event(log, slot.slot_id, phase, slot.timings_ms[phase])
+        self._progress(phase, "done", slot)
+        return out
+
+    async def _in_worker(self, slot: _Slot, phase: str, fn: Callable, *args: Any) -> Any:
+        slot.phase = phase
+        return (await self._concurrently(slot, (phase, fn, *args)))[0]
+
+    async def _concurrently(self, slot: _Slot, *jobs: tuple) -> list[Any]:
+        """Run each (phase, fn, *args) in a worker thread, all at once; wait within the deadline."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.run_in_executor(self._executor, self._timed, slot, phase, fn, *args) for phase, fn, *args in jobs]
+        slot.inflight.update(futures)
+        pending = set(futures)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=max(slot.remaining_s(), 0), return_when=asyncio.FIRST_EXCEPTION)
+            for fut in done:
+                if fut.exception() is not None:
+                    slot.phase = next(p for (p, *_), f in zip(jobs, futures) if f is fut)
+                    raise fut.exception()
+            if pending and slot.remaining_s() <= 0:
+                running = [p for (p, *_), f in zip(jobs, futures) if f in pending]
+                slot.token.cancel("deadline exceeded")
+                raise DeadlineExceeded("+".join(running), slot.budget_s)
+        return [f.result() for f in futures]
+
+    async def _drain(self, slot: _Slot) -> None:
+        """Wait for worker threads to notice the cancel token, so the next slot starts clean."""
+        live = [f for f in slot.inflight if not f.done()]
+        if live:
+            await asyncio.wait(live)
+        for fut in slot.inflight:
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieve it, so asyncio does not warn about it
+        slot.inflight.clear()
+
+    def _budget(self, deadline: float | datetime | None) -> float:
+        if deadline is None:
+            return self.config.pipeline.generation_timeout_sec
+        if isinstance(deadline, datetime):
+            now = datetime.now(deadline.tzinfo)
+            return (deadline - now).total_seconds()
+        return float(deadline)
+
+    def _fail(self, slot: _Slot, result: GenerationResult, message: str, phase: str) -> None:
+        result.success = False
+        result.error_msg = message
+        result.failed_phase = phase
+        self._progress(phase, "failed", slot)
+
+    def _progress(self, phase: str, status: str, slot: _Slot) -> None:
+        if self.on_progress is not None:
+            self.on_progress(phase, status, slot.elapsed_ms())
+
+    def _note_unused_fields(self, slot: _Slot) -> None:
+        v = slot.recipe.visual_track
+        if v.negative_prompt:
+            slot.warnings.append("visual_track.negative_prompt is ignored: FLUX.1-schnell is guidance-distilled and has no negative prompt")
+        if v.expression_preset != "neutral" or v.expression_sequence or v.driving_source:
+            slot.warnings.append("expression_preset, expression_sequence and driving_source take effect with the animation stage; this engine renders a still portrait")
+
+
+class _VerificationFailed(VortexError):
+    pass
+
+
+def load_portrait(path: str | Path, height: int, width: int) -> np.ndarray:
+    """Centre-crop a portrait to the frame's aspect and resize it: the recipe's actor_image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = max(width / im.width, height / im.height)
+            im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.LANCZOS)
+            left, top = (im.width - width) // 2, (im.height - height) // 2
+            return np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8)
+    except OSError as exc:
+        raise RecipeError("visual_track.actor_image", f"cannot read image '{path}': {exc}") from None
+
+
+def _as_recipe(recipe: Recipe | dict | str | Path) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return Recipe.from_dict(recipe)
+    if isinstance(recipe, Path) or (isinstance(recipe, str) and not recipe.lstrip().startswith(("{", "slot_params", "recipe"))):
+        return Recipe.from_file(recipe)
+    return Recipe.from_text(recipe)
+
+
+def _pick_seed(explicit: int | None, from_recipe: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    if from_recipe is not None:
+        return from_recipe
+    return secrets.randbits(63)  # a fresh seed, recorded in the result so the slot can be replayed
+
+
+def _staging_path(output: str | Path) -> Path:
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise VortexError(f"output folder '{output.parent}' does not exist")
+    return output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.partial.mp4")
+
+
+def _write_sidecar(output: Path, result: GenerationResult) -> None:
+    sidecar = output.with_suffix(".json")
+    tmp = sidecar.with_name(f".{sidecar.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(result.metadata(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
