@@ -34,6 +34,7 @@ from .media import Mp4Writer
 from .memory.buffers import SlotBuffers
 from .memory.monitor import VRAMMonitor
 from .memory.plan import VRAMPlan, compute_plan
+from .memory.stats import reset_peak, vram_stats
 from .models.registry import ModelRegistry
 from .recipe import Recipe
 from .result import GenerationResult, determinism_proof
@@ -59,6 +60,8 @@ class _Slot:
     timings_ms: dict[str, float] = field(default_factory=dict)
     spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     inflight: set = field(default_factory=set)
+    vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    first_frame_ms: Optional[float] = None
     warnings: list[str] = field(default_factory=list)
 
     def elapsed_ms(self) -> float:
@@ -176,6 +179,8 @@ class VortexPipeline:
                 staging.unlink(missing_ok=True)
         result.timings_ms = dict(slot.timings_ms)
         result.spans_ms = dict(slot.spans_ms)
+        result.vram_peaks = dict(slot.vram_peaks)
+        result.first_frame_ms = slot.first_frame_ms
         result.warnings = slot.warnings
         result.generation_time_ms = slot.elapsed_ms()
         if output is not None and Path(output).parent.is_dir():
@@ -189,6 +194,7 @@ class VortexPipeline:
         voice, verifier = reg.get_model("kokoro"), reg.get_model("clip")
         recipe.check_voice(voice.voice_ids)
         self._note_unused_fields(slot)
+        reset_peak(self.device)
         self.monitor.check("slot start")
 
         slot.phase = "voice+actor"
@@ -201,15 +207,16 @@ class VortexPipeline:
             "speech_samples": int(speech.speech_samples), "padding_samples": int(len(speech.waveform) - speech.speech_samples),
             "phonemes": speech.phonemes,
         }
-        self.monitor.check("after voice+actor")
+        self._checkpoint(slot, "voice+actor")
 
         frames = await self._in_worker(slot, "video", self._video, slot, speech.waveform, staging)
         result.video_frames, result.animation = frames, StillTrack.name
-        self.monitor.check("after video")
+        self._checkpoint(slot, "video")
 
         threshold = recipe.semantic_constraints.clip_threshold
         report, embedding = await self._in_worker(slot, "verify", verifier.verify, frames, recipe.visual_track.prompt, threshold)
         result.verification, result.clip_embedding = report, embedding
+        self._checkpoint(slot, "verify")
         if report.fails_slot:
             raise _VerificationFailed(
                 f"verification failed: CLIP ensemble {report.ensemble:.3f} (B/32 {report.mean_b:.3f}, "
@@ -254,6 +261,8 @@ class VortexPipeline:
                 writer.write_audio(waveform)
 
             def sink(i: int, frame: np.ndarray) -> None:
+                if i == 0:
+                    slot.first_frame_ms = slot.elapsed_ms()
                 frames[i] = frame
                 if writer is not None:
                     writer.write_frame(frame)
@@ -310,6 +319,13 @@ class VortexPipeline:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # retrieve it, so asyncio does not warn about it
         slot.inflight.clear()
+
+    def _checkpoint(self, slot: _Slot, stage: str) -> None:
+        """Record the stage's peak device memory (zeros on CPU) and check the limits."""
+        stats = vram_stats(self.device)
+        slot.vram_peaks[stage] = {"allocated": stats.max_allocated, "reserved": stats.max_reserved}
+        reset_peak(self.device)
+        self.monitor.check(f"after {stage}")
 
     def _budget(self, deadline: float | datetime | None) -> float:
         if deadline is None:

@@ -48,6 +48,8 @@ class GenerationResult:
     timings_ms: dict[str, float] = field(default_factory=dict)  # phase -> wall ms
     spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase -> (start, end) since slot start
     generation_time_ms: float = 0.0
+    first_frame_ms: Optional[float] = None  # slot start → first frame handed to the encoder
+    vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> peak allocated/reserved bytes
     profile: str = ""
     stand_ins: list[str] = field(default_factory=list)  # components running on miniature weights
     animation: str = "still"
@@ -75,6 +77,8 @@ class GenerationResult:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "spans_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.spans_ms.items()},
             "generation_time_ms": round(self.generation_time_ms, 2),
+            "first_frame_ms": None if self.first_frame_ms is None else round(self.first_frame_ms, 2),
+            "vram_peaks": self.vram_peaks,
             "verification": None if self.verification is None else asdict(self.verification),
             "clip_embedding": None if self.clip_embedding is None else [round(float(x), 7) for x in self.clip_embedding],
             "warnings": self.warnings,
