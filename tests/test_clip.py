@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from vortex.config import ClipConfig, VerificationConfig
+from vortex.config import ClipConfig, VerificationConfig, VortexConfig
 from vortex.errors import ConfigError, VortexInitializationError
 from vortex.models.clip import ClipVerifier, SharedTextTower, evenly_spread_indices
 from vortex.models.miniature.clip import save_miniature_clip
@@ -303,3 +303,31 @@ def test_folder_of_another_model_type_is_refused(cache, tmp_path):
     with pytest.raises(VortexInitializationError, match="model_type 'clip'"):
         ClipVerifier.load(ClipConfig(source=str(tmp_path), placement="cpu", precision="fp32"), _mini(),
                           VerificationConfig(), "cpu", cache)
+
+
+# ---- identity against the source portrait --------------------------------------------------------
+
+def test_identity_against_the_portrait():
+    cfg = VortexConfig.load()
+    verifier = ClipVerifier.load(cfg.models.clip_b, cfg.models.clip_l, cfg.verification, "cpu",
+                                 Path(os.environ["VORTEX_CACHE"]))
+    rng = np.random.default_rng(0)
+    portrait = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    same = np.broadcast_to(portrait, (6, 64, 64, 3))
+    report, embedding = verifier.verify(same, "a face", threshold=0.0, reference=portrait)
+    assert report.identity is not None and len(report.identity) == len(report.frame_indices)
+    assert min(report.identity) == pytest.approx(1.0, abs=1e-4) and report.identity_threshold == 0.80
+    plain, _ = verifier.verify(same, "a face", threshold=0.0)
+    assert plain.identity is None and np.allclose(plain.cosine_b, report.cosine_b, atol=1e-5)
+    assert np.allclose(embedding, verifier.verify(same, "a face")[1], atol=1e-5)  # the portrait is not in the embedding
+
+    other = np.full((6, 64, 64, 3), 128, np.uint8)  # a collapsed, featureless video
+    drift, _ = verifier.verify(other, "a face", threshold=0.0, reference=portrait)
+    assert drift.identity_min < report.identity_min
+    strict = ClipVerifier.load(cfg.models.clip_b, cfg.models.clip_l,
+                               cfg.verification.model_copy(update={"identity_threshold": drift.identity_min + 1e-3,
+                                                                   "threshold_b": 0.0, "threshold_l": 0.0}),
+                               "cpu", Path(os.environ["VORTEX_CACHE"]))
+    failed = strict.verify(other, "a face", threshold=0.0, reference=portrait)[0]
+    assert failed.identity_passed is False and not failed.passed
+    assert strict.verify(same, "a face", threshold=0.0, reference=portrait)[0].identity_passed is True

@@ -133,8 +133,9 @@ def _generate(args: argparse.Namespace) -> int:
     if result.verification is not None:
         v = result.verification
         enforced = "enforced" if v.enforced else "NOT enforced: stand-in CLIP weights"
+        identity = "" if v.identity_min is None else f", identity {v.identity_min:.3f} (≥ {v.identity_threshold:.2f})"
         print(f"  verification: ensemble {v.ensemble:.3f} (B/32 {v.mean_b:.3f}, L/14 {v.mean_l:.3f}) "
-              f"threshold {v.threshold:.3f} → {'pass' if v.passed else 'fail'} ({enforced})", file=err)
+              f"threshold {v.threshold:.3f}{identity} → {'pass' if v.passed else 'fail'} ({enforced})", file=err)
     if not result.success:
         print(f"vortex: slot {slot_id} failed in phase '{result.failed_phase}': {result.error_msg}", file=err)
         print(f"  details: {sidecar}", file=err)

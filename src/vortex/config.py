@@ -86,11 +86,31 @@ class ClipConfig(_Section):
     placement: Placement = "cuda"
 
 
+class LivePortraitConfig(_Section):
+    # HF repo id (weights under liveportrait/), a local folder in the public layout, or "miniature".
+    source: str = "KwaiVGI/LivePortrait"
+    revision: Optional[str] = None
+    precision: Precision = "fp16"
+    placement: Placement = "cuda"
+    batch_frames: int = Field(8, ge=1, le=64)  # frames per warp + generator call
+    stitching: bool = True  # keep the face consistent with the portrait (the stitching MLP)
+
+
+class MotionConfig(_Section):
+    """The speech-driven motion driver (vortex.motion): bounds and rates of what it adds."""
+
+    lip_gain: float = Field(1.0, ge=0.0, le=2.0)
+    blinks_per_minute: float = Field(15.0, ge=0.0, le=40.0)
+    head_motion_deg: float = Field(3.0, ge=0.0, le=10.0)  # std of the slow head sway
+    breathing: bool = True
+
+
 class ModelsConfig(_Section):
     flux: FluxConfig = Field(default_factory=FluxConfig)
     kokoro: KokoroConfig = Field(default_factory=KokoroConfig)
     clip_b: ClipConfig = Field(default_factory=lambda: ClipConfig(source="openai/clip-vit-base-patch32"))
     clip_l: ClipConfig = Field(default_factory=lambda: ClipConfig(source="openai/clip-vit-large-patch14"))
+    liveportrait: LivePortraitConfig = Field(default_factory=LivePortraitConfig)
     # Flux's text_encoder *is* CLIP ViT-L/14's text tower: hold it once.
     share_clip_l_text_with_flux: bool = True
 
@@ -104,6 +124,10 @@ class VerificationConfig(_Section):
     threshold_b: float = Field(0.20, ge=0, le=1)
     threshold_l: float = Field(0.18, ge=0, le=1)
     ensemble_threshold: float = Field(0.19, ge=0, le=1)
+    # Image-to-image cosine of every sampled frame against the source portrait. Frames of the
+    # same face score about 0.9 and above; 0.80 is a first judgment, to be calibrated on real
+    # weights (docs/performance.md lists it among the unmeasured figures).
+    identity_threshold: float = Field(0.80, ge=0, le=1)
     # False only for profiles whose CLIP weights are random: the report is computed and kept,
     # but it cannot judge the slot, so it does not fail it.
     enforce: bool = True
@@ -152,6 +176,7 @@ class VortexConfig(_Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     vram: VRAMConfig = Field(default_factory=VRAMConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
@@ -166,7 +191,7 @@ class VortexConfig(_Section):
     def uses_stand_ins(self) -> bool:
         """True when any component runs on seeded-random miniature weights instead of real ones."""
         m = self.models
-        return MINIATURE in (m.flux.source, m.kokoro.source, m.clip_b.source, m.clip_l.source)
+        return MINIATURE in (m.flux.source, m.kokoro.source, m.clip_b.source, m.clip_l.source, m.liveportrait.source)
 
     def placement_device(self, placement: Placement) -> str:
         return self.device.name if placement == "cuda" and self.device.is_cuda else "cpu"

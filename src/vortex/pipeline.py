@@ -198,7 +198,7 @@ class VortexPipeline:
         self.monitor.check("slot start")
 
         slot.phase = "voice+actor"
-        speech, _portrait = await self._concurrently(
+        speech, portrait = await self._concurrently(
             slot, ("voice", self._voice, slot), ("actor", self._actor, slot)
         )
         result.audio_waveform = speech.waveform
@@ -214,14 +214,19 @@ class VortexPipeline:
         self._checkpoint(slot, "video")
 
         threshold = recipe.semantic_constraints.clip_threshold
-        report, embedding = await self._in_worker(slot, "verify", verifier.verify, frames, recipe.visual_track.prompt, threshold)
+        report, embedding = await self._in_worker(
+            slot, "verify", verifier.verify, frames, recipe.visual_track.prompt, threshold, portrait
+        )
         result.verification, result.clip_embedding = report, embedding
         self._checkpoint(slot, "verify")
         if report.fails_slot:
+            identity = "" if report.identity_min is None else (
+                f"; identity against the portrait {report.identity_min:.3f} (threshold {report.identity_threshold:.3f})"
+            )
             raise _VerificationFailed(
                 f"verification failed: CLIP ensemble {report.ensemble:.3f} (B/32 {report.mean_b:.3f}, "
                 f"L/14 {report.mean_l:.3f}) against thresholds {report.threshold:.3f} "
-                f"(B {report.threshold_b:.3f}, L {report.threshold_l:.3f})"
+                f"(B {report.threshold_b:.3f}, L {report.threshold_l:.3f}){identity}"
             )
         slot.phase = "finalize"
         result.proof = determinism_proof(result.recipe_sha256, slot.seed, frames, speech.waveform)

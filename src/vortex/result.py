@@ -26,6 +26,18 @@ class VerificationReport:
     passed: bool
     enforced: bool  # False on profiles whose CLIP weights are random stand-ins
     notes: list[str] = field(default_factory=list)
+    # Image-to-image cosine (same ensemble weights) of each sampled frame against the source
+    # portrait; None when no portrait was given. The slot passes only if the lowest is above threshold.
+    identity: Optional[list[float]] = None
+    identity_threshold: Optional[float] = None
+
+    @property
+    def identity_min(self) -> Optional[float]:
+        return None if not self.identity else min(self.identity)
+
+    @property
+    def identity_passed(self) -> Optional[bool]:
+        return None if self.identity_min is None else self.identity_min >= self.identity_threshold
 
     @property
     def fails_slot(self) -> bool:

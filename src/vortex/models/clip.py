@@ -325,9 +325,13 @@ class ClipVerifier:
         """The modules this verifier holds (a borrowed text tower is Flux's, so it is not listed)."""
         return {**self.clip_b.modules(), **self.clip_l.modules()}
 
-    def verify(self, frames: np.ndarray, prompt: str, threshold: Optional[float] = None
-               ) -> tuple[VerificationReport, np.ndarray]:
-        """Score the frames against the prompt; return the report and the (512,) B/32 embedding."""
+    def verify(self, frames: np.ndarray, prompt: str, threshold: Optional[float] = None,
+               reference: Optional[np.ndarray] = None) -> tuple[VerificationReport, np.ndarray]:
+        """Score the frames against the prompt; return the report and the (512,) B/32 embedding.
+
+        With `reference` (the source portrait, (H, W, 3) uint8), also score each sampled frame's
+        image embedding against the portrait's: a collapsed or smeared animation drifts away from
+        its own source and fails the identity check."""
         _check_frames(frames)
         v = self.verification
         threshold = v.ensemble_threshold if threshold is None else float(threshold)
@@ -335,12 +339,19 @@ class ClipVerifier:
             raise ValueError(f"threshold must be a finite number, got {threshold}")
         indices = self.sample_indices(len(frames))
         images = [np.ascontiguousarray(frames[i]) for i in indices]  # copies K frames, even of a broadcast view
+        if reference is not None:
+            _check_frames(reference[None])
+            images.append(np.ascontiguousarray(reference))  # one batch: frames, then the portrait
 
         with torch.inference_mode():
             pixels_b = self.clip_b.pixels(images)
             pixels_l = pixels_b if self._same_pixels else self.clip_l.pixels(images)
             image_b = F.normalize(self.clip_b.image_embeds(pixels_b), dim=-1)
             image_l = F.normalize(self.clip_l.image_embeds(pixels_l), dim=-1)
+            identity = None
+            if reference is not None:
+                (image_b, ref_b), (image_l, ref_l) = (image_b[:-1], image_b[-1]), (image_l[:-1], image_l[-1])
+                identity = (v.weight_b * (image_b @ ref_b) + v.weight_l * (image_l @ ref_l)).cpu().tolist()
             text_b, cut_b = self.clip_b.text.embed(prompt, self.clip_b.device)
             text_l, cut_l = self.clip_l.text.embed(prompt, self.clip_l.device)
             cosine_b = (image_b @ F.normalize(text_b, dim=-1).T).squeeze(1).cpu().tolist()
@@ -359,11 +370,13 @@ class ClipVerifier:
                 f"threshold {threshold:.2f} is on the raw-cosine scale, where a matching image/prompt pair "
                 "scores about 0.2-0.35: it will reject nearly everything (honoured as given)"
             )
+        identity_ok = identity is None or min(identity) >= v.identity_threshold
         report = VerificationReport(
             frame_indices=indices, cosine_b=cosine_b, cosine_l=cosine_l, mean_b=mean_b, mean_l=mean_l,
             ensemble=ensemble, threshold_b=v.threshold_b, threshold_l=v.threshold_l, threshold=threshold,
-            passed=ensemble >= threshold and mean_b >= v.threshold_b and mean_l >= v.threshold_l,
-            enforced=v.enforce, notes=notes,
+            passed=ensemble >= threshold and mean_b >= v.threshold_b and mean_l >= v.threshold_l and identity_ok,
+            enforced=v.enforce, notes=notes, identity=identity,
+            identity_threshold=None if identity is None else v.identity_threshold,
         )
         return report, embedding
 
