@@ -22,6 +22,12 @@ Placement = Literal["cuda", "cpu"]
 MINIATURE = "miniature"  # a `source` that builds a seeded-random miniature of the real architecture
 
 
+def placement_device(placement: Placement, device: str) -> str:
+    """Where a component placed on 'cuda' or 'cpu' runs: 'cuda' means the engine's device when that
+    is a CUDA device, and the CPU otherwise (a GPU profile's placements on a CPU-only engine)."""
+    return device if placement == "cuda" and device.startswith("cuda") else "cpu"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,6 +109,9 @@ class MotionConfig(_Section):
     blinks_per_minute: float = Field(15.0, ge=0.0, le=40.0)
     head_motion_deg: float = Field(3.0, ge=0.0, le=10.0)  # std of the slow head sway
     breathing: bool = True
+    # The mouth shapes lead the phoneme timeline: Kokoro's audio runs ~50-70 ms ahead of its
+    # per-token durations (measured on the int8 ONNX voice), and lips lead sound in real speech.
+    lip_lead_s: float = Field(0.06, ge=0.0, le=0.2)
 
 
 class ModelsConfig(_Section):
@@ -194,7 +203,7 @@ class VortexConfig(_Section):
         return MINIATURE in (m.flux.source, m.kokoro.source, m.clip_b.source, m.clip_l.source, m.liveportrait.source)
 
     def placement_device(self, placement: Placement) -> str:
-        return self.device.name if placement == "cuda" and self.device.is_cuda else "cpu"
+        return placement_device(placement, self.device.name)
 
     # ---- loading ------------------------------------------------------------------------
     @classmethod

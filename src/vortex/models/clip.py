@@ -34,7 +34,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from ..config import ClipConfig, Placement, VerificationConfig
+from ..config import ClipConfig, VerificationConfig, placement_device
 from ..errors import ConfigError, VortexInitializationError, WeightsNotFoundError
 from ..result import VerificationReport
 from ..weights import resolve_weights
@@ -289,10 +289,6 @@ class _Clip:
         return {f"{self.name}_{part}": module for part, module in owned.items()}
 
 
-def _model_device(device: str, placement: Placement) -> str:
-    return device if placement == "cuda" else "cpu"
-
-
 # ---- the verifier -------------------------------------------------------------------------------
 
 
@@ -307,7 +303,7 @@ class ClipVerifier:
     @classmethod
     def load(cls, b: ClipConfig, l: ClipConfig, verification: VerificationConfig, device: str, cache_dir: Path,
              shared_l_text: Optional[SharedTextTower] = None) -> "ClipVerifier":
-        b_device, l_device = _model_device(device, b.placement), _model_device(device, l.placement)
+        b_device, l_device = placement_device(b.placement, device), placement_device(l.placement, device)
         _precision(b.precision, "models.clip_b.precision", b_device)  # refuse a bad setting before any loading
         _precision(l.precision, "models.clip_l.precision", l_device)
         clip_b = _Clip.load("clip_b", b, b_device, Path(cache_dir), "b32")

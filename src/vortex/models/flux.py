@@ -22,7 +22,7 @@ from diffusers import FluxPipeline
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..cancel import CancelToken
-from ..config import FluxConfig, Placement
+from ..config import FluxConfig, placement_device
 from ..errors import ConfigError, VortexInitializationError
 from ..weights import resolve_weights
 from .miniature.flux import save_miniature_flux
@@ -34,11 +34,6 @@ _QUANT_COMPUTE_DTYPE = torch.bfloat16
 
 # (config field, pipeline component) pairs that bitsandbytes may quantise.
 _QUANTIZABLE = {"precision": "transformer", "t5_precision": "text_encoder_2"}
-
-
-def placement_device(placement: Placement, device: str) -> str:
-    """Same rule as VortexConfig.placement_device: 'cuda' means the engine's device if it is CUDA."""
-    return device if placement == "cuda" and device.startswith("cuda") else "cpu"
 
 
 class FluxActor:

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken
-from ..config import KokoroConfig
+from ..config import KokoroConfig, placement_device
 from ..errors import ConfigError, RecipeError, SpeechTooLongError, VortexInitializationError, WeightsNotFoundError
 from ..recipe import Emotion
 from ..weights import resolve_weights
@@ -121,10 +121,9 @@ class KokoroVoice:
     def load(cls, cfg: KokoroConfig, device: str, cache_dir: Path) -> "KokoroVoice":
         packs = sorted(set(cfg.voices.values()))
         if cfg.backend == "torch":
-            target = device if cfg.placement == "cuda" and device.startswith("cuda") else "cpu"
-            backend: _Backend = TorchKokoro.load(cfg, target, Path(cache_dir), packs)
+            backend: _Backend = TorchKokoro.load(cfg, placement_device(cfg.placement, device), Path(cache_dir), packs)
         else:
-            if cfg.placement == "cuda" and device.startswith("cuda"):
+            if placement_device(cfg.placement, device) != "cpu":
                 logger.warning("models.kokoro: the onnx backend runs on the CPU (onnxruntime CPUExecutionProvider)")
             backend = OnnxKokoro.load(cfg, Path(cache_dir), packs)
         return cls(backend, Phonemizer(cfg.language), cfg.voices, cfg.max_speed)
