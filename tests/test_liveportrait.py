@@ -228,7 +228,7 @@ def test_forward_shapes(forward):
 def test_unmoved_keypoints_give_the_identity_deformation(miniature, forward):
     with torch.no_grad():
         warped = miniature.W(forward["feature"], kp_source=forward["x_s"], kp_driving=forward["x_s"])
-    identity = make_coordinate_grid(4, 64, 64, like=forward["x_s"])
+    identity = make_coordinate_grid(MINIATURE.appearance_feature_extractor.reshape_depth, 64, 64, like=forward["x_s"])
     assert torch.allclose(warped["deformation"], identity.expand_as(warped["deformation"]), atol=1e-5)
     # ...while moved keypoints move the flow.
     assert not torch.allclose(forward["warped"]["deformation"], identity.expand_as(warped["deformation"]), atol=1e-3)

@@ -39,8 +39,6 @@ SPADE_LIVE_MAPS = 6
 # Dense-motion hourglass at full volume resolution: its input, the decoder output, the mask
 # logits and the deformed source features.
 WARP_LIVE_MAPS = 4
-# LivePortrait's per-frame networks (warping W + SPADE generator G) run this many frames per call.
-LIVEPORTRAIT_BATCH_FRAMES = 2
 # LivePortrait geometry (public models.yaml): a 16 x 64 x 64 feature volume; G starts at 64^2 and
 # doubles twice (64 -> 128 -> 256), then pixel-shuffles to 512^2.
 LIVEPORTRAIT_VOLUME = (16, 64, 64)
@@ -156,9 +154,11 @@ def clip_verify(models: dict[str, tuple[nn.Module, str]], frames: int, frame_hw:
                               f"+ K frames at {frame_hw[0]}x{frame_hw[1]} fp16")
 
 
-def liveportrait(manifest: dict[str, dict[str, list[int]]], batch_frames: int, placement: Placement) -> ActivationEstimate:
-    """Per-frame W + G at `batch_frames` frames per call, fp16. Channel widths come from the weight
-    manifest; resolutions from LivePortrait's geometry. W and G run one after the other."""
+def liveportrait(manifest: dict[str, dict[str, list[int]]], batch_frames: int, precision: str,
+                 placement: Placement) -> ActivationEstimate:
+    """Per-frame W + G at `batch_frames` frames per call (models.liveportrait.batch_frames), at the
+    animator's dtype. Channel widths come from the weight manifest; resolutions from LivePortrait's
+    geometry. W and G run one after the other."""
     gen = manifest["base_models/spade_generator.pth"]
     warp = manifest["base_models/warping_module.pth"]
     spade = {"G_middle": gen["G_middle_0.conv_0.weight_orig"][1], "up_0": gen["up_0.conv_0.weight_orig"][1],
@@ -167,11 +167,12 @@ def liveportrait(manifest: dict[str, dict[str, list[int]]], batch_frames: int, p
                           for k, c in spade.items())
     hourglass_out = warp["dense_motion_network.hourglass.decoder.conv.weight"][0]
     w_peak = hourglass_out * math.prod(LIVEPORTRAIT_VOLUME)
-    per_frame = max(SPADE_LIVE_MAPS * g_peak, WARP_LIVE_MAPS * w_peak) * 2
-    return ActivationEstimate("liveportrait", f"liveportrait {batch_frames} frames/call", placement, "fp16",
+    width = ELEMENT_BYTES[precision]
+    per_frame = max(SPADE_LIVE_MAPS * g_peak, WARP_LIVE_MAPS * w_peak) * width
+    return ActivationEstimate("liveportrait", f"liveportrait {batch_frames} frames/call", placement, precision,
                               batch_frames * per_frame,
                               f"{batch_frames} frames x max(G {SPADE_LIVE_MAPS} maps x {g_where}, "
-                              f"W {WARP_LIVE_MAPS} maps x {hourglass_out} ch x 16x64x64) x 2 B")
+                              f"W {WARP_LIVE_MAPS} maps x {hourglass_out} ch x 16x64x64) x {width} B")
 
 
 def text_encoders(t5: nn.Module, t5_precision: str, clip_text: nn.Module, clip_precision: str,

@@ -89,6 +89,14 @@ def kokoro() -> nn.Module:
             return KModel(repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty)).eval()
 
 
+@lru_cache(maxsize=None)
+def liveportrait() -> Any:
+    """The seven LivePortrait networks at full size (the public models.yaml), as the animator holds them."""
+    from ..models.liveportrait import build_networks
+
+    return build_networks("full", device="meta")
+
+
 def liveportrait_manifest() -> dict[str, dict[str, list[int]]]:
     """Every key and shape of the five public LivePortrait weight files, flattened per file."""
     text = (resources.files("vortex") / "data" / "liveportrait_state_dicts.json").read_text(encoding="utf-8")

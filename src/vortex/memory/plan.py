@@ -1,9 +1,10 @@
 """The VRAM plan: what every resident model, buffer and activation peak costs, computed.
 
-Each model is built at full size on the meta device from its upstream config and counted tensor
-by tensor at the configured precision and placement (see `counting.py`); LivePortrait, the next
-stage, is counted from its public weight manifest. Buffers come from `cfg.buffers`, the CUDA
-context from `cfg.vram`, and activation peaks from the estimates in `activations.py`.
+Each model is built at full size on the meta device from its upstream config (LivePortrait from
+its public models.yaml, whose state dicts match the published weight files) and counted tensor
+by tensor at the configured precision and placement (see `counting.py`). Buffers come from
+`cfg.buffers`, the CUDA context from `cfg.vram`, and activation peaks from the estimates in
+`activations.py`.
 
 All models stay resident, so the GPU peak is
 
@@ -296,18 +297,22 @@ def _clip_l14_row(cfg: VortexConfig, on) -> PlanRow:
 
 
 def _liveportrait_row(cfg: VortexConfig, on) -> PlanRow:
-    params = nbytes = materialised = 0
-    for entries in arch.liveportrait_manifest().values():
-        for key, shape in entries.items():
-            n = math.prod(shape)
-            params += n
-            nbytes += n * (8 if key.endswith("num_batches_tracked") else 2)
-            if key.endswith(".weight_orig"):  # spectral_norm computes `weight` beside weight_orig
-                materialised += n
-    return PlanRow("liveportrait (reserved)", on("cuda"), "fp16", params, nbytes + 2 * materialised,
-                   "counted (manifest)",
-                   f"reserved for the animation stage; incl. {_count(materialised)} spectral-norm weights "
-                   "materialised (0 if folded at load)")
+    """The networks the animator holds: F, M, W, G at the profile's precision, the three keypoint
+    MLPs in fp32 (the animator keeps them there, as the public inference does)."""
+    from ..models.liveportrait.animator import KEYPOINT_NETWORKS, liveportrait_dtype
+
+    lp = cfg.models.liveportrait
+    liveportrait_dtype(lp.precision)  # the loader's refusal of nf4 / int8, raised before counting
+    placement = on(lp.placement)
+    params = nbytes = mlp_params = 0
+    for name, network in arch.liveportrait().named_networks():
+        precision = "fp32" if name in KEYPOINT_NETWORKS else lp.precision
+        p, b = _count_once(f"liveportrait.{name}", network, precision, placement, every_linear)
+        params, nbytes = params + p, nbytes + b
+        mlp_params += p if name in KEYPOINT_NETWORKS else 0
+    note = _join(_stand_in_note(lp.source), f"keypoint MLPs ({_count(mlp_params)}) in fp32; spectral norm "
+                 "computed per forward (no weight materialised)")
+    return PlanRow("liveportrait", placement, lp.precision, params, nbytes, "counted (meta)", note)
 
 
 # ---- buffers, context, activations --------------------------------------------------------------
@@ -356,7 +361,8 @@ def _activation_estimates(cfg: VortexConfig, on, measured: Mapping[str, int]) ->
                          "L/14": (arch.clip_model("l14"), m.clip_l.precision)},
                         cfg.verification.frames, (cfg.buffers.video.height, cfg.buffers.video.width),
                         on(m.clip_l.placement)),
-        act.liveportrait(arch.liveportrait_manifest(), act.LIVEPORTRAIT_BATCH_FRAMES, on("cuda")),
+        act.liveportrait(arch.liveportrait_manifest(), m.liveportrait.batch_frames, m.liveportrait.precision,
+                         on(m.liveportrait.placement)),
     ]
     return [act.ActivationEstimate(**{**asdict(e), "bytes": int(measured[e.activity])}) if e.activity in measured
             else e for e in estimates]

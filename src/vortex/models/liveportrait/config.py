@@ -151,20 +151,24 @@ def _tuples(cls: type, values: dict[str, Any]) -> Any:
 
 FULL = LivePortraitModelConfig().validate()
 
-# Sized for CPU speed: W's 3-D hourglass dominates (its input is 22 × (compress + 1) channels
-# whatever the widths), so the depth is 4 and the mask kernel 3. ≈0.4 s of one core per frame.
+# Sized for CPU speed (the cpu-miniature profile renders every frame of a slot): W's 3-D hourglass
+# dominates (its input is 22 × (compress + 1) channels whatever the widths), so the volume depth
+# is 2 (the least make_coordinate_grid allows) and the mask kernel 3; block_expansion 1 in W
+# and G keep G's SPADE blocks at 256² cheap. W + G in batches of 4: ≈70 ms of one core a frame
+# (≈45 ms on 2 cores). A batch of 1 is slower: PyTorch sends such small 3-D convolutions to its
+# native kernel instead of oneDNN.
 MINIATURE = LivePortraitModelConfig(
     appearance_feature_extractor=AppearanceFeatureExtractorConfig(
-        block_expansion=8, max_features=32, reshape_channel=8, reshape_depth=4, num_resblocks=1
+        block_expansion=8, max_features=16, reshape_channel=8, reshape_depth=2, num_resblocks=1
     ),
     motion_extractor=MotionExtractorConfig(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128)),
     warping_module=WarpingNetworkConfig(
-        block_expansion=2, max_features=32, reshape_channel=8,
+        block_expansion=1, max_features=16, reshape_channel=8,
         dense_motion=DenseMotionConfig(
-            block_expansion=2, max_features=16, num_blocks=2, reshape_depth=4, compress=1, mask_kernel_size=3
+            block_expansion=1, max_features=16, num_blocks=2, reshape_depth=2, compress=1, mask_kernel_size=3
         ),
     ),
-    spade_generator=SpadeGeneratorConfig(block_expansion=2, max_features=16, out_channels=4, spade_hidden=8),
+    spade_generator=SpadeGeneratorConfig(block_expansion=1, max_features=16, out_channels=2, spade_hidden=4),
     stitching_retargeting_module=StitchingRetargetingConfig(
         stitching=MlpConfig(2 * 3 * NUM_KP, (16, 16), 3 * NUM_KP + 2),
         lip=MlpConfig(3 * NUM_KP + 2, (16, 16), 3 * NUM_KP),
