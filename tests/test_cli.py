@@ -35,6 +35,8 @@ def short_recipe(**audio):
         (short_recipe(speed=3), "audio_track.speed"),
         (short_recipe(emotion="bored"), "audio_track.emotion"),
         (short_recipe(voice_id="nobody"), "unknown voice 'nobody'"),
+        ({**short_recipe(), "visual_track": {"prompt": "p", "expression_preset": "smirk"}}, "visual_track.expression_preset"),
+        ({**short_recipe(), "visual_track": {"prompt": "p", "driving_source": "nope.pkl"}}, "visual_track.driving_source"),
         ('{"slot_params": ', "not valid JSON or YAML"),
     ],
 )

@@ -36,16 +36,17 @@ def test_slot_has_exact_counts_and_a_playable_mp4(pipeline, tmp_path):
     assert result.success, result.error_msg
     assert result.video_frames.shape == (36, 512, 512, 3) and result.video_frames.dtype == np.uint8
     assert result.audio_waveform.shape == (36000,) and result.audio_waveform.dtype == np.float32
-    assert result.animation == "still"
+    assert result.animation == "liveportrait"
     assert result.clip_embedding.shape == (512,) and abs(np.linalg.norm(result.clip_embedding) - 1) < 1e-4
-    assert set(result.timings_ms) == {"voice", "actor", "video", "verify"}
+    assert set(result.timings_ms) == {"voice", "motion", "actor", "source", "video", "verify"}
+    assert result.verification.identity is not None and result.first_frame_ms < result.generation_time_ms
 
     info = probe_mp4(out)
     assert (info.n_frames, info.n_audio_samples, info.width, info.height) == (36, 36000, 512, 512)
     assert info.video_codec == "h264" and info.pix_fmt == "yuv420p" and info.audio_codec == "aac" and info.faststart
 
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["profile"] == "cpu-miniature" and set(meta["stand_ins"]) == {"flux", "clip_b", "clip_l"}
+    assert meta["profile"] == "cpu-miniature" and set(meta["stand_ins"]) == {"flux", "clip_b", "clip_l", "liveportrait"}
     assert meta["verification"]["enforced"] is False and meta["proof"]["proof_sha256"] == result.proof["proof_sha256"]
     assert not list(tmp_path.glob(".*partial*"))  # nothing half-written left behind
 
@@ -115,15 +116,49 @@ def test_bad_input_is_a_failed_result_not_an_exception(pipeline):
     assert not broken.success and broken.failed_phase == "validate"
 
 
-def test_actor_image_replaces_generation(pipeline, tmp_path):
+def test_the_actor_talks_frames_change_over_time(pipeline):
+    result = pipeline.generate_slot_sync(recipe(duration=2.0, script="Open wide, say aah and ooh."))
+    frames = result.video_frames.astype(np.int16)
+    change = [float(np.abs(frames[i] - frames[0]).mean()) for i in range(1, len(frames))]
+    assert max(change) > 0  # not a frozen video
+    assert len({f.tobytes() for f in result.video_frames[::6]}) > 1
+
+
+@pytest.fixture(scope="module")
+def still_pipeline():
+    cfg = VortexConfig.load()
+    pipe = VortexPipeline(cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"animation": "still"})}))
+    yield pipe
+    pipe.close()
+
+
+def test_still_animation_holds_the_portrait_and_skips_liveportrait(still_pipeline, tmp_path):
+    assert "liveportrait" not in still_pipeline.registry.names
     portrait = np.zeros((600, 400, 3), np.uint8)
     portrait[:, :, 0] = np.linspace(0, 255, 400, dtype=np.uint8)[None, :]
     Image.fromarray(portrait).save(tmp_path / "host.png")
-    result = pipeline.generate_slot_sync(recipe(actor_image=str(tmp_path / "host.png")))
-    assert result.success
+    result = still_pipeline.generate_slot_sync(recipe(actor_image=str(tmp_path / "host.png"), expression_preset="smile"))
+    assert result.success and result.animation == "still"
     frame = result.video_frames[0]
-    assert frame.shape == (512, 512, 3) and frame[:, :, 1].max() == 0  # the portrait, not a Flux image
+    assert frame.shape == (512, 512, 3) and frame[:, :, 1].max() == 0  # the given portrait, not a Flux image
     assert frame[0, 0, 0] < frame[0, -1, 0]
+    assert all(np.array_equal(f, frame) for f in result.video_frames)
+    assert any("pipeline.animation is 'still'" in w for w in result.warnings)
+
+
+def test_actor_image_is_animated_instead_of_a_generated_portrait(pipeline, tmp_path):
+    portrait = np.random.default_rng(1).integers(0, 255, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(portrait).save(tmp_path / "host.png")
+    given = pipeline.generate_slot_sync(recipe(actor_image=str(tmp_path / "host.png")))
+    generated = pipeline.generate_slot_sync(recipe())
+    assert given.success and generated.success
+    assert given.proof["frames_sha256"] != generated.proof["frames_sha256"]
+
+
+def test_unknown_expression_fails_before_any_model_runs(pipeline):
+    result = pipeline.generate_slot_sync(recipe(expression_preset="smirk"))
+    assert not result.success and result.failed_phase == "validate"
+    assert "visual_track.expression_preset" in result.error_msg and "voice" not in result.timings_ms
 
 
 def test_no_buffer_growth_across_five_slots(pipeline):

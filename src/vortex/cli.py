@@ -1,4 +1,4 @@
-"""The `vortex` command: generate | plan | models | profiles.
+"""The `vortex` command: generate | plan | models | profiles | bench.
 
 Exit status: 0 done; 1 the slot failed (the reason is printed and in the sidecar); 2 the input,
 the configuration or the set-up is wrong (the message says which field or file, and the fix).
@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list the shipped profiles")
     pr.set_defaults(func=_profiles)
+
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
@@ -97,6 +101,9 @@ def _generate(args: argparse.Namespace) -> int:
     recipe = Recipe.from_file(args.recipe)  # validate before loading any model
     cfg = _load_config(args)
     recipe.check_voice(list(cfg.models.kokoro.voices))
+    from .motion.expressions import check_expressions
+
+    check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
     slot_id = recipe.slot_params.slot_id if args.slot_id is None else args.slot_id
     output = args.output or Path(f"slot-{slot_id}.mp4")
     if output.suffix.lower() != ".mp4":

@@ -177,6 +177,9 @@ class BuffersConfig(_Section):
 class PipelineConfig(_Section):
     generation_timeout_sec: float = Field(20.0, gt=0)
     parallel_audio_actor: bool = True
+    # "liveportrait": the actor talks (speech-driven re-enactment); "still": the portrait is held
+    # still and LivePortrait is not loaded (a channel's static card, or an encode-only benchmark).
+    animation: Literal["liveportrait", "still"] = "liveportrait"
 
 
 class VortexConfig(_Section):

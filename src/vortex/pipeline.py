@@ -1,7 +1,8 @@
 """VortexPipeline: one recipe in, one verified slot out, with every model resident.
 
-    recipe ─┬─ voice (Kokoro) ──────────┐
-            └─ actor (Flux | actor_image)┴─ video (still track → ring → encoder) ─ verify (CLIP B+L) ─ MP4 + sidecar
+    recipe ─┬─ voice (Kokoro → speech-driven motion) ──────────┐
+            └─ actor (Flux | actor_image → LivePortrait source) ┴─ video (LivePortrait W+G → ring → encoder)
+                                                                    ─ verify (CLIP B+L, identity) ─ MP4 + sidecar
 
 Voice and actor run at the same time in worker threads (each on its own CUDA stream on a GPU).
 A slot never raises for a failed generation: it returns a `GenerationResult` with `success=False`,
@@ -38,7 +39,10 @@ from .memory.stats import reset_peak, vram_stats
 from .models.registry import ModelRegistry
 from .recipe import Recipe
 from .result import GenerationResult, determinism_proof
-from .video import StillTrack, stream_frames
+from .motion import DrivingSequence
+from .motion.driver import MotionDriver
+from .motion.expressions import check_expressions
+from .video import StillTrack, VideoTrack, stream_frames
 
 log = logging.getLogger("vortex.pipeline")
 
@@ -95,6 +99,8 @@ class VortexPipeline:
             torch.backends.cudnn.allow_tf32 = cfg.device.allow_tf32
         self.on_progress = on_progress
         self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
+        self.animated = cfg.pipeline.animation == "liveportrait"
+        self.driver = MotionDriver(cfg.motion)
         self.registry = registry or ModelRegistry.load(cfg)
         self.buffers = SlotBuffers.allocate(cfg.buffers, self.device)
         self.monitor.check("startup")
@@ -112,6 +118,8 @@ class VortexPipeline:
     def stand_ins(self) -> list[str]:
         m = self.config.models
         named = {"flux": m.flux, "kokoro": m.kokoro, "clip_b": m.clip_b, "clip_l": m.clip_l}
+        if self.animated:
+            named["liveportrait"] = m.liveportrait
         return [name for name, c in named.items() if c.source == "miniature"]
 
     def close(self) -> None:
@@ -193,14 +201,18 @@ class VortexPipeline:
         recipe, reg = slot.recipe, self.registry
         voice, verifier = reg.get_model("kokoro"), reg.get_model("clip")
         recipe.check_voice(voice.voice_ids)
+        check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
         self._note_unused_fields(slot)
         reset_peak(self.device)
         self.monitor.check("slot start")
 
         slot.phase = "voice+actor"
-        speech, portrait = await self._concurrently(
-            slot, ("voice", self._voice, slot), ("actor", self._actor, slot)
-        )
+        jobs = (("voice", self._voice, slot), ("actor", self._actor, slot))
+        if self.config.pipeline.parallel_audio_actor:
+            (speech, driving), (portrait, source) = await self._concurrently(slot, *jobs)
+        else:  # lower peak memory: the plan counts the two phases apart
+            (speech, driving), (portrait, source) = [await self._in_worker(slot, *job) for job in jobs]
+            slot.phase = "voice+actor"
         result.audio_waveform = speech.waveform
         result.speech = {
             "speed": round(speech.speed, 4), "emotion": speech.emotion, "resynthesised": speech.resynthesised,
@@ -209,8 +221,9 @@ class VortexPipeline:
         }
         self._checkpoint(slot, "voice+actor")
 
-        frames = await self._in_worker(slot, "video", self._video, slot, speech.waveform, staging)
-        result.video_frames, result.animation = frames, StillTrack.name
+        track = self._track(source, driving)
+        frames = await self._in_worker(slot, "video", self._video, slot, track, speech.waveform, staging)
+        result.video_frames, result.animation = frames, track.name
         self._checkpoint(slot, "video")
 
         threshold = recipe.semantic_constraints.clip_threshold
@@ -233,29 +246,50 @@ class VortexPipeline:
         result.success = True
 
     # ---- the work each phase does, in a worker thread ------------------------------------------
-    def _voice(self, slot: _Slot):
-        a = slot.recipe.audio_track
-        n_samples = slot.recipe.slot_params.n_samples(self.config.buffers.audio.sample_rate)
+    def _voice(self, slot: _Slot) -> tuple[Any, Optional[DrivingSequence]]:
+        """Speech, then the motion it drives (the motion needs the phoneme timeline)."""
+        a, p, v = slot.recipe.audio_track, slot.recipe.slot_params, slot.recipe.visual_track
         speech = self.registry.get_model("kokoro").synthesize(
-            a.script, a.voice_id, a.speed, a.emotion, n_samples, cancel=slot.token, seed=slot.seed
+            a.script, a.voice_id, a.speed, a.emotion, p.n_samples(self.config.buffers.audio.sample_rate),
+            cancel=slot.token, seed=slot.seed,
         )
         self.buffers.load_audio(speech.waveform)
-        return speech
+        if not self.animated:
+            return speech, None
+        slot.token.raise_if_cancelled()
+        started = time.perf_counter()
+        driving = self.driver.drive(
+            speech, p.n_frames, p.fps, slot.seed, emotion=a.emotion.value, expression_preset=v.expression_preset,
+            expression_sequence=v.expression_sequence, driving_source=v.driving_source,
+        )
+        slot.timings_ms["motion"] = (time.perf_counter() - started) * 1000.0
+        return speech, driving
 
-    def _actor(self, slot: _Slot) -> np.ndarray:
+    def _actor(self, slot: _Slot) -> tuple[np.ndarray, Any]:
+        """The portrait, then what LivePortrait's F and M make of it (once per slot)."""
         v = self.config.buffers.actor
         if slot.recipe.visual_track.actor_image:
             image = load_portrait(slot.recipe.visual_track.actor_image, v.height, v.width)
         else:
             image = self.registry.get_model("flux").generate(slot.recipe.visual_track.prompt, slot.seed, cancel=slot.token)
         self.buffers.load_actor(image)
-        return image
+        if not self.animated:
+            return image, None
+        slot.token.raise_if_cancelled()
+        started = time.perf_counter()
+        source = self.registry.get_model("liveportrait").prepare(image)
+        slot.timings_ms["source"] = (time.perf_counter() - started) * 1000.0
+        return image, source
 
-    def _video(self, slot: _Slot, waveform: np.ndarray, staging: Path | None) -> np.ndarray:
+    def _track(self, source: Any, driving: Optional[DrivingSequence]) -> VideoTrack:
+        if not self.animated:
+            return StillTrack(self.buffers.actor)
+        return self.registry.get_model("liveportrait").track(source, driving)
+
+    def _video(self, slot: _Slot, track: VideoTrack, waveform: np.ndarray, staging: Path | None) -> np.ndarray:
         n_frames = slot.recipe.slot_params.n_frames
         b = self.config.buffers.video
         frames = np.empty((n_frames, b.height, b.width, 3), dtype=np.uint8)
-        track = StillTrack(self.buffers.actor)
         with contextlib.ExitStack() as stack:
             writer = None
             if staging is not None:
@@ -354,8 +388,8 @@ class VortexPipeline:
         v = slot.recipe.visual_track
         if v.negative_prompt:
             slot.warnings.append("visual_track.negative_prompt is ignored: FLUX.1-schnell is guidance-distilled and has no negative prompt")
-        if v.expression_preset != "neutral" or v.expression_sequence or v.driving_source:
-            slot.warnings.append("expression_preset, expression_sequence and driving_source take effect with the animation stage; this engine renders a still portrait")
+        if not self.animated and (v.expression_preset != "neutral" or v.expression_sequence or v.driving_source):
+            slot.warnings.append("expression_preset, expression_sequence and driving_source are ignored: pipeline.animation is 'still'")
 
 
 class _VerificationFailed(VortexError):

@@ -100,10 +100,13 @@ class Recipe(_Strict):
             recipe = cls.model_validate(data)
         except ValidationError as exc:
             raise _as_recipe_error(exc) from None
-        image = recipe._resolve_actor_image(base_dir)
-        if image is not None:
-            visual = recipe.visual_track.model_copy(update={"actor_image": image})
-            recipe = recipe.model_copy(update={"visual_track": visual})
+        files = {
+            "actor_image": recipe._resolve_actor_image(base_dir),
+            "driving_source": recipe._resolve_driving_source(base_dir),
+        }
+        files = {k: v for k, v in files.items() if v is not None}
+        if files:
+            recipe = recipe.model_copy(update={"visual_track": recipe.visual_track.model_copy(update=files)})
         return recipe
 
     @classmethod
@@ -146,13 +149,23 @@ class Recipe(_Strict):
                 f"unknown voice '{self.audio_track.voice_id}'; this profile knows: {', '.join(sorted(known_voices))}",
             )
 
+    def _resolve_driving_source(self, base_dir: Path | None) -> str | None:
+        ref = self.visual_track.driving_source
+        if ref is None:
+            return None
+        path = _relative_to(ref, base_dir)
+        if not path.is_file():
+            raise RecipeError(
+                "visual_track.driving_source",
+                f"motion template '{ref}' does not exist (a LivePortrait motion template .pkl, relative to the recipe)",
+            )
+        return str(path.resolve())
+
     def _resolve_actor_image(self, base_dir: Path | None) -> str | None:
         ref = self.visual_track.actor_image
         if ref is None:
             return None
-        path = Path(ref)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        path = _relative_to(ref, base_dir)
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -161,6 +174,12 @@ class Recipe(_Strict):
         except (OSError, UnidentifiedImageError) as exc:
             raise RecipeError("visual_track.actor_image", f"cannot read image '{ref}': {exc}") from None
         return str(path.resolve())
+
+
+def _relative_to(ref: str, base_dir: Path | None) -> Path:
+    """A path in a recipe is relative to the recipe's own folder, like an include."""
+    path = Path(ref).expanduser()
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
 def _unwrap(data: Any) -> Any:

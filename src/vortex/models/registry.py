@@ -31,6 +31,7 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
     from .clip import ClipVerifier, SharedTextTower
     from .flux import FluxActor
     from .kokoro import KokoroVoice
+    from .liveportrait.animator import LivePortraitAnimator
 
     device, cache = cfg.device.name, cfg.cache_path
     m = cfg.models
@@ -42,11 +43,14 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
             shared = SharedTextTower(model=actor.text_encoder, tokenizer=actor.tokenizer, device=actor.text_device)
         return ClipVerifier.load(m.clip_b, m.clip_l, cfg.verification, device, cache, shared_l_text=shared)
 
-    return {
+    loaders = {
         "flux": lambda _: FluxActor.load(m.flux, device, cache),
         "kokoro": lambda _: KokoroVoice.load(m.kokoro, device, cache),
         "clip": load_clip,
     }
+    if cfg.pipeline.animation == "liveportrait":
+        loaders["liveportrait"] = lambda _: LivePortraitAnimator.load(m.liveportrait, device, cache)
+    return loaders
 
 
 class ModelRegistry:

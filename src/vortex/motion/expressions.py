@@ -110,6 +110,13 @@ def preset_offset(name: str, field: str) -> np.ndarray:
     return preset.offset()
 
 
+def check_expressions(preset: str, sequence: Sequence[str]) -> None:
+    """Raise RecipeError for an unknown expression name, before any model runs."""
+    preset_offset(preset, "visual_track.expression_preset")
+    for i, name in enumerate(sequence):
+        preset_offset(name, f"visual_track.expression_sequence[{i}]")
+
+
 def emotion_offset(emotion: Emotion | str) -> np.ndarray:
     try:
         return EMOTION_EXPRESSIONS[Emotion(emotion)].offset()
