@@ -183,7 +183,7 @@ def _models_list(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     print(f"profile {cfg.profile}")
     for name, (source, status) in weights_status(cfg).items():
-        print(f"  {name:<7} {source:<42} {status}")
+        print(f"  {name:<12} {source:<36} {status}")
     return 0
 
 
@@ -192,7 +192,7 @@ def _models_pull(args: argparse.Namespace) -> int:
 
     cfg = _load_config(args)
     for name, message in pull_profile(cfg, progress=lambda n: print(f"  pulling {n} …", flush=True)):
-        print(f"  {name:<7} {message}")
+        print(f"  {name:<12} {message}")
     return 0
 
 

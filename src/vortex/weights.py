@@ -97,6 +97,7 @@ _FLUX_FILES = ["model_index.json", "scheduler/*", "text_encoder/*", "text_encode
                "tokenizer_2/*", "transformer/*", "vae/*"]  # the diffusers folders, not the single-file checkpoint
 _CLIP_FILES = ["config.json", "model.safetensors", "tokenizer*", "vocab.json", "merges.txt",
                "preprocessor_config.json", "special_tokens_map.json"]
+_LIVEPORTRAIT_FILES = ["liveportrait/base_models/*.pth", "liveportrait/retargeting_models/*.pth"]  # the human model
 
 
 def _needs(cfg) -> dict[str, tuple[str, Optional[str], list[str]]]:
@@ -108,6 +109,7 @@ def _needs(cfg) -> dict[str, tuple[str, Optional[str], list[str]]]:
         "kokoro": (m.kokoro.source, m.kokoro.revision, kokoro_files),
         "clip_b": (m.clip_b.source, m.clip_b.revision, _CLIP_FILES),
         "clip_l": (m.clip_l.source, m.clip_l.revision, _CLIP_FILES),
+        "liveportrait": (m.liveportrait.source, m.liveportrait.revision, _LIVEPORTRAIT_FILES),
     }
 
 
