@@ -11,15 +11,14 @@ full-size architectures with random weights instead.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from vortex.bench import BENCH_PROMPT, Timing, quiet_progress_bars, time_calls, timing_table  # noqa: E402
+from vortex.bench import component_parser, BENCH_PROMPT, Timing, time_calls, timing_table  # noqa: E402
 from vortex.config import VortexConfig  # noqa: E402
+from vortex.logs import quiet_libraries  # noqa: E402
 
 
 def measure_actor(actor, prompt: str = BENCH_PROMPT, seed: int = 0, repeat: int = 5, warmup: int = 1) -> list[Timing]:
@@ -44,14 +43,9 @@ def measure_actor(actor, prompt: str = BENCH_PROMPT, seed: int = 0, repeat: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--profile", default=None, help="a shipped profile (default cpu-miniature)")
-    group.add_argument("--config", type=Path)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser = component_parser(__doc__.splitlines()[0], repeat=5)
     args = parser.parse_args(argv)
-    quiet_progress_bars()
+    quiet_libraries(load=True)
     cfg = VortexConfig.load(args.profile, args.config)
 
     from vortex.models.flux import FluxActor

@@ -9,15 +9,14 @@ a GPU profile runs `kokoro.KModel` in fp32 on the GPU and needs the real weights
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from vortex.bench import Timing, bench_recipe, quiet_progress_bars, time_calls, timing_table  # noqa: E402
+from vortex.bench import component_parser, Timing, bench_recipe, time_calls, timing_table  # noqa: E402
 from vortex.config import VortexConfig  # noqa: E402
+from vortex.logs import quiet_libraries  # noqa: E402
 
 SAMPLE_RATE = 24000
 
@@ -42,15 +41,10 @@ def measure_voice(voice, device: str, voice_id: str = "rick_c137", durations=(5.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--profile", default=None, help="a shipped profile (default cpu-miniature)")
-    group.add_argument("--config", type=Path)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser = component_parser(__doc__.splitlines()[0], repeat=3)
     parser.add_argument("--durations", type=float, nargs="+", default=[5.0, 15.0, 45.0])
     args = parser.parse_args(argv)
-    quiet_progress_bars()
+    quiet_libraries(load=True)
     cfg = VortexConfig.load(args.profile, args.config)
 
     from vortex.models.kokoro import KokoroVoice

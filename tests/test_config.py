@@ -63,3 +63,11 @@ def test_placement_rule():
     gpu, cpu = VortexConfig.load(profile="rtx3060-12gb"), VortexConfig.load()
     assert gpu.placement_device("cuda") == "cuda:0" and gpu.placement_device("cpu") == "cpu"
     assert cpu.placement_device("cuda") == "cpu"
+
+
+def test_stand_ins_are_named_by_component():
+    cfg = VortexConfig.load()
+    assert cfg.stand_ins == ["flux", "clip_b", "clip_l", "liveportrait"]
+    still = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"animation": "still"})})
+    assert still.stand_ins == ["flux", "clip_b", "clip_l"]
+    assert VortexConfig.load(profile="rtx3060-12gb").stand_ins == []

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import torch
 
 from .config import VortexConfig
+from .logs import quiet_libraries
 from .errors import ConfigError, VortexError
 from .recipe import MAX_DURATION_SEC, Recipe
 
@@ -546,7 +547,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def bench_command(args: argparse.Namespace) -> int:
     cfg = VortexConfig.load(profile=args.profile, path=args.config)
     err = sys.stderr
-    quiet_progress_bars()
+    quiet_libraries(load=True)
     duration = args.duration if args.duration is not None else (None if args.recipe else default_duration(cfg))
     print(f"vortex bench · profile {cfg.profile}: {args.warmup} warm-up + {args.slots} slots"
           + (f" of {duration:g} s" if duration else "") + " · loading models …", file=err, flush=True)
@@ -565,20 +566,17 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0 if not report.failures else 1
 
 
-def quiet_progress_bars() -> None:
-    """The bench prints its own progress; the libraries' loading bars would interleave with it."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    try:
-        import diffusers.utils.logging as diffusers_logging
-        import transformers.utils.logging as transformers_logging
-    except ImportError:
-        return
-    diffusers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
+def component_parser(description: str, repeat: int = 5) -> argparse.ArgumentParser:
+    """The arguments every component benchmark in benchmarks/ takes."""
+    parser = argparse.ArgumentParser(description=description)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--profile", default=None, help="a shipped profile (default cpu-miniature)")
+    group.add_argument("--config", type=Path)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--warmup", type=int, default=1)
+    return parser
+
+
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,7 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     verbose = getattr(args, "verbose", False)
     logs.configure(verbose=verbose, log_file=getattr(args, "log_file", None))
     if not verbose:
-        _quiet_libraries()
+        logs.quiet_libraries()
     try:
         return args.func(args)
     except VortexError as exc:
@@ -37,15 +35,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("vortex: interrupted", file=sys.stderr)
         return 130
-
-
-def _quiet_libraries() -> None:
-    """The terminal shows Vortex's progress lines; the libraries' bars and notices go with -v."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,16 +103,14 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"vortex · profile {cfg.profile}: {cfg.description}", file=err)
     if cfg.uses_stand_ins:
         print("  ! this profile runs STAND-INS (miniature seeded-random weights) for: "
-              + ", ".join(n for n, c in _sources(cfg).items() if c == "miniature")
+              + ", ".join(cfg.stand_ins)
               + ". Their pictures and scores mean nothing; see README, 'Real weights'.", file=err)
     print("  loading models …", file=err, flush=True)
 
     from .pipeline import VortexPipeline
 
     if not args.verbose:
-        import diffusers.utils.logging  # diffusers' bars ignore the hub's environment switch
-
-        diffusers.utils.logging.disable_progress_bar()
+        logs.quiet_libraries(load=True)
     pipeline = VortexPipeline(cfg, on_progress=_ProgressPrinter(err))
     print(pipeline.registry.summary(), file=err)
     p = recipe.slot_params
@@ -170,11 +157,6 @@ def _plan(args: argparse.Namespace) -> int:
     plan = compute_plan(_load_config(args))
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.table())
     return 0
-
-
-def _sources(cfg: VortexConfig) -> dict[str, str]:
-    m = cfg.models
-    return {"flux": m.flux.source, "kokoro": m.kokoro.source, "clip_b": m.clip_b.source, "clip_l": m.clip_l.source}
 
 
 def _models_list(args: argparse.Namespace) -> int:

@@ -200,10 +200,17 @@ class VortexConfig(_Section):
         return Path(os.environ.get("VORTEX_CACHE") or self.cache_dir).expanduser()
 
     @property
-    def uses_stand_ins(self) -> bool:
-        """True when any component runs on seeded-random miniature weights instead of real ones."""
+    def stand_ins(self) -> list[str]:
+        """The components this engine runs on seeded-random miniature weights instead of real ones."""
         m = self.models
-        return MINIATURE in (m.flux.source, m.kokoro.source, m.clip_b.source, m.clip_l.source, m.liveportrait.source)
+        sources = {"flux": m.flux.source, "kokoro": m.kokoro.source, "clip_b": m.clip_b.source, "clip_l": m.clip_l.source}
+        if self.pipeline.animation == "liveportrait":
+            sources["liveportrait"] = m.liveportrait.source
+        return [name for name, source in sources.items() if source == MINIATURE]
+
+    @property
+    def uses_stand_ins(self) -> bool:
+        return bool(self.stand_ins)
 
     def placement_device(self, placement: Placement) -> str:
         return placement_device(placement, self.device.name)

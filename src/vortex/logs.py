@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +45,25 @@ def configure(verbose: bool = False, log_file: Optional[Path] = None) -> None:
         handler = logging.NullHandler()
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
+
+
+def quiet_libraries(load: bool = False) -> None:
+    """Vortex prints its own progress: the libraries' loading bars and notices go (they return
+    with --verbose). Environment switches first; with `load`, also diffusers' and transformers'
+    own switches, which need the libraries imported (seconds: only where models load anyway)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+    if not load:
+        return
+    import diffusers.utils.logging as diffusers_logging  # diffusers' bars ignore the hub's switch
+    import transformers.utils.logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()
 
 
 def phase_event(logger: logging.Logger, slot_id: int, phase: str, ms: float, **fields) -> None:

@@ -116,11 +116,7 @@ class VortexPipeline:
 
     @property
     def stand_ins(self) -> list[str]:
-        m = self.config.models
-        named = {"flux": m.flux, "kokoro": m.kokoro, "clip_b": m.clip_b, "clip_l": m.clip_l}
-        if self.animated:
-            named["liveportrait"] = m.liveportrait
-        return [name for name, c in named.items() if c.source == "miniature"]
+        return self.config.stand_ins
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
