@@ -111,6 +111,18 @@ def test_bf16_keeps_the_keypoint_mlps_in_fp32_and_cuda_placement_on_a_cpu_device
     assert animator.networks.stitching.mlp[0].weight.dtype == torch.float32
 
 
+def test_fast_path_switches_reach_the_networks(cache_dir):
+    """Wiring only: whether NHWC or torch.compile pays is for the device check to measure (a CPU
+    Inductor compile of W and G would take minutes here)."""
+    cfg = LivePortraitConfig(**{**MINI, "channels_last": True, "compile": "reduce-overhead"})
+    animator = LivePortraitAnimator.load(cfg, "cpu", cache_dir)
+    assert animator.channels_last
+    assert isinstance(animator.networks.W, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(animator.networks.G, torch._dynamo.eval_frame.OptimizedModule)
+    conv = next(m for m in animator.networks.G.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("precision", ["nf4", "int8"])
 def test_quantised_precisions_are_refused(cache_dir, precision):
     with pytest.raises(ConfigError, match="models.liveportrait.precision"):

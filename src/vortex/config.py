@@ -100,6 +100,11 @@ class LivePortraitConfig(_Section):
     placement: Placement = "cuda"
     batch_frames: int = Field(8, ge=1, le=64)  # frames per warp + generator call
     stitching: bool = True  # keep the face consistent with the portrait (the stitching MLP)
+    # The fast render path's switches, off until the device check (benchmarks/device) measures a
+    # gain on the card: G in NHWC for cuDNN's tensor-core kernels, and torch.compile of W and G
+    # ("reduce-overhead" replays CUDA graphs; the first slot pays the compile).
+    channels_last: bool = False
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
 
 class MotionConfig(_Section):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...config import LivePortraitConfig
+from ...config import LivePortraitConfig, placement_device
 from ...errors import ConfigError
 from ...motion import DrivingSequence
 from ...weights import resolve_weights
@@ -127,10 +127,16 @@ class LivePortraitAnimator:
         """Read the weights named by `cfg.source` (HF repo id, local folder or "miniature") onto the
         device that `cfg.placement` selects: `device` for "cuda" when it is a CUDA device, else the CPU."""
         dtype = liveportrait_dtype(cfg.precision)
-        placed = str(device) if cfg.placement == "cuda" and str(device).startswith("cuda") else "cpu"
+        placed = placement_device(cfg.placement, str(device))
         folder = resolve_weights(cfg.source, component="liveportrait", cache_dir=Path(cache_dir),
                                  revision=cfg.revision, build_miniature=save_miniature_liveportrait)
-        return cls(load_networks(folder, device=placed, dtype=dtype), cfg, placed)
+        networks = load_networks(folder, device=placed, dtype=dtype)
+        animator = cls(networks, cfg, placed, channels_last=cfg.channels_last)
+        if cfg.compile != "off":
+            # Static shapes: a slot renders full chunks of batch_frames and at most one shorter tail.
+            networks.W = torch.compile(networks.W, mode=cfg.compile, dynamic=False)
+            networks.G = torch.compile(networks.G, mode=cfg.compile, dynamic=False)
+        return animator
 
     def modules(self) -> dict[str, nn.Module]:
         return dict(self.networks.named_networks())
