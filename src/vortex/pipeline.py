@@ -92,8 +92,12 @@ class VortexPipeline:
                 f"profile '{cfg.profile}' runs on {cfg.device.name}, but this torch build sees no CUDA GPU "
                 f"(torch {torch.__version__}). Use `--profile cpu-miniature`, or install a CUDA build of torch."
             )
-        self.plan: VRAMPlan = compute_plan(cfg)
-        self.plan.raise_if_over()  # only a GPU plan can be over: a CPU engine holds no VRAM
+        # Only a GPU engine has a budget to keep; building every full-size architecture on meta to
+        # count it costs seconds of start-up, so a CPU engine skips it (`vortex plan` still shows it).
+        self.plan: Optional[VRAMPlan] = None
+        if self.device.type == "cuda":
+            self.plan = compute_plan(cfg)
+            self.plan.raise_if_over()
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = cfg.device.allow_tf32
             torch.backends.cudnn.allow_tf32 = cfg.device.allow_tf32
