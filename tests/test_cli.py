@@ -37,7 +37,7 @@ def short_recipe(**audio):
         (short_recipe(voice_id="nobody"), "unknown voice 'nobody'"),
         ({**short_recipe(), "visual_track": {"prompt": "p", "expression_preset": "smirk"}}, "visual_track.expression_preset"),
         ({**short_recipe(), "visual_track": {"prompt": "p", "driving_source": "nope.pkl"}}, "visual_track.driving_source"),
-        ('{"slot_params": ', "not valid JSON or YAML"),
+        ('{"slot_params": ', "is not valid JSON"),
     ],
 )
 def test_bad_recipes_exit_2_with_one_clear_line(tmp_path, capsys, data, needle):

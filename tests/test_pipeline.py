@@ -82,7 +82,8 @@ def test_missed_deadline_fails_with_its_phase_then_next_slot_runs(pipeline, tmp_
     late = pipeline.generate_slot_sync(recipe(), deadline=0.05, output=out)
     assert not late.success and "deadline" in late.error_msg
     assert late.failed_phase in {"voice+actor", "voice", "actor"}
-    assert not out.exists() and json.loads(out.with_suffix(".json").read_text())["failed_phase"] == late.failed_phase
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert json.loads((tmp_path / "late.failed.json").read_text())["failed_phase"] == late.failed_phase
     assert pipeline.generate_slot_sync(recipe()).success
 
 

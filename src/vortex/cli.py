@@ -7,7 +7,10 @@ the configuration or the set-up is wrong (the message says which field or file, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import math
+import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -35,6 +38,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("vortex: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("vortex: terminated (SIGTERM): the slot was stopped and its temporary files removed", file=sys.stderr)
+        return 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,9 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("recipe", type=Path)
     g.add_argument("-o", "--output", type=Path, help="MP4 to write (default: slot-<slot_id>.mp4); a .json sidecar goes beside it")
     _add_config_args(g)
-    g.add_argument("--seed", type=int, help="override the recipe's seed")
+    g.add_argument("--seed", type=_seed, help="override the recipe's seed (0 to 2^63-1)")
     g.add_argument("--slot-id", type=int, help="override the recipe's slot_id")
-    g.add_argument("--deadline", type=float, help="seconds the slot may take (default: the profile's generation_timeout_sec)")
+    g.add_argument("--deadline", type=_seconds, help="seconds the slot may take (default: the profile's generation_timeout_sec)")
     g.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     g.add_argument("--log-file", type=Path, help="append JSON log events to this file")
     g.set_defaults(func=_generate)
@@ -69,10 +75,30 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("profiles", help="list the shipped profiles")
     pr.set_defaults(func=_profiles)
 
-    from .bench import add_bench_parser
+    from .bench.cli import add_bench_parser  # imports no torch: see vortex/bench/cli.py
 
     add_bench_parser(sub)
     return p
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2^63-1, got {text!r}") from None
+    if not 0 <= value < 2**63:  # the recipe's own range: the proof hashes it as a 63-bit seed
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2^63-1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:  # NaN would silently mean "no deadline"
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -91,20 +117,17 @@ def _generate(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     recipe.check_voice(list(cfg.models.kokoro.voices))
     from .motion.expressions import check_expressions
+    from .outputs import SlotOutput
 
     check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
     slot_id = recipe.slot_params.slot_id if args.slot_id is None else args.slot_id
-    output = args.output or Path(f"slot-{slot_id}.mp4")
-    if output.suffix.lower() != ".mp4":
-        raise VortexError(f"output '{output}' must end in .mp4")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = SlotOutput.prepare(args.output or Path(f"slot-{slot_id}.mp4"))  # refused now, not after the render
 
     err = sys.stderr
     print(f"vortex · profile {cfg.profile}: {cfg.description}", file=err)
     if cfg.uses_stand_ins:
-        print("  ! this profile runs STAND-INS (miniature seeded-random weights) for: "
-              + ", ".join(cfg.stand_ins)
-              + ". Their pictures and scores mean nothing; see README, 'Real weights'.", file=err)
+        print("  ! this profile runs STAND-INS for: " + ", ".join(cfg.stand_ins)
+              + ". See README, 'What the default profile is'.", file=err)
     print("  loading models …", file=err, flush=True)
 
     from .pipeline import VortexPipeline
@@ -117,26 +140,61 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"  slot {slot_id}: {p.duration_sec:g} s at {p.fps} fps = {p.n_frames} frames, "
           f"{p.n_samples(cfg.buffers.audio.sample_rate)} audio samples", file=err)
     try:
-        result = pipeline.generate_slot_sync(recipe, slot_id=slot_id, seed=args.seed, deadline=args.deadline, output=output)
+        result = asyncio.run(_run_slot(pipeline, recipe, slot_id, args.seed, args.deadline, output))
     finally:
         pipeline.close()
 
-    sidecar = output.with_suffix(".json")
     for w in result.warnings:
         print(f"  ! {w}", file=err)
     if result.verification is not None:
-        v = result.verification
-        enforced = "enforced" if v.enforced else "NOT enforced: stand-in CLIP weights"
-        identity = "" if v.identity_min is None else f", identity {v.identity_min:.3f} (≥ {v.identity_threshold:.2f})"
-        print(f"  verification: ensemble {v.ensemble:.3f} (B/32 {v.mean_b:.3f}, L/14 {v.mean_l:.3f}) "
-              f"threshold {v.threshold:.3f}{identity} → {'pass' if v.passed else 'fail'} ({enforced})", file=err)
+        print(_verification_line(result.verification), file=err)
+    for line in _check_lines(result):
+        print(line, file=err)
     if not result.success:
         print(f"vortex: slot {slot_id} failed in phase '{result.failed_phase}': {result.error_msg}", file=err)
-        print(f"  details: {sidecar}", file=err)
+        if result.report_path is not None:
+            print(f"  details: {result.report_path}", file=err)
         return EXIT_FAILED
     print(f"  seed {result.seed} · proof {result.proof['proof_sha256'][:16]}… · {result.generation_time_ms / 1000:.2f} s", file=err)
-    print(f"wrote {output} ({result.video_frames.shape[0]} frames, {result.audio_waveform.shape[0]} samples) and {sidecar}", file=err)
+    print(f"wrote {output.mp4} ({result.video_frames.shape[0]} frames, {result.audio_waveform.shape[0]} samples) "
+          f"and {output.sidecar}", file=err)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM (what an orchestrator sends) arrived during a slot; it ended as Ctrl-C would."""
+
+
+async def _run_slot(pipeline, recipe, slot_id, seed, deadline, output):
+    """One slot on this event loop; SIGTERM cancels it, so workers drain and temporaries go."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await pipeline.generate_slot(recipe, slot_id=slot_id, seed=seed, deadline=deadline, output=output)
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _verification_line(v) -> str:
+    enforced = "enforced" if v.enforced else "NOT enforced: stand-in CLIP weights"
+    return (f"  verification: CLIP ensemble {v.ensemble:.3f} (B/32 {v.mean_b:.3f}, L/14 {v.mean_l:.3f}) "
+            f"threshold {v.threshold:.3f} → {'pass' if v.passed else 'fail'} ({enforced})")
+
+
+def _check_lines(result) -> list[str]:
+    return []
 
 
 class _ProgressPrinter:

@@ -59,6 +59,7 @@ class Mp4Writer:
         sample_rate: int = 24000,
         crf: int = 20,
         preset: str = "veryfast",
+        atomic: bool = True,
     ) -> None:
         self.path = Path(path)
         _check_positive_int("fps", fps)
@@ -79,7 +80,9 @@ class Mp4Writer:
 
         # Same directory as the target, so the final os.replace is an atomic rename. A random
         # suffix keeps concurrent writers apart; ffmpeg creates the file with the usual umask.
-        self._temp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.part")
+        # atomic=False: `path` is already a temporary name of the caller's (vortex.outputs), which
+        # publishes it later; a second temporary name would only be one more file to leave behind.
+        self._temp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.part") if atomic else self.path
         try:
             self._container = av.open(
                 str(self._temp_path),
@@ -161,7 +164,8 @@ class Mp4Writer:
             self._check_complete()
             self._mux(self._video.encode(None))  # drain frames x264 holds for look-ahead
             self._container.close()
-            os.replace(self._temp_path, self.path)
+            if self._temp_path != self.path:
+                os.replace(self._temp_path, self.path)
         except BaseException:
             self._discard()
             raise

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
+import math
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from .memory.buffers import SlotBuffers
 from .memory.monitor import VRAMMonitor
 from .memory.plan import VRAMPlan, compute_plan
 from .memory.stats import reset_peak, vram_stats
+from .outputs import OutputError, SlotOutput, describe_os_error
 from .models.registry import ModelRegistry
 from .recipe import Recipe
 from .result import GenerationResult, determinism_proof
@@ -114,10 +114,6 @@ class VortexPipeline:
         )
         self._lock = asyncio.Lock()
 
-    @classmethod
-    def from_profile(cls, profile: str | None = None, config_path: str | Path | None = None, **kwargs) -> "VortexPipeline":
-        return cls(VortexConfig.load(profile, config_path), **kwargs)
-
     @property
     def stand_ins(self) -> list[str]:
         return self.config.stand_ins
@@ -135,8 +131,9 @@ class VortexPipeline:
         output: str | Path | None = None,
     ) -> GenerationResult:
         """Generate one slot. `deadline`: seconds from now, or a wall-clock datetime; default the
-        profile's pipeline.generation_timeout_sec. With `output`, the MP4 is written there (and a
-        `.json` sidecar beside it) only when the slot succeeds."""
+        profile's pipeline.generation_timeout_sec. With `output` (a path, or a `SlotOutput` already
+        checked), the MP4 is written there with its `.json` sidecar only when the slot succeeds; a
+        failed slot writes `OUT.failed.json` instead and leaves an existing OUT.mp4/OUT.json as they were."""
         async with self._lock:  # the models are shared: one slot at a time
             return await self._generate(recipe, slot_id, seed, deadline, output)
 
@@ -147,25 +144,26 @@ class VortexPipeline:
         started = time.perf_counter()
         try:
             recipe = _as_recipe(recipe)
+            budget_s = self._budget(deadline)
+            target = output if isinstance(output, SlotOutput) or output is None else SlotOutput.prepare(output)
         except VortexError as exc:
             return GenerationResult(slot_id=slot_id or 0, seed=seed or 0, success=False, error_msg=str(exc),
                                     failed_phase="validate", profile=self.config.profile, stand_ins=self.stand_ins)
         slot_id = recipe.slot_params.slot_id if slot_id is None else slot_id
         seed = _pick_seed(seed, recipe.slot_params.seed)
         recipe = recipe.with_overrides(slot_id=slot_id, seed=seed)
-        slot = _Slot(recipe=recipe, slot_id=slot_id, seed=seed, budget_s=self._budget(deadline))
+        slot = _Slot(recipe=recipe, slot_id=slot_id, seed=seed, budget_s=budget_s)
         slot.t0 = started
         result = GenerationResult(
             slot_id=slot_id, seed=seed, success=False, profile=self.config.profile, stand_ins=self.stand_ins,
             fps=recipe.slot_params.fps, sample_rate=self.config.buffers.audio.sample_rate,
             recipe_sha256=recipe.sha256(),
         )
-        staging: Path | None = None
+        staging = target.staging_mp4() if target is not None else None
         try:
-            staging = _staging_path(output) if output is not None else None
             await self._run(slot, result, staging)
-            if output is not None and result.success:
-                os.replace(staging, output)
+            if target is not None and result.success:
+                target.publish(staging)
         except asyncio.CancelledError:
             slot.token.cancel("slot cancelled by the caller")
             await self._drain(slot)
@@ -176,6 +174,8 @@ class VortexPipeline:
             self._fail(slot, result, f"cancelled: {exc}", slot.phase)
         except VortexError as exc:
             self._fail(slot, result, str(exc), slot.phase)
+        except OSError as exc:  # the disk filled up, the folder went away: name the file
+            self._fail(slot, result, describe_os_error(target.mp4 if target else exc.filename, exc), slot.phase)
         except Exception as exc:  # a bug or a library failure: the slot fails, the engine lives on
             log.exception("slot failed", extra={"event": "slot_error", "slot_id": slot_id, "phase": slot.phase})
             self._fail(slot, result, f"{type(exc).__name__}: {exc}", slot.phase)
@@ -191,8 +191,14 @@ class VortexPipeline:
         result.first_frame_ms = slot.first_frame_ms
         result.warnings = slot.warnings
         result.generation_time_ms = slot.elapsed_ms()
-        if output is not None and Path(output).parent.is_dir():
-            _write_sidecar(Path(output), result)
+        if target is not None:
+            try:
+                result.report_path = target.write_report(result.metadata(), success=result.success)
+            except OutputError as exc:
+                if result.success:  # the MP4 is out, its sidecar is not: the slot did not complete
+                    target.mp4.unlink(missing_ok=True)
+                    result.success, result.failed_phase = False, "finalize"
+                result.error_msg = str(exc) if result.error_msg is None else f"{result.error_msg}; and {exc}"
         log.info("slot finished", extra={"event": "slot", "slot_id": slot_id, "success": result.success,
                                          "ms": round(result.generation_time_ms, 1), "phase": result.failed_phase})
         return result
@@ -295,7 +301,7 @@ class VortexPipeline:
             if staging is not None:
                 writer = stack.enter_context(Mp4Writer(
                     staging, width=b.width, height=b.height, fps=slot.recipe.slot_params.fps,
-                    sample_rate=self.config.buffers.audio.sample_rate,
+                    sample_rate=self.config.buffers.audio.sample_rate, atomic=False,
                 ))
                 writer.write_audio(waveform)
 
@@ -372,7 +378,10 @@ class VortexPipeline:
         if isinstance(deadline, datetime):
             now = datetime.now(deadline.tzinfo)
             return (deadline - now).total_seconds()
-        return float(deadline)
+        budget = float(deadline)
+        if not math.isfinite(budget) or budget <= 0:  # NaN would silently mean "no deadline"
+            raise VortexError(f"deadline must be a finite number of seconds > 0, got {deadline!r}")
+        return budget
 
     def _fail(self, slot: _Slot, result: GenerationResult, message: str, phase: str) -> None:
         result.success = False
@@ -427,17 +436,3 @@ def _pick_seed(explicit: int | None, from_recipe: int | None) -> int:
     if from_recipe is not None:
         return from_recipe
     return secrets.randbits(63)  # a fresh seed, recorded in the result so the slot can be replayed
-
-
-def _staging_path(output: str | Path) -> Path:
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise VortexError(f"output folder '{output.parent}' does not exist")
-    return output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.partial.mp4")
-
-
-def _write_sidecar(output: Path, result: GenerationResult) -> None:
-    sidecar = output.with_suffix(".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(result.metadata(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -69,6 +70,7 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
     recipe_sha256: str = ""
     proof: Optional[dict[str, str]] = None
+    report_path: Optional[Path] = None  # the sidecar written (OUT.json, or OUT.failed.json for a failed slot)
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the media arrays, as JSON-ready values (the MP4's sidecar)."""
