@@ -1,26 +1,39 @@
 """The recipe a director node sends for one slot: validated once, at the door.
 
 Accepts the bare shape and the wrapped one (`{"recipe": {...}, "slot_id": N, "seed": N}`),
-from a dict, a JSON or YAML string, or a file. Every problem becomes a `RecipeError` that names
-the field and what is allowed.
+from a dict, a JSON or YAML string, or a file (read through `vortex.inputs`: regular files only,
+1 MiB at most, UTF-8, JSON parsed as JSON). Every problem becomes a `RecipeError` that names the
+field and what is allowed, or a `RecipeFileError` ("recipe file '...'") about the file itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import inputs
 from .errors import RecipeError
+from .inputs import RecipeFileError
+
+__all__ = ["Recipe", "RecipeError", "RecipeFileError", "MAX_DURATION_SEC", "WORDS_PER_SEC_BOUND"]
 
 MAX_DURATION_SEC = 45.0  # the frame/audio buffers are sized for 45 s (1080 frames at 24 fps)
 SPEED_RANGE = (0.5, 2.0)
 FPS_RANGE = (1, 60)
+# The most words per second a voice could speak at speed 1.0, deliberately generous so that speech
+# that might fit is never refused: Kokoro-82M (int8 ONNX, three voices) speaks prose at 2.2-2.4
+# words/s per unit of speed and its fastest real script, one-letter words ("a-a-a ..."), at 13.1;
+# 20 is 1.5x that. (A word repeated verbatim, "I I I ...", is folded by the G2P into a few
+# phonemes and runs faster still: that is not speech, and no bound on words can follow it.)
+WORDS_PER_SEC_BOUND = 20.0
+# A word as speech counts it: letters or digits of any script, with inner apostrophes ("don't" is one).
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 
 
 class Emotion(str, Enum):
@@ -50,6 +63,17 @@ class SlotParams(_Strict):
     def n_samples(self, sample_rate: int) -> int:
         return round(self.duration_sec * sample_rate)
 
+    @model_validator(mode="after")
+    def _at_least_one_frame(self) -> "SlotParams":
+        # Raised as a RecipeError (not a ValueError) so that it names duration_sec, not slot_params.
+        if self.n_frames < 1:
+            raise RecipeError(
+                "slot_params.duration_sec",
+                f"{self.duration_sec:g} s gives 0 frames at {self.fps} fps; the shortest slot is one frame, "
+                f"{1 / self.fps:.4g} s at {self.fps} fps",
+            )
+        return self
+
 
 class AudioTrack(_Strict):
     script: str = Field(min_length=1)
@@ -62,7 +86,13 @@ class AudioTrack(_Strict):
     def _not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must contain words to speak, not only whitespace")
+        if not _WORD.search(v):
+            raise ValueError("has no pronounceable word: it needs at least one letter or digit (in any script)")
         return v
+
+    @property
+    def n_words(self) -> int:
+        return len(_WORD.findall(self.script))
 
 
 class VisualTrack(_Strict):
@@ -94,8 +124,9 @@ class Recipe(_Strict):
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, base_dir: Path | None = None) -> "Recipe":
-        data = _unwrap(data)
+    def from_dict(cls, data: Any, base_dir: Path | None = None, source: str | None = None) -> "Recipe":
+        """`source` names the file (or text) the dict came from, for errors about its shape."""
+        data = _unwrap(data, source)
         try:
             recipe = cls.model_validate(data)
         except ValidationError as exc:
@@ -110,23 +141,15 @@ class Recipe(_Strict):
         return recipe
 
     @classmethod
-    def from_text(cls, text: str, base_dir: Path | None = None, source: str = "recipe") -> "Recipe":
-        try:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON: one parser for both
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise RecipeError(source, f"is not valid JSON or YAML{where}: {getattr(exc, 'problem', exc)}") from None
-        return cls.from_dict(data, base_dir)
+    def from_text(cls, text: str, base_dir: Path | None = None, source: str | None = None) -> "Recipe":
+        """JSON (text opening with '{' or '[') or YAML; `source` is the file it came from, if any."""
+        return cls.from_dict(inputs.parse_text(text, "recipe", source=source), base_dir, source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Recipe":
+        """A `.json` file is parsed as JSON, `.yaml`/`.yml` as YAML, any other name by its content."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecipeError(str(path), f"cannot be read: {exc}") from None
-        return cls.from_text(text, base_dir=path.parent, source=str(path))
+        return cls.from_dict(inputs.load_file(path, "recipe"), base_dir=path.parent, source=str(path))
 
     # ---- derived values -----------------------------------------------------------------
     def canonical_json(self) -> str:
@@ -142,6 +165,22 @@ class Recipe(_Strict):
         )
         return self.model_copy(update={"slot_params": params})
 
+    def check_speakable(self, max_speed: float) -> None:
+        """Refuse a script that no allowed speed can fit in the slot, before any synthesis: at most
+        duration x speed x WORDS_PER_SEC_BOUND words, where speed is the fastest the voice may go
+        (`max(max_speed, the recipe's speed)`, as the voice's re-synthesis allows)."""
+        a, d = self.audio_track, self.slot_params.duration_sec
+        speed = max(max_speed, a.speed)
+        limit = int(d * speed * WORDS_PER_SEC_BOUND + 1e-9)  # 2.5 s x 2 x 20 is 100 words, not 99
+        words = a.n_words
+        if words > limit:
+            raise RecipeError(
+                "audio_track.script",
+                f"{words} words cannot be spoken in {d:g} s even at speed {speed:g}: at most {limit} words fit "
+                f"(a generous bound of {WORDS_PER_SEC_BOUND:g} words/s at speed 1.0; Kokoro speaks prose at about 2.3); "
+                f"shorten the script or lengthen slot_params.duration_sec",
+            )
+
     def check_voice(self, known_voices: list[str]) -> None:
         if self.audio_track.voice_id not in known_voices:
             raise RecipeError(
@@ -154,11 +193,13 @@ class Recipe(_Strict):
         if ref is None:
             return None
         path = _relative_to(ref, base_dir)
-        if not path.is_file():
+        try:
+            inputs.check_regular_file(path, "visual_track.driving_source", ref=ref)
+        except RecipeError as exc:
             raise RecipeError(
                 "visual_track.driving_source",
-                f"motion template '{ref}' does not exist (a LivePortrait motion template .pkl, relative to the recipe)",
-            )
+                f"motion template {exc.problem} (a LivePortrait motion template .pkl, relative to the recipe)",
+            ) from None
         return str(path.resolve())
 
     def _resolve_actor_image(self, base_dir: Path | None) -> str | None:
@@ -166,13 +207,8 @@ class Recipe(_Strict):
         if ref is None:
             return None
         path = _relative_to(ref, base_dir)
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                im.verify()
-        except (OSError, UnidentifiedImageError) as exc:
-            raise RecipeError("visual_track.actor_image", f"cannot read image '{ref}': {exc}") from None
+        # The header and structure only: the pipeline decodes it (through the same gate) when it runs.
+        inputs.open_image(path, "visual_track.actor_image", ref=ref, decode=False)
         return str(path.resolve())
 
 
@@ -182,15 +218,15 @@ def _relative_to(ref: str, base_dir: Path | None) -> Path:
     return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
-def _unwrap(data: Any) -> Any:
+def _unwrap(data: Any, source: str | None = None) -> Any:
     """Accept `{"recipe": {...}, "slot_id": N, "seed": N}` as well as the bare recipe."""
     if not isinstance(data, dict):
-        raise RecipeError("recipe", f"must be a JSON/YAML object, got {type(data).__name__}")
+        raise RecipeFileError(source, f"must hold a JSON/YAML object (the recipe), got {_type_name(data)}")
     if "recipe" not in data:
         return data
     inner = data["recipe"]
     if not isinstance(inner, dict):
-        raise RecipeError("recipe", f"the wrapped 'recipe' must be an object, got {type(inner).__name__}")
+        raise RecipeError("recipe", f"the wrapped 'recipe' must be an object, got {_type_name(inner)}")
     inner = dict(inner)
     params = dict(inner.get("slot_params") or {})
     for key in ("slot_id", "seed"):
@@ -200,6 +236,10 @@ def _unwrap(data: Any) -> Any:
     return inner
 
 
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
 _ALLOWED = {
     "slot_params.duration_sec": f"a number of seconds > 0 and <= {MAX_DURATION_SEC:g}",
     "slot_params.fps": f"an integer frame rate from {FPS_RANGE[0]} to {FPS_RANGE[1]}",
@@ -207,7 +247,7 @@ _ALLOWED = {
     "slot_params.seed": "an integer from 0 to 2^63-1, or absent for a fresh seed",
     "audio_track.speed": f"a number from {SPEED_RANGE[0]} to {SPEED_RANGE[1]}",
     "audio_track.emotion": "one of " + ", ".join(e.value for e in Emotion),
-    "audio_track.script": "non-empty text to speak",
+    "audio_track.script": "non-empty text to speak, with at least one letter or digit",
     "visual_track.prompt": "a non-empty description of the actor",
     "semantic_constraints.clip_threshold": "a number from 0 to 1 (raw CLIP cosine scale)",
 }
@@ -221,7 +261,7 @@ def _as_recipe_error(exc: ValidationError) -> RecipeError:
     else:
         got = err.get("input")
         got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        problem = f"{err['msg'].lower()}{got_text}"
+        problem = f"{err['msg'].removeprefix('Value error, ').lower()}{got_text}"
     allowed = _ALLOWED.get(field)
     if allowed:
         problem += f"; allowed: {allowed}"
