@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_verify import test_pattern  # noqa: E402
 
-from vortex.bench import Timing, time_calls, timing_table  # noqa: E402
+from vortex.bench.timing import Timing, time_calls, timing_table  # noqa: E402
 from vortex.media import Mp4Writer  # noqa: E402
 
 FPS, SAMPLE_RATE = 24, 24000

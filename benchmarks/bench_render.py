@@ -32,7 +32,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from vortex.bench import Timing, time_calls, timing_table  # noqa: E402
+from vortex.bench.timing import Timing, time_calls, timing_table  # noqa: E402
 from vortex.config import VortexConfig  # noqa: E402
 from vortex.media import Mp4Writer  # noqa: E402
 from vortex.models.liveportrait import build_networks  # noqa: E402

@@ -17,7 +17,9 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from vortex.bench import component_parser, BENCH_PROMPT, Timing, time_calls, timing_table  # noqa: E402
+from vortex.bench.cli import component_parser  # noqa: E402
+from vortex.bench.recipes import BENCH_PROMPT  # noqa: E402
+from vortex.bench.timing import Timing, time_calls, timing_table  # noqa: E402
 from vortex.config import VortexConfig  # noqa: E402
 from vortex.logs import quiet_libraries  # noqa: E402
 

@@ -21,7 +21,7 @@ from vortex.bench import (
     bench_recipe,
     nearest_rank,
 )
-from vortex.config import VortexConfig
+from vortex.config import DEFAULT_PROFILE, VortexConfig
 from vortex.errors import ConfigError
 
 PHASES = {"voice", "actor", "video", "verify"}
@@ -53,8 +53,9 @@ def report(bench_run) -> BenchReport:
 def test_command_prints_a_cpu_labelled_table(bench_run):
     rc, table, _ = bench_run
     assert rc == 0, table
-    assert "profile cpu-miniature" in table and "CPU figures, no GPU" in table
-    assert "STAND-INS" in table and "flux" in table and "animation " in table
+    assert f"profile {DEFAULT_PROFILE}" in table and "CPU figures, no GPU" in table
+    assert "STAND-INS" in table and "animation " in table
+    assert all(name in table for name in VortexConfig.load().stand_ins)
     for row in ("voice", "actor", "video", "verify", TOTAL, FIRST_FRAME, "real-time factor", "voice ‖ actor overlap"):
         assert any(line.startswith(row) for line in table.splitlines()), row
     report = BenchReport.from_json(bench_run[2].read_text())
@@ -63,14 +64,13 @@ def test_command_prints_a_cpu_labelled_table(bench_run):
 
 
 def test_report_fields(report):
-    assert report.profile == "cpu-miniature" and report.device == "cpu" and report.on_cpu
+    assert report.profile == DEFAULT_PROFILE and report.device == "cpu" and report.on_cpu
     assert (report.slots, report.warmup, len(report.samples), len(report.warmup_samples)) == (2, 1, 2, 1)
     assert (report.duration_sec, report.fps, report.n_frames, report.encode) == (1.0, 24, 24, True)
-    models = VortexConfig.load().models
-    miniatures = {name for name in type(models).model_fields
-                  if getattr(getattr(models, name), "source", None) == "miniature"}
-    assert {"flux", "clip_b", "clip_l"} <= set(report.stand_ins) == miniatures and report.recipe == "built-in"
-    assert [f.component for f in report.load][:3] == ["flux", "kokoro", "clip"] and report.load_s > 0
+    # the stand-ins the default profile declares (miniature CLIPs at least), named in the report
+    assert {"clip_b", "clip_l"} <= set(report.stand_ins) and report.stand_ins == VortexConfig.load().stand_ins
+    assert report.recipe == "built-in"
+    assert {"kokoro", "clip"} <= {f.component for f in report.load} and report.load_s > 0
     assert all(f.seconds > 0 for f in report.load) and report.animation
     # warm-up and measured slots are distinct slots with their own seeds
     assert [s.seed for s in report.warmup_samples + report.samples] == [1000, 1001, 1002]
@@ -141,3 +141,27 @@ def test_builtin_recipe_fits_the_slot():
     assert bench_recipe(12.0).audio_track.script.startswith(short.audio_track.script)
     with pytest.raises(ConfigError):
         bench_recipe(46.0)
+
+
+def test_registering_the_command_imports_no_torch():
+    """`vortex profiles` builds the same parser as `vortex bench`: it must not pay torch's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vortex.cli import _parser; _parser().parse_args(['profiles']); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'bitsandbytes') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves_from_the_package():
+    import vortex.bench as bench
+    from vortex.bench import report, stats, timing
+
+    for name in bench.__all__:
+        assert getattr(bench, name) is not None, name
+    assert bench.Percentiles is stats.Percentiles and bench.Timing is timing.Timing
+    assert bench.BenchReport is report.BenchReport
+    with pytest.raises(AttributeError, match="no attribute 'Stopwatch'"):
+        bench.Stopwatch  # noqa: B018

@@ -289,3 +289,97 @@ def test_planning_is_fast_once_architectures_are_built(rtx3060):
     start = time.perf_counter()
     compute_plan(VortexConfig.load("h100")).table()
     assert time.perf_counter() - start < 5.0
+
+
+# ---- the census: counts kept on disk -----------------------------------------------------------
+
+def _fresh_census(root):
+    from vortex.memory.census import Census
+
+    return Census(root)
+
+
+def test_counts_are_cached_atomically_and_reused(tmp_path, monkeypatch):
+    from vortex.memory import census as census_mod
+    from vortex.memory.weigh import weigh
+
+    cfg = VortexConfig.load("rtx3060-12gb")
+    first = _fresh_census(tmp_path)
+    plan = weigh(cfg, {}, first)
+    assert first.misses > 0
+    first.save()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("plan-counts-") and files[0].endswith(".json")  # no temp left
+    data = json.loads((tmp_path / files[0]).read_text())
+    assert set(data["libraries"]) == {"torch", "diffusers", "transformers", "kokoro"}
+    assert "count|flux.transformer|nf4|cuda" in data["figures"]
+
+    second = _fresh_census(tmp_path)
+    again = weigh(cfg, {}, second)
+    assert second.misses == 0 and second.hits > 0
+    assert again.rows == plan.rows and again.gpu_bytes == plan.gpu_bytes
+
+    # Another library version is another stamp: counted again, and the stale file goes.
+    versions = census_mod.library_versions()
+    monkeypatch.setattr(census_mod, "library_versions", lambda: {**versions, "diffusers": "0.0-other"})
+    third = _fresh_census(tmp_path)
+    weigh(cfg, {}, third)
+    assert third.hits == 0 and third.misses > 0
+    third.save()
+    assert [p.name for p in tmp_path.iterdir()] != files and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_corrupt_or_unwritable_cache_is_only_slower(tmp_path):
+    from vortex.memory.weigh import weigh
+
+    cfg = VortexConfig.load("rtx3060-12gb")
+    census = _fresh_census(tmp_path)
+    census.path.write_text("{not json", encoding="utf-8")
+    reread = _fresh_census(tmp_path)
+    assert weigh(cfg, {}, reread).fits and reread.hits == 0
+    reread.save()
+    assert json.loads(reread.path.read_text())["figures"]
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    unwritable = _fresh_census(blocked / "cache")
+    weigh(cfg, {}, unwritable)
+    unwritable.save()  # mkdir fails under a file: no error, nothing written
+    assert blocked.read_text() == "x"
+
+
+def test_second_plan_in_a_new_process_builds_no_architecture(tmp_path, rtx3060):
+    """What `vortex plan` pays the second time: the counts come from the file, so neither diffusers,
+    transformers, kokoro nor bitsandbytes is imported (11 s cold on 2 cores, ~2 s warm)."""
+    import subprocess
+    import sys
+
+    from vortex.memory.census import Census
+    from vortex.memory.search import t5_notes
+    from vortex.memory.weigh import weigh
+
+    census = Census(tmp_path)
+    warm = weigh(VortexConfig.load("rtx3060-12gb"), {}, census)
+    t5_notes(warm.config, warm, {}, census)  # the T5 note re-plans the other placement: its counts too
+    census.save()
+    code = ("import sys; from vortex.config import VortexConfig; from vortex.memory.plan import compute_plan; "
+            "print(compute_plan(VortexConfig.load('rtx3060-12gb')).gpu_bytes); "
+            "print(sorted(m for m in ('diffusers', 'transformers', 'bitsandbytes', 'kokoro') if m in sys.modules))")
+    env = {**os.environ, "VORTEX_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    gpu_bytes, imported = run.stdout.splitlines()
+    assert int(gpu_bytes) == rtx3060.gpu_bytes == warm.gpu_bytes
+    assert imported == "[]"
+
+
+def test_config_with_changes_is_validated_and_names_the_field(rtx3060):
+    from vortex.errors import ConfigError
+
+    cfg = VortexConfig.load("rtx3060-12gb")
+    changed = cfg.with_changes({"models": {"flux": {"precision": "bf16"}}, "pipeline": {"parallel_audio_actor": False}})
+    assert changed.models.flux.precision == "bf16" and not changed.pipeline.parallel_audio_actor
+    assert changed.models.flux.t5_precision == cfg.models.flux.t5_precision and cfg.models.flux.precision == "nf4"
+    with pytest.raises(ConfigError, match="models.flux.precision"):
+        cfg.with_changes({"models": {"flux": {"precision": "fp8"}}})
+    with pytest.raises(ConfigError, match="models.flux.precison"):
+        cfg.with_changes({"models": {"flux": {"precison": "bf16"}}})

@@ -3,7 +3,7 @@
 CUDA graph, torch.compile, and the public LivePortrait networks' frame-by-frame inference.
 
 Every function takes the animator the engine uses (`LivePortraitAnimator`) and a driving sequence
-from the real motion driver; each returns `vortex.bench.Timing` rows (or a dict for the public
+from the real motion driver; each returns `vortex.bench.timing.Timing` rows (or a dict for the public
 comparison). Nothing here is LivePortrait code of the public repository: the public networks are
 imported from a folder the caller names, only for the comparison, and skipped when it is absent.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vortex.bench import Timing, time_calls
+from vortex.bench.timing import Timing, time_calls
 from vortex.media import Mp4Writer
 from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator, compose_driving_keypoints
 from vortex.models.liveportrait.stitching_retargeting import stitch
@@ -66,7 +66,7 @@ def batch_sweep(animator: LivePortraitAnimator, source, rows: DrivingRows, batch
 
 
 def _nan():
-    from vortex.bench import Percentiles
+    from vortex.bench.stats import Percentiles
 
     return Percentiles(0, *(float("nan"),) * 6)
 

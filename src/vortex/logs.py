@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -47,10 +46,20 @@ def configure(verbose: bool = False, log_file: Optional[Path] = None) -> None:
     root.addHandler(handler)
 
 
+# Third-party loggers whose warnings are notices, not faults of ours: bitsandbytes warns on every
+# import on a CPU with AVX512-BF16 and no `kernels` package ("Failed to load CPU gemm_4bit_forward
+# from kernels-community", bitsandbytes/backends/cpu/ops.py; diffusers imports bitsandbytes with
+# any model). Their errors still show; the "vortex" logger is untouched.
+QUIET_LOGGERS = ("bitsandbytes",)
+
+
 def quiet_libraries(load: bool = False) -> None:
     """Vortex prints its own progress: the libraries' loading bars and notices go (they return
-    with --verbose). Environment switches first; with `load`, also diffusers' and transformers'
-    own switches, which need the libraries imported (seconds: only where models load anyway)."""
+    with --verbose). Environment switches and logger levels first (no import); with `load`, also
+    diffusers' and transformers' own switches, which need the libraries imported (seconds: only
+    where models load anyway)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -68,11 +77,3 @@ def quiet_libraries(load: bool = False) -> None:
 
 def phase_event(logger: logging.Logger, slot_id: int, phase: str, ms: float, **fields) -> None:
     logger.info(f"{phase} done", extra={"event": "phase", "slot_id": slot_id, "phase": phase, "ms": round(ms, 2), **fields})
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def ms(self) -> float:
-        return (time.perf_counter() - self.t0) * 1000.0

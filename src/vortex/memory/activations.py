@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
-
-from torch import nn
+from typing import Any, Literal
 
 from .counting import ELEMENT_BYTES, NF4, Placement
+
+# An architecture's config, read by attribute (the fields each function names): the upstream
+# config object, or the same fields as the planner's census keeps them (no module built).
+Config = Any
 
 Activity = Literal["text_encoders", "flux_denoise", "vae_decode", "kokoro", "clip_verify", "liveportrait"]
 
@@ -67,20 +69,19 @@ def compute_dtype_name(precision: str, placement: Placement = "cuda") -> str:
     return NF4.compute_dtype if precision == "nf4" else precision
 
 
-def flux_denoise(transformer: nn.Module, height: int, width: int, max_sequence_length: int,
+def flux_denoise(cfg: Config, largest_linear: int, height: int, width: int, max_sequence_length: int,
                  precision: str, placement: Placement) -> ActivationEstimate:
     """One transformer forward at HxW: the joint sequence is the packed latent tokens (VAE /8, 2x2
     patches: /16) plus the T5 tokens. bitsandbytes dequantises one NF4 Linear at a time to the
-    compute dtype before its matmul, so the largest such weight is live on top."""
-    cfg = transformer.config
+    compute dtype before its matmul, so the largest such weight (`largest_linear` elements) is
+    live on top. `cfg`: the transformer's config (num_attention_heads, attention_head_dim)."""
     hidden = cfg.num_attention_heads * cfg.attention_head_dim
     tokens = (height // 16) * (width // 16) + max_sequence_length
     width_b = compute_bytes(precision, placement)
     maps = FLUX_LIVE_HIDDEN_MAPS * tokens * hidden * width_b
     dequant = 0
     if precision == "nf4":
-        largest = max(m.weight.numel() for m in transformer.modules() if type(m) is nn.Linear)
-        dequant = largest * width_b
+        dequant = largest_linear * width_b
     formula = (f"{FLUX_LIVE_HIDDEN_MAPS} live maps x tokens {tokens} ((H/16)(W/16)+{max_sequence_length}) "
                f"x hidden {hidden} x {width_b} B; SDPA without N^2 scores")
     if dequant:
@@ -89,10 +90,9 @@ def flux_denoise(transformer: nn.Module, height: int, width: int, max_sequence_l
                               compute_dtype_name(precision, placement), maps + dequant, formula)
 
 
-def vae_decode(vae: nn.Module, height: int, width: int, precision: str, placement: Placement) -> ActivationEstimate:
+def vae_decode(cfg: Config, height: int, width: int, precision: str, placement: Placement) -> ActivationEstimate:
     """VAE decode at HxW: dominated by the largest conv feature map at full size. Walk the up
-    blocks (block_out_channels reversed, each but the last ending in a 2x upsampler)."""
-    cfg = vae.config
+    blocks (`cfg.block_out_channels` reversed, each but the last ending in a 2x upsampler)."""
     channels = list(reversed(cfg.block_out_channels))
     scale = 2 ** (len(cfg.block_out_channels) - 1)
     res_h, res_w = height // scale, width // scale
@@ -129,15 +129,14 @@ def kokoro(config: dict, seconds: float, sample_rate: int, precision: str, place
                               f"{KOKORO_LIVE_MAPS} live maps x last vocoder stage ({where}) x {width_b} B")
 
 
-def clip_verify(models: dict[str, tuple[nn.Module, str]], frames: int, frame_hw: tuple[int, int],
+def clip_verify(models: dict[str, tuple[Config, str]], frames: int, frame_hw: tuple[int, int],
                 placement: Placement) -> ActivationEstimate:
     """K sampled frames through each CLIP vision tower, one model after the other: per layer the
     residual stream and attention tensors (6 x D), the MLP hidden and its activation (2 x I),
     int32 accumulators of the int8 matmul (I x 4 B), eager attention scores (heads x T^2). The K
     frames at full size (fp16) and their 224^2 pixel batch (fp32) are live alongside."""
     peaks = []
-    for name, (model, precision) in models.items():
-        v = model.config.vision_config
+    for name, (v, precision) in models.items():  # v: the model's vision_config
         tokens = (v.image_size // v.patch_size) ** 2 + 1
         width_b = compute_bytes(precision, placement)
         layer = frames * tokens * (6 * v.hidden_size + 2 * v.intermediate_size) * width_b
@@ -175,16 +174,15 @@ def liveportrait(manifest: dict[str, dict[str, list[int]]], batch_frames: int, p
                               f"W {WARP_LIVE_MAPS} maps x {hourglass_out} ch x 16x64x64) x {width} B")
 
 
-def text_encoders(t5: nn.Module, t5_precision: str, clip_text: nn.Module, clip_precision: str,
+def text_encoders(c: Config, t5_precision: str, v: Config, clip_precision: str,
                   max_sequence_length: int, placement: Placement) -> ActivationEstimate:
     """Encoding one prompt (batch 1): T5 at max_sequence_length tokens, then CLIP-L at 77 — one
     after the other, so the larger wins. Per T5 layer: the gated FFN's two d_ff maps and their
     product (3 x d_ff), ~6 d_model maps, and the eager attention scores with position bias
-    (heads x N^2, fp32)."""
-    c = t5.config
+    (heads x N^2, fp32). `c`: T5's config (d_ff, d_model, num_heads); `v`: CLIP-L text's config
+    (hidden_size, intermediate_size, num_attention_heads)."""
     n = max_sequence_length
     t5_bytes = n * (3 * c.d_ff + 6 * c.d_model) * compute_bytes(t5_precision, placement) + c.num_heads * n * n * 4
-    v = clip_text.config
     clip_bytes = 77 * (6 * v.hidden_size + 2 * v.intermediate_size) * compute_bytes(clip_precision, placement)
     clip_bytes += v.num_attention_heads * 77 * 77 * 4
     return ActivationEstimate("text_encoders", "text encoders (one prompt)", placement, compute_dtype_name(t5_precision, placement),

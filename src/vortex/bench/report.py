@@ -1,0 +1,180 @@
+"""What one `vortex bench` run measured: its slots, and the figures derived from them.
+
+Over the measured slots that succeeded:
+
+- per phase (the result's `timings_ms`: voice, actor, video, verify) and the whole slot: P50 /
+  P95 / P99, mean, min and max, in milliseconds;
+- time to the first frame handed to the encoder, measured from the slot's start;
+- how long voice and actor really ran at the same time (the overlap of their spans);
+- the real-time factor: slot wall time / slot duration (below 1: faster than real time);
+- per stage (voice+actor, video, verify) the peak device memory, allocated and reserved, as the
+  maximum over slots (failed ones too); zeros on a CPU engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from .stats import PERCENTILE_METHOD, Percentiles
+
+if TYPE_CHECKING:
+    from ..result import GenerationResult
+
+GIB = 2**30
+FIRST_FRAME = "first frame"  # the row name of the first-frame latency
+TOTAL = "total"  # the row name of the whole slot
+
+
+@dataclass
+class SlotSample:
+    slot_id: int
+    seed: int
+    success: bool
+    duration_sec: float
+    generation_time_ms: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    first_frame_ms: Optional[float] = None
+    voice_actor_overlap_ms: Optional[float] = None  # how long voice and actor ran at the same time
+    vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    error: Optional[str] = None
+    failed_phase: Optional[str] = None
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.generation_time_ms / 1000.0 / self.duration_sec
+
+    @classmethod
+    def from_result(cls, result: "GenerationResult", duration_sec: float) -> "SlotSample":
+        return cls(
+            slot_id=result.slot_id, seed=result.seed, success=result.success, duration_sec=duration_sec,
+            generation_time_ms=result.generation_time_ms, timings_ms=dict(result.timings_ms),
+            first_frame_ms=result.first_frame_ms, voice_actor_overlap_ms=_overlap_ms(result.spans_ms),
+            vram_peaks={k: dict(v) for k, v in result.vram_peaks.items()},
+            error=result.error_msg, failed_phase=result.failed_phase,
+        )
+
+
+def _overlap_ms(spans: dict[str, tuple[float, float]]) -> Optional[float]:
+    if "voice" not in spans or "actor" not in spans:
+        return None
+    (v0, v1), (a0, a1) = spans["voice"], spans["actor"]
+    return max(0.0, min(v1, a1) - max(v0, a0))
+
+
+@dataclass
+class LoadFigure:
+    component: str
+    seconds: float
+    weight_bytes: int
+    vram_delta: int
+
+
+@dataclass
+class BenchReport:
+    profile: str
+    description: str
+    device: str  # "cpu" | "cuda:0"
+    device_name: str  # the GPU's name, or the CPU's model and core count
+    stand_ins: list[str]
+    recipe: str  # "built-in" or the recipe file
+    duration_sec: float
+    fps: int
+    n_frames: int
+    slots: int
+    warmup: int
+    encode: bool
+    load_s: Optional[float]
+    load: list[LoadFigure]
+    samples: list[SlotSample]  # the measured slots, warm-up excluded
+    warmup_samples: list[SlotSample]
+    date: str
+    commit: Optional[str]
+    torch_version: str
+    vram_total_bytes: int = 0  # the card's capacity (0 on CPU)
+    vram_limit_bytes: int = 0  # the per-process cap in force during the run (0: none)
+    animation: str = ""
+    notes: list[str] = field(default_factory=list)
+    percentile_method: str = PERCENTILE_METHOD
+    host_load: list[float] = field(default_factory=list)  # 1/5/15-min load average at the end: CPU contention
+
+    @property
+    def on_cpu(self) -> bool:
+        return not self.device.startswith("cuda")
+
+    @property
+    def succeeded(self) -> list[SlotSample]:
+        return [s for s in self.samples if s.success]
+
+    @property
+    def failures(self) -> list[SlotSample]:
+        return [s for s in self.samples if not s.success]
+
+    # ---- the summary ----------------------------------------------------------------------
+    def phases(self) -> dict[str, Percentiles]:
+        """Percentiles per phase, then the whole slot and the first frame (ms), successful slots only."""
+        ok = self.succeeded
+        if not ok:
+            return {}
+        names: list[str] = []
+        for s in ok:
+            names += [n for n in s.timings_ms if n not in names]
+        rows = {n: Percentiles.of([s.timings_ms[n] for s in ok if n in s.timings_ms]) for n in names}
+        rows[TOTAL] = Percentiles.of([s.generation_time_ms for s in ok])
+        firsts = [s.first_frame_ms for s in ok if s.first_frame_ms is not None]
+        if firsts:
+            rows[FIRST_FRAME] = Percentiles.of(firsts)
+        return rows
+
+    def voice_actor_overlap(self) -> Optional[Percentiles]:
+        values = [s.voice_actor_overlap_ms for s in self.succeeded if s.voice_actor_overlap_ms is not None]
+        return Percentiles.of(values) if values else None
+
+    def real_time_factor(self) -> Optional[Percentiles]:
+        ok = self.succeeded
+        return Percentiles.of([s.real_time_factor for s in ok]) if ok else None
+
+    def vram_peaks(self) -> dict[str, dict[str, int]]:
+        """Per stage, the largest peak over every measured slot (failed ones too: memory is memory)."""
+        peaks: dict[str, dict[str, int]] = {}
+        for s in self.samples:
+            for stage, p in s.vram_peaks.items():
+                slot = peaks.setdefault(stage, {"allocated": 0, "reserved": 0})
+                for k in ("allocated", "reserved"):
+                    slot[k] = max(slot[k], int(p.get(k, 0)))
+        return peaks
+
+    def summary(self) -> dict[str, Any]:
+        rtf, overlap = self.real_time_factor(), self.voice_actor_overlap()
+        return {
+            "phases_ms": {k: asdict(v) for k, v in self.phases().items()},
+            "real_time_factor": None if rtf is None else asdict(rtf),
+            "voice_actor_overlap_ms": None if overlap is None else asdict(overlap),
+            "vram_peaks_bytes": self.vram_peaks(),
+            "succeeded": len(self.succeeded),
+            "failed": len(self.failures),
+        }
+
+    # ---- output ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary()  # derived; from_json recomputes it from the samples
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchReport":
+        data = json.loads(text)
+        data.pop("summary", None)
+        data["load"] = [LoadFigure(**x) for x in data["load"]]
+        data["samples"] = [SlotSample(**x) for x in data["samples"]]
+        data["warmup_samples"] = [SlotSample(**x) for x in data["warmup_samples"]]
+        return cls(**data)
+
+    def table(self) -> str:
+        from .table import report_table
+
+        return report_table(self)
