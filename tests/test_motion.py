@@ -134,6 +134,26 @@ def test_eee_spreads_and_ooo_rounds_the_lips(driver):
     assert exp[o, 17, 2].mean() < -0.003  # round: 17.z forward
     assert seq.mouth_open[a].mean() > seq.mouth_open[e].mean() + 0.2  # "ah" opens wider than "ee"
     assert seq.mouth_open[a].mean() > seq.mouth_open[o].mean() + 0.2
+    # the lip-corner signals behind those moves travel with the sequence, at frame rate, in [0, 1]
+    for name in ("mouth_spread", "mouth_round"):
+        signal = getattr(seq, name)
+        assert signal.shape == (n,) and signal.dtype == np.float32, name
+        assert 0.0 <= signal.min() and signal.max() <= 1.0, name
+    assert seq.mouth_spread[e].mean() > 0.6 and seq.mouth_spread[e].mean() > seq.mouth_spread[o].mean() + 0.5
+    assert seq.mouth_round[o].mean() > 0.6 and seq.mouth_round[o].mean() > seq.mouth_round[e].mean() + 0.5
+    assert seq.mouth_spread[-3:].max() < 0.05 and seq.mouth_round[-3:].max() < 0.05  # silence: neutral corners
+
+
+def test_hand_built_sequences_default_to_neutral_lip_corners():
+    n = 5
+    seq = DrivingSequence(FPS, np.zeros((n, 21, 3), np.float32), np.zeros((n, 3), np.float32),
+                          np.zeros((n, 3), np.float32), np.ones(n, np.float32), np.zeros(n, np.float32),
+                          np.ones(n, np.float32))
+    assert np.array_equal(seq.mouth_spread, np.zeros(n)) and np.array_equal(seq.mouth_round, np.zeros(n))
+    with pytest.raises(ValueError, match="mouth_round"):
+        DrivingSequence(FPS, seq.exp_delta, seq.rotation_delta, seq.translation_delta, seq.scale_factor,
+                        seq.mouth_open, seq.eye_open, mouth_spread=np.zeros(n, np.float32),
+                        mouth_round=np.zeros(n + 1, np.float32))
 
 
 # ---- blinks ---------------------------------------------------------------------------------

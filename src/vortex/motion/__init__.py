@@ -27,6 +27,10 @@ class DrivingSequence:
     scale_factor: np.ndarray  # (n,) float32 multiplying the source scale (breathing: 1 ± a little)
     mouth_open: np.ndarray  # (n,) float32 in [0, 1]: the lip signal that drove exp_delta
     eye_open: np.ndarray  # (n,) float32 in [0, 1]: 1 open, 0 closed
+    # The lip-corner signals that drove exp_delta, at frame rate (post-smoothing, gated by speech):
+    # None (hand-built sequences) means neutral corners, zeros.
+    mouth_spread: np.ndarray | None = None  # (n,) float32 in [0, 1]: "eee", corners pulled out
+    mouth_round: np.ndarray | None = None  # (n,) float32 in [0, 1]: "ooo", corners pushed in
     from_template: bool = False  # True when a driving_source template supplied head and eye motion
 
     @property
@@ -35,6 +39,9 @@ class DrivingSequence:
 
     def __post_init__(self) -> None:
         n = self.exp_delta.shape[0]
+        for name in ("mouth_spread", "mouth_round"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(n, np.float32))  # frozen: set once, here
         shapes = {
             "exp_delta": (self.exp_delta.shape, (n, 21, 3)),
             "rotation_delta": (self.rotation_delta.shape, (n, 3)),
@@ -42,6 +49,8 @@ class DrivingSequence:
             "scale_factor": (self.scale_factor.shape, (n,)),
             "mouth_open": (self.mouth_open.shape, (n,)),
             "eye_open": (self.eye_open.shape, (n,)),
+            "mouth_spread": (self.mouth_spread.shape, (n,)),
+            "mouth_round": (self.mouth_round.shape, (n,)),
         }
         for name, (got, want) in shapes.items():
             if tuple(got) != want:

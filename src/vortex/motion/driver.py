@@ -121,6 +121,7 @@ class MotionDriver:
             fps=int(fps), exp_delta=exp_delta.astype(f32), rotation_delta=rotation.astype(f32),
             translation_delta=translation.astype(f32), scale_factor=scale.astype(f32),
             mouth_open=mouth_open.astype(f32), eye_open=np.clip(eye_open, 0.0, 1.0).astype(f32),
+            mouth_spread=spread.astype(f32), mouth_round=rounded.astype(f32),
             from_template=template is not None,
         )
 
