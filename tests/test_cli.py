@@ -75,18 +75,20 @@ def test_models_list_and_profiles(capsys):
     out = capsys.readouterr().out
     assert "black-forest-labs/FLUX.1-schnell" in out and "missing" in out
     assert main(["profiles"]) == 0
-    assert "cpu-miniature  (default)" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert any("cpu-preview" in line and "(default)" in line for line in lines)
+    assert any("cpu-miniature" in line for line in lines)
 
 
 def test_generate_writes_mp4_and_sidecar_on_the_default_profile(tmp_path, capsys):
     out = tmp_path / "nested" / "slot.mp4"
     assert main(["generate", str(write(tmp_path, short_recipe())), "-o", str(out), "--log-file", str(tmp_path / "log.jsonl")]) == 0
     err = capsys.readouterr().err
-    assert "profile cpu-miniature" in err and "STAND-INS" in err and "wrote" in err
+    assert "profile cpu-preview" in err and "STAND-INS" in err and "wrote" in err
     info = probe_mp4(out)
     assert (info.n_frames, info.n_audio_samples) == (36, 36000)
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["success"] and meta["seed"] == 2 and meta["slot_id"] == 9
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     phases = {e["phase"] for e in events if e.get("event") == "phase"}
-    assert phases == {"voice", "actor", "video", "verify"} and all(e["slot_id"] == 9 for e in events if e.get("event") == "phase")
+    assert phases == {"voice", "actor", "video", "speech_check", "verify"} and all(e["slot_id"] == 9 for e in events if e.get("event") == "phase")

@@ -315,19 +315,19 @@ def test_identity_against_the_portrait():
     portrait = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     same = np.broadcast_to(portrait, (6, 64, 64, 3))
     report, embedding = verifier.verify(same, "a face", threshold=0.0, reference=portrait)
-    assert report.identity is not None and len(report.identity) == len(report.frame_indices)
-    assert min(report.identity) == pytest.approx(1.0, abs=1e-4) and report.identity_threshold == 0.80
+    assert report.clip_identity is not None and len(report.clip_identity) == len(report.frame_indices)
+    assert min(report.clip_identity) == pytest.approx(1.0, abs=1e-4) and report.clip_identity_threshold == 0.80
     plain, _ = verifier.verify(same, "a face", threshold=0.0)
-    assert plain.identity is None and np.allclose(plain.cosine_b, report.cosine_b, atol=1e-5)
+    assert plain.clip_identity is None and np.allclose(plain.cosine_b, report.cosine_b, atol=1e-5)
     assert np.allclose(embedding, verifier.verify(same, "a face")[1], atol=1e-5)  # the portrait is not in the embedding
 
     other = np.full((6, 64, 64, 3), 128, np.uint8)  # a collapsed, featureless video
     drift, _ = verifier.verify(other, "a face", threshold=0.0, reference=portrait)
-    assert drift.identity_min < report.identity_min
+    assert drift.clip_identity_min < report.clip_identity_min
     strict = ClipVerifier.load(cfg.models.clip_b, cfg.models.clip_l,
-                               cfg.verification.model_copy(update={"identity_threshold": drift.identity_min + 1e-3,
+                               cfg.verification.model_copy(update={"identity_threshold": drift.clip_identity_min + 1e-3,
                                                                    "threshold_b": 0.0, "threshold_l": 0.0}),
                                "cpu", Path(os.environ["VORTEX_CACHE"]))
     failed = strict.verify(other, "a face", threshold=0.0, reference=portrait)[0]
-    assert failed.identity_passed is False and not failed.passed
-    assert strict.verify(same, "a face", threshold=0.0, reference=portrait)[0].identity_passed is True
+    assert failed.clip_identity_passed is False and not failed.passed
+    assert strict.verify(same, "a face", threshold=0.0, reference=portrait)[0].clip_identity_passed is True

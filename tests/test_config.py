@@ -7,8 +7,8 @@ from vortex.errors import ConfigError
 
 
 def test_shipped_profiles():
-    assert set(available_profiles()) >= {"rtx3060-12gb", "24gb", "h100", "cpu-miniature"}
-    assert DEFAULT_PROFILE == "cpu-miniature"
+    assert set(available_profiles()) >= {"rtx3060-12gb", "24gb", "h100", "cpu-miniature", "cpu-preview"}
+    assert DEFAULT_PROFILE == "cpu-preview"
     for name in available_profiles():
         cfg = VortexConfig.load(profile=name)
         assert cfg.profile == name and cfg.description
@@ -26,6 +26,8 @@ def test_default_profile_names_its_stand_ins():
     cfg = VortexConfig.load()
     assert cfg.uses_stand_ins and "STAND-IN" in cfg.description
     assert cfg.models.kokoro.backend == "onnx" and cfg.verification.enforce is False
+    assert cfg.pipeline.animation == "preview" and cfg.pipeline.actor == "astronaut" and cfg.faces.framing
+    assert cfg.verification.speech_check
 
 
 def test_extends_overrides_only_what_it_names(tmp_path):
@@ -66,7 +68,9 @@ def test_placement_rule():
 
 
 def test_stand_ins_are_named_by_component():
-    cfg = VortexConfig.load()
+    assert VortexConfig.load().stand_ins == ["actor (astronaut portrait)", "clip_b", "clip_l",
+                                             "animation (preview mesh warp)"]
+    cfg = VortexConfig.load(profile="cpu-miniature")
     assert cfg.stand_ins == ["flux", "clip_b", "clip_l", "liveportrait"]
     still = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"animation": "still"})})
     assert still.stand_ins == ["flux", "clip_b", "clip_l"]

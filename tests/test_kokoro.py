@@ -171,7 +171,7 @@ def test_speech_far_too_long_for_the_slot_is_refused(mini_voice):
     with pytest.raises(SpeechTooLongError) as err:
         mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=SR // 10)
     message = str(err.value)
-    assert "audio_track.script" in message and "duration_sec" in message and "2400 samples" in message
+    assert "audio_track.script" in message and "duration_sec" in message and "holds 0.10 s" in message
 
 
 def test_moderately_long_speech_is_resynthesised_faster(mini_voice, mini_hello):
@@ -276,3 +276,19 @@ def test_multi_sentence_script_is_spoken_in_chunks(onnx_voice):
     assert whole.phoneme_samples[second - 1] == (
         parts[0].speech_samples - parts[0].phoneme_starts[-1] - parts[0].phoneme_samples[-1] + parts[1].phoneme_starts[0]
     )
+
+
+def test_onnx_fits_the_speed_from_the_duration_predictor_before_one_synthesis(onnx_voice, onnx_hello, monkeypatch):
+    """The raw durations give the units at any speed: the first and only take already fits."""
+    calls = []
+    speak = onnx_voice._speak
+    monkeypatch.setattr(onnx_voice, "_speak", lambda *a, **k: calls.append(a[2]) or speak(*a, **k))
+    n_samples = int(onnx_hello.speech_samples / 1.4)
+    fitted = onnx_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=n_samples)
+    assert len(calls) == 1 and not fitted.resynthesised and 1.3 < fitted.speed < 1.6
+    assert n_samples - 600 * 3 < fitted.speech_samples <= n_samples  # the least speed that fits: within a few units
+    from vortex.models.kokoro.voice import _units
+
+    raw = [onnx_voice._backend.raw_durations(c.token_ids, "jm_kumo") for c in onnx_voice.phoneme_chunks(HELLO)]
+    assert _units(raw, 1.0) * 600 == onnx_hello.speech_samples  # the probe predicts the graph exactly
+    assert _units(raw, fitted.speed) * 600 == fitted.speech_samples

@@ -167,7 +167,8 @@ def test_sigterm_ends_a_slot_cleanly_within_seconds(tmp_path):
     code = proc.wait(timeout=30)
     assert code == 143 and "terminated" in rest and "Traceback" not in rest
     assert time.monotonic() - started < 15
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["x.failed.json"]  # no temporaries; the report says why
+    assert "cancelled" in json.loads((out / "x.failed.json").read_text())["error_msg"]
 
 
 def test_stale_partials_of_dead_processes_are_removed(tmp_path):

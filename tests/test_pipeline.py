@@ -1,4 +1,4 @@
-"""End to end on the embedded default profile: real Kokoro speech (int8 ONNX), miniature Flux and
+"""End to end on the cpu-miniature profile (the miniature LivePortrait path kept running): real Kokoro speech (int8 ONNX), miniature Flux and
 CLIP through their real loaders, the still video track, MP4 output, deadlines and cancellation."""
 
 import asyncio
@@ -25,7 +25,7 @@ def recipe(duration=1.5, script="Hello there.", seed=7, **visual) -> dict:
 
 @pytest.fixture(scope="module")
 def pipeline():
-    pipe = VortexPipeline(VortexConfig.load())
+    pipe = VortexPipeline(VortexConfig.load(profile="cpu-miniature"))
     yield pipe
     pipe.close()
 
@@ -103,9 +103,17 @@ def test_speech_too_long_fails_cleanly(pipeline, tmp_path):
     out = tmp_path / "long.mp4"
     script = "This script is far too long to be spoken in half a second, even at twice the normal speed. " * 2
     result = pipeline.generate_slot_sync(recipe(duration=0.5, script=script), output=out)
-    assert not result.success and result.failed_phase == "voice"
+    assert not result.success and result.failed_phase == "validate" and result.error_kind == "input"
     assert "audio_track.script" in result.error_msg and not out.exists()
     assert pipeline.generate_slot_sync(recipe()).success
+
+
+def test_a_script_with_more_phonemes_than_the_slot_has_25ms_units_is_refused_before_synthesis(pipeline):
+    script = "Good evening and welcome to the news at nine. " * 6  # 54 words: within the words bound
+    result = pipeline.generate_slot_sync(recipe(duration=3.0, script=script))
+    assert not result.success and result.failed_phase == "voice" and result.error_kind == "input"
+    assert "phonemes last at least" in result.error_msg and "audio_track.script" in result.error_msg
+    assert result.timings_ms.get("voice") is None and result.generation_time_ms < 5000  # nothing synthesised
 
 
 def test_bad_input_is_a_failed_result_not_an_exception(pipeline):
@@ -127,7 +135,7 @@ def test_the_actor_talks_frames_change_over_time(pipeline):
 
 @pytest.fixture(scope="module")
 def still_pipeline():
-    cfg = VortexConfig.load()
+    cfg = VortexConfig.load(profile="cpu-miniature")
     pipe = VortexPipeline(cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"animation": "still"})}))
     yield pipe
     pipe.close()
@@ -170,7 +178,7 @@ def test_no_buffer_growth_across_five_slots(pipeline):
 
 
 def test_enforced_verification_failure_writes_no_video(tmp_path):
-    cfg = VortexConfig.load()
+    cfg = VortexConfig.load(profile="cpu-miniature")
     cfg = cfg.model_copy(update={"verification": cfg.verification.model_copy(update={"enforce": True})})
     pipe = VortexPipeline(cfg)
     try:

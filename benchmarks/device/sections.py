@@ -140,7 +140,10 @@ def configured(profile: str, device: str, folders: dict[str, Path], extra: dict 
                                        "clip_l": {"source": str(folders["clip_l"])},
                                        "liveportrait": {"source": str(folders["liveportrait"])}},
                             # random CLIP weights judge nothing: score every slot, fail none on it
-                            "verification": {"enforce": False}}
+                            "verification": {"enforce": False, "speech_check": False},
+                            # random Flux paints no face to frame; the 99.7 MB 68-point dlib model
+                            # cannot travel to the device machine either (64 MiB per call)
+                            "faces": {"framing": False}}
     if dry_run:  # the CPU stands in: everything fp32 where the CPU has no kernels for the GPU formats
         over["device"] = {"name": "cpu"}
         over["vram"] = {"cuda_context_reserve_gb": 0.0}

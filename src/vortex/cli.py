@@ -7,7 +7,6 @@ the configuration or the set-up is wrong (the message says which field or file, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import signal
@@ -19,6 +18,7 @@ from . import logs
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
 from .errors import VortexError
 from .recipe import Recipe
+from .requests import SlotRequest
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -115,7 +115,7 @@ def _load_config(args: argparse.Namespace) -> VortexConfig:
 def _generate(args: argparse.Namespace) -> int:
     recipe = Recipe.from_file(args.recipe)  # validate before loading any model
     cfg = _load_config(args)
-    recipe.check_voice(list(cfg.models.kokoro.voices))
+    cfg.check_recipe(recipe)  # buffers, a speakable script, a known voice: before any model loads
     from .motion.expressions import check_expressions
     from .outputs import SlotOutput
 
@@ -134,15 +134,26 @@ def _generate(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         logs.quiet_libraries(load=True)
-    pipeline = VortexPipeline(cfg, on_progress=_ProgressPrinter(err))
+    pipeline = VortexPipeline(cfg)
     print(pipeline.registry.summary(), file=err)
     p = recipe.slot_params
     print(f"  slot {slot_id}: {p.duration_sec:g} s at {p.fps} fps = {p.n_frames} frames, "
           f"{p.n_samples(cfg.buffers.audio.sample_rate)} audio samples", file=err)
+    request = SlotRequest(recipe=recipe, slot_id=slot_id, seed=args.seed, deadline_s=args.deadline, output=output.mp4)
+    terminated = []
+
+    def on_sigterm(signum, frame) -> None:  # what an orchestrator sends: end the slot as Ctrl-C would
+        terminated.append(signum)
+        pipeline.cancel(request.id)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = asyncio.run(_run_slot(pipeline, recipe, slot_id, args.seed, args.deadline, output))
+        result = pipeline.run(request, on_event=_ProgressPrinter(err))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         pipeline.close()
+    if terminated:
+        raise _Terminated()
 
     for w in result.warnings:
         print(f"  ! {w}", file=err)
@@ -154,7 +165,8 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"vortex: slot {slot_id} failed in phase '{result.failed_phase}': {result.error_msg}", file=err)
         if result.report_path is not None:
             print(f"  details: {result.report_path}", file=err)
-        return EXIT_FAILED
+        # A portrait without a face is found only once the portrait is read: still bad input.
+        return EXIT_USAGE if result.error_kind == "input" else EXIT_FAILED
     print(f"  seed {result.seed} · proof {result.proof['proof_sha256'][:16]}… · {result.generation_time_ms / 1000:.2f} s", file=err)
     print(f"wrote {output.mp4} ({result.video_frames.shape[0]} frames, {result.audio_waveform.shape[0]} samples) "
           f"and {output.sidecar}", file=err)
@@ -165,27 +177,6 @@ class _Terminated(Exception):
     """SIGTERM (what an orchestrator sends) arrived during a slot; it ended as Ctrl-C would."""
 
 
-async def _run_slot(pipeline, recipe, slot_id, seed, deadline, output):
-    """One slot on this event loop; SIGTERM cancels it, so workers drain and temporaries go."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    terminated = False
-
-    def on_sigterm() -> None:
-        nonlocal terminated
-        terminated = True
-        task.cancel()
-
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    try:
-        return await pipeline.generate_slot(recipe, slot_id=slot_id, seed=seed, deadline=deadline, output=output)
-    except asyncio.CancelledError:
-        if terminated:
-            raise _Terminated() from None
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
 
 def _verification_line(v) -> str:
     enforced = "enforced" if v.enforced else "NOT enforced: stand-in CLIP weights"
@@ -194,18 +185,43 @@ def _verification_line(v) -> str:
 
 
 def _check_lines(result) -> list[str]:
-    return []
+    """One line per face and speech check: the number, the threshold, and whether it counts."""
+    v = result.verification
+    if v is None:
+        return []
+
+    def state(r) -> str:
+        verdict = "pass" if r.passed else "fail"
+        return f"{verdict} (enforced)" if r.enforced else f"{verdict} (NOT enforced: {r.why_not_enforced})"
+
+    lines = [f"  animation: {result.animation}; portrait: {result.actor.get('origin', '?')}"]
+    if v.identity is not None:
+        i = v.identity
+        worst = "not measured" if i.worst is None else f"worst face distance {i.worst:.3f}"
+        lines.append(f"  identity: {worst} over {len(i.distances)} frames (same person < {i.max_distance:.2f}) → {state(i)}")
+    if v.lip_sync is not None:
+        l = v.lip_sync
+        r = "not measured" if l.r is None else f"r {l.r:.3f} at lag {l.lag_ms:+.0f} ms"
+        lines.append(f"  lip sync: {r} (floor {l.floor:.2f}) → {state(l)}")
+    if v.speech is not None:
+        sp = v.speech
+        wer = "not measured" if sp.wer is None else f"WER {sp.wer:.2f}, heard {sp.transcript[:60]!r}"
+        lines.append(f"  speech: {wer} (max {sp.max_wer:.2f}) → {state(sp)}")
+    return lines
 
 
 class _ProgressPrinter:
+    """The slot's events as one line each on the terminal."""
+
     def __init__(self, stream):
         self.stream = stream
 
-    def __call__(self, phase: str, status: str, ms: float) -> None:
-        if status == "start":
-            print(f"  {phase:<7} … started at {ms / 1000:6.2f} s", file=self.stream, flush=True)
-        else:
-            print(f"  {phase:<7} … {status} at {ms / 1000:6.2f} s", file=self.stream, flush=True)
+    def __call__(self, event) -> None:
+        if event.kind in ("progress", "result"):
+            return
+        what = {"phase_started": "started", "phase_done": "done", "phase_failed": "failed",
+                "first_frame": "first frame"}[event.kind]
+        print(f"  {event.phase or '':<7} … {what} at {event.at_ms / 1000:6.2f} s", file=self.stream, flush=True)
 
 
 # ---- plan, models, profiles -----------------------------------------------------------------

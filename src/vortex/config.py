@@ -1,25 +1,44 @@
 """How an engine is set up: device, VRAM limits, each component's weights, precision and placement.
 
 A profile is a complete `config.yaml` shipped inside the package (`vortex/profiles/NAME.yaml`).
-A user's own file may start from one with `extends: NAME` and override only what differs.
+A user's own file may start from one with `extends: NAME` and override only what differs; it is
+reported under its own name (`profile:`, else the file's stem), with `extends` naming the base.
+Files are read through `vortex.inputs` (regular files, 1 MiB, UTF-8, bounded depth, no duplicate
+keys); settings that contradict each other are refused at load, naming the field.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError
+from . import inputs
+from .errors import ConfigError, RecipeError
+from .recipe import MAX_DURATION_SEC
 
-DEFAULT_PROFILE = "cpu-miniature"
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+DEFAULT_PROFILE = "cpu-preview"
 Precision = Literal["fp32", "bf16", "fp16", "nf4", "int8"]
 Placement = Literal["cuda", "cpu"]
 MINIATURE = "miniature"  # a `source` that builds a seeded-random miniature of the real architecture
+SAMPLE_RATE = 24000  # Hz: what Kokoro-82M produces, and so the rate of every slot's audio track
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")  # what the engine can run on, as torch.device spells it
+
+
+class ConfigFieldError(ConfigError):
+    """A config setting is wrong: `field` is its dotted path, `origin` the file or profile."""
+
+    def __init__(self, origin: str, field: str, problem: str):
+        self.origin, self.field, self.problem = origin, field, problem
+        super().__init__(f"{origin}: field '{field}': {problem}")
 
 
 def placement_device(placement: Placement, device: str) -> str:
@@ -36,6 +55,14 @@ class DeviceConfig(_Section):
     name: str = "cuda:0"
     allow_tf32: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        # Checked by pattern, not torch.device(): loading a config must not import torch (seconds).
+        if not _DEVICE.fullmatch(v):
+            raise ValueError(f"unknown device {v!r}; allowed: 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'mps'")
+        return v
+
     @property
     def is_cuda(self) -> bool:
         return self.name.startswith("cuda")
@@ -44,7 +71,6 @@ class DeviceConfig(_Section):
 class VRAMConfig(_Section):
     soft_limit_gb: float = Field(11.0, gt=0)
     hard_limit_gb: float = Field(11.5, gt=0)
-    monitor_interval_sec: float = Field(5.0, gt=0)
     # Memory the CUDA context and cuBLAS/cuDNN workspaces take outside PyTorch's allocator.
     cuda_context_reserve_gb: float = Field(0.45, ge=0)
 
@@ -231,6 +257,7 @@ class PipelineConfig(_Section):
 
 class VortexConfig(_Section):
     profile: str = "custom"
+    extends: Optional[str] = None  # the shipped profile this config starts from, if any
     description: str = ""
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     vram: VRAMConfig = Field(default_factory=VRAMConfig)
@@ -243,6 +270,33 @@ class VortexConfig(_Section):
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "VortexConfig":
+        problem = _cross_check(self)
+        if problem is not None:
+            field, text = problem
+            raise PydanticCustomError("cross_check", "{text}", {"field": field, "text": text})
+        return self
+
+    def check_recipe(self, recipe: "Recipe") -> None:
+        """Refuse a recipe this engine cannot run, before any model works on it: more frames or
+        samples than its buffers hold, a script no allowed speed can fit, a voice it does not know."""
+        p, b = recipe.slot_params, self.buffers
+        if p.n_frames > b.video.max_frames:
+            raise RecipeError(
+                "slot_params.duration_sec",
+                f"{p.duration_sec:g} s at {p.fps} fps is {p.n_frames} frames; this config's buffers.video.max_frames "
+                f"is {b.video.max_frames}: at most {b.video.max_frames / p.fps:g} s at {p.fps} fps",
+            )
+        if p.n_samples(b.audio.sample_rate) > b.audio.samples:
+            raise RecipeError(
+                "slot_params.duration_sec",
+                f"{p.duration_sec:g} s is longer than this config's audio buffer (buffers.audio.duration_sec "
+                f"= {b.audio.duration_sec:g} s)",
+            )
+        recipe.check_speakable(self.models.kokoro.max_speed)
+        recipe.check_voice(list(self.models.kokoro.voices))
+
     @property
     def cache_path(self) -> Path:
         return Path(os.environ.get("VORTEX_CACHE") or self.cache_dir).expanduser()
@@ -251,10 +305,16 @@ class VortexConfig(_Section):
     def stand_ins(self) -> list[str]:
         """The components this engine runs on seeded-random miniature weights instead of real ones."""
         m = self.models
-        sources = {"flux": m.flux.source, "kokoro": m.kokoro.source, "clip_b": m.clip_b.source, "clip_l": m.clip_l.source}
+        sources = {"flux": m.flux.source} if self.pipeline.actor == "flux" else {}
+        sources.update({"kokoro": m.kokoro.source, "clip_b": m.clip_b.source, "clip_l": m.clip_l.source})
         if self.pipeline.animation == "liveportrait":
             sources["liveportrait"] = m.liveportrait.source
-        return [name for name, source in sources.items() if source == MINIATURE]
+        named = [name for name, source in sources.items() if source == MINIATURE]
+        if self.pipeline.actor != "flux":  # a named stand-in portrait instead of Flux
+            named.insert(0, f"actor ({self.pipeline.actor} portrait)")
+        if self.pipeline.animation == "preview":  # not LivePortrait: a mesh warp of the face
+            named.append("animation (preview mesh warp)")
+        return named
 
     @property
     def uses_stand_ins(self) -> bool:
@@ -263,14 +323,25 @@ class VortexConfig(_Section):
     def placement_device(self, placement: Placement) -> str:
         return placement_device(placement, self.device.name)
 
+    def with_changes(self, changes: dict[str, Any]) -> "VortexConfig":
+        """A copy with `changes` applied: a nested mapping as a config file writes it, e.g.
+        `{"models": {"flux": {"precision": "nf4"}}}`, merged like `extends` and validated like a
+        loaded file (a wrong name or value raises ConfigFieldError naming the field)."""
+        try:
+            return type(self).model_validate(_deep_merge(self.model_dump(), changes))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = (err.get("ctx") or {}).get("field") or ".".join(str(p) for p in err["loc"]) or "config"
+            raise ConfigFieldError(f"changes to profile '{self.profile}'", field, err["msg"]) from None
+
     # ---- loading ------------------------------------------------------------------------
     @classmethod
     def load(cls, profile: str | None = None, path: str | Path | None = None) -> "VortexConfig":
         if profile and path:
             raise ConfigError("give either a profile name or a config file, not both")
         if path is not None:
-            data = _read_yaml(Path(path))
-            origin = str(path)
+            data = _read_config_file(Path(path))
+            origin = f"config file '{path}'"
         else:
             data = _profile_data(profile or DEFAULT_PROFILE)
             origin = f"profile '{profile or DEFAULT_PROFILE}'"
@@ -278,8 +349,9 @@ class VortexConfig(_Section):
             return cls.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"{origin}: field '{field}': {err['msg']}") from None
+            ctx = err.get("ctx") or {}
+            field = ctx.get("field") or ".".join(str(p) for p in err["loc"]) or "config"
+            raise ConfigFieldError(origin, field, err["msg"].removeprefix("Value error, ")) from None
 
 
 def available_profiles() -> list[str]:
@@ -288,29 +360,52 @@ def available_profiles() -> list[str]:
 
 
 def _profile_data(name: str) -> dict[str, Any]:
-    if name not in available_profiles():
+    if not isinstance(name, str) or name not in available_profiles():
         raise ConfigError(f"unknown profile '{name}'; shipped profiles: {', '.join(available_profiles())}")
     text = (resources.files("vortex") / "profiles" / f"{name}.yaml").read_text(encoding="utf-8")
-    return _resolve_extends(yaml.safe_load(text), f"profile '{name}'")
+    origin = f"profile '{name}'"
+    return _resolve_extends(inputs.parse_text(text, "config", source=origin, fmt="yaml"), origin)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config file '{path}' cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+def _read_config_file(path: Path) -> dict[str, Any]:
+    data = inputs.load_file(path, "config")
+    if isinstance(data, dict) and "profile" not in data:
+        data = {**data, "profile": path.stem}  # its own name, not the name of the profile it extends
     return _resolve_extends(data, f"config file '{path}'")
 
 
 def _resolve_extends(data: Any, origin: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin} must be a YAML mapping")
-    base_name = data.pop("extends", None)
+        got = "nothing" if data is None else type(data).__name__
+        raise ConfigError(f"{origin}: must be a YAML mapping of settings (got {got})")
+    base_name = data.get("extends")
     if base_name is None:
         return data
-    return _deep_merge(_profile_data(base_name), data)
+    return _deep_merge(_profile_data(base_name), data)  # `extends` stays: the config names its base
+
+
+def _cross_check(cfg: VortexConfig) -> Optional[tuple[str, str]]:
+    """The first pair of settings that contradict each other, as (field, problem); None if none."""
+    b, flux = cfg.buffers, cfg.models.flux
+    for name, size in (("buffers.actor", b.actor), ("buffers.video", b.video)):
+        for axis in ("height", "width"):
+            n = getattr(size, axis)
+            if n < 16 or n % 2:  # H.264 in yuv420p subsamples chroma 2x2: odd sizes cannot be encoded
+                return f"{name}.{axis}", f"must be an even number of pixels >= 16 (got {n})"
+        if size.channels != 3:
+            return f"{name}.channels", f"must be 3 (RGB frames; got {size.channels})"
+    if (flux.height, flux.width) != (b.actor.height, b.actor.width):
+        return "models.flux.height", (f"Flux makes {flux.height}x{flux.width} (height x width) portraits but "
+                                      f"buffers.actor holds {b.actor.height}x{b.actor.width}: they must be equal")
+    if (b.video.height, b.video.width) != (b.actor.height, b.actor.width):
+        return "buffers.video.height", (f"frames of {b.video.height}x{b.video.width} are rendered from a "
+                                        f"{b.actor.height}x{b.actor.width} portrait (buffers.actor): they must be equal")
+    if b.audio.sample_rate != SAMPLE_RATE:
+        return "buffers.audio.sample_rate", f"must be {SAMPLE_RATE} (Hz, what Kokoro-82M produces; got {b.audio.sample_rate})"
+    if b.audio.duration_sec < MAX_DURATION_SEC:
+        return "buffers.audio.duration_sec", (f"must be at least {MAX_DURATION_SEC:g} s, the longest slot a recipe "
+                                              f"may ask for (got {b.audio.duration_sec:g})")
+    return None
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -44,3 +44,11 @@ class DeadlineExceeded(VortexError):
     def __init__(self, phase: str, deadline_s: float):
         self.phase = phase
         super().__init__(f"deadline of {deadline_s:.2f} s exceeded during phase '{phase}'")
+
+
+class EngineClosed(VortexError):
+    """A request reached an engine after `close()`."""
+
+
+class EngineDead(VortexError):
+    """A device fault (a CUDA error) poisoned the process: its owner must restart it."""

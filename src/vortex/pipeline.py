@@ -6,74 +6,53 @@
 
 Voice and actor run at the same time in worker threads (each on its own CUDA stream on a GPU).
 A slot never raises for a failed generation: it returns a `GenerationResult` with `success=False`,
-the phase it stopped in and why. Only an outside cancellation raises (`CancelledError`).
+the phase it stopped in and why. Only an outside cancellation raises (`CancelledError`), and a
+closed or dead engine (`EngineClosed`, `EngineDead`).
+
+Two ways in, one slot at a time: `run(SlotRequest, on_event)` blocks the calling thread (any
+thread: the engine holds no asyncio primitive bound to a loop) and reports typed `SlotEvent`s;
+`await generate_slot(...)` is the same slot on the caller's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
 import math
 import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from .cancel import CancelToken, SlotCancelled
-from .config import VortexConfig
-from .errors import DeadlineExceeded, RecipeError, VortexError, VortexInitializationError
-from .logs import phase_event
-from .media import Mp4Writer
+from .cancel import SlotCancelled
+from . import checks
+from .config import MINIATURE, VortexConfig
+from .errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
+                     VortexInitializationError)
 from .memory.buffers import SlotBuffers
 from .memory.monitor import VRAMMonitor
 from .memory.plan import VRAMPlan, compute_plan
 from .memory.stats import reset_peak, vram_stats
 from .outputs import OutputError, SlotOutput, describe_os_error
 from .models.registry import ModelRegistry
+from .portrait import ActorPortrait, make_portrait
 from .recipe import Recipe
+from .requests import EventFn, SlotEvent, SlotRequest
+from .sinks import ArraySink, FrameSink, MediaShape, Mp4Sink
+from .slot import Scheduler, Slot
 from .result import GenerationResult, determinism_proof
 from .motion import DrivingSequence
 from .motion.driver import MotionDriver
 from .motion.expressions import check_expressions
-from .video import StillTrack, VideoTrack, stream_frames
+from .video import FramedTrack, StillTrack, VideoTrack, stream_frames
 
 log = logging.getLogger("vortex.pipeline")
-
-# phase name, status ("start" | "done" | "failed"), milliseconds since the slot began
-ProgressFn = Callable[[str, str, float], None]
-
-
-@dataclass
-class _Slot:
-    """The state of one slot in flight."""
-
-    recipe: Recipe
-    slot_id: int
-    seed: int
-    budget_s: float
-    t0: float = field(default_factory=time.perf_counter)
-    token: CancelToken = field(default_factory=CancelToken)
-    phase: str = "validate"
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
-    inflight: set = field(default_factory=set)
-    vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
-    first_frame_ms: Optional[float] = None
-    warnings: list[str] = field(default_factory=list)
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.t0) * 1000.0
-
-    def remaining_s(self) -> float:
-        return self.budget_s - (time.perf_counter() - self.t0)
-
 
 class VortexPipeline:
     """Loads every component once (static residency) and generates slots one at a time."""
@@ -83,14 +62,14 @@ class VortexPipeline:
         config: VortexConfig | None = None,
         *,
         registry: ModelRegistry | None = None,
-        on_progress: Optional[ProgressFn] = None,
     ):
         self.config = cfg = config or VortexConfig.load()
         self.device = torch.device(cfg.device.name)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise VortexInitializationError(
                 f"profile '{cfg.profile}' runs on {cfg.device.name}, but this torch build sees no CUDA GPU "
-                f"(torch {torch.__version__}). Use `--profile cpu-miniature`, or install a CUDA build of torch."
+                f"(torch {torch.__version__}). Run a CPU profile (`vortex profiles` lists them; with --config, "
+                "set `device: {name: cpu}` or extend a CPU profile), or install a CUDA build of torch."
             )
         # Only a GPU engine has a budget to keep; building every full-size architecture on meta to
         # count it costs seconds of start-up, so a CPU engine skips it (`vortex plan` still shows it).
@@ -98,28 +77,52 @@ class VortexPipeline:
         if self.device.type == "cuda":
             self.plan = compute_plan(cfg)
             self.plan.raise_if_over()
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = cfg.device.allow_tf32
-            torch.backends.cudnn.allow_tf32 = cfg.device.allow_tf32
-        self.on_progress = on_progress
         self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
-        self.animated = cfg.pipeline.animation == "liveportrait"
+        self.animation = cfg.pipeline.animation  # "liveportrait" | "preview" | "still"
+        self.animated = self.animation != "still"
         self.driver = MotionDriver(cfg.motion)
         self.registry = registry or ModelRegistry.load(cfg)
         self.buffers = SlotBuffers.allocate(cfg.buffers, self.device)
         self.monitor.check("startup")
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vortex-worker")
-        self._streams = (
-            {name: torch.cuda.Stream(self.device) for name in ("voice", "actor")} if self.device.type == "cuda" else {}
-        )
-        self._lock = asyncio.Lock()
+        self.scheduler = Scheduler(self.device)
+        self._lock = threading.Lock()  # the models are shared: one slot at a time, whichever thread asks
+        self._running: dict[str, Slot] = {}  # request id -> the slot in flight (for cancel)
+        self._closed = False
+        self._dead: Optional[str] = None
 
     @property
     def stand_ins(self) -> list[str]:
         return self.config.stand_ins
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Stop the engine: the slot in flight is cancelled, later requests raise EngineClosed."""
+        self._closed = True
+        for slot in list(self._running.values()):
+            slot.token.cancel("the engine is closing")
+        with self._lock:
+            self.scheduler.shutdown()
+
+    @property
+    def _faces(self) -> Any:
+        """The face analyzer, loaded only where faces are framed (faces.framing)."""
+        return self.registry.get_model("faces") if "faces" in self.registry.names else None
+
+    @property
+    def dead(self) -> Optional[str]:
+        """Why the engine can no longer run slots (a CUDA fault), or None while it is healthy."""
+        return self._dead
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a running request: it stops at its next step and fails with error_kind "cancelled"."""
+        slot = self._running.get(request_id)
+        if slot is None:
+            return False
+        slot.token.cancel("cancelled by the caller")
+        return True
+
+    def run(self, request: SlotRequest, on_event: Optional[EventFn] = None) -> GenerationResult:
+        """One slot, blocking the calling thread; `on_event` receives its SlotEvents (from engine threads)."""
+        return asyncio.run(self._generate_request(request, on_event))
 
     # ---- the slot ---------------------------------------------------------------------------
     async def generate_slot(
@@ -134,26 +137,50 @@ class VortexPipeline:
         profile's pipeline.generation_timeout_sec. With `output` (a path, or a `SlotOutput` already
         checked), the MP4 is written there with its `.json` sidecar only when the slot succeeds; a
         failed slot writes `OUT.failed.json` instead and leaves an existing OUT.mp4/OUT.json as they were."""
-        async with self._lock:  # the models are shared: one slot at a time
-            return await self._generate(recipe, slot_id, seed, deadline, output)
+        return await self._generate(recipe, slot_id, seed, deadline, output, None, secrets.token_hex(8))
 
     def generate_slot_sync(self, *args: Any, **kwargs: Any) -> GenerationResult:
         return asyncio.run(self.generate_slot(*args, **kwargs))
 
-    async def _generate(self, recipe, slot_id, seed, deadline, output) -> GenerationResult:
+    async def _generate_request(self, request: SlotRequest, on_event: Optional[EventFn]) -> GenerationResult:
+        return await self._generate(request.recipe, request.slot_id, request.seed, request.deadline_s,
+                                    request.output, on_event, request.id)
+
+    async def _generate(self, recipe, slot_id, seed, deadline, output, on_event, request_id) -> GenerationResult:
+        if self._closed:
+            raise EngineClosed("the engine is closed: start a new VortexPipeline")
+        if self._dead is not None:
+            raise EngineDead(f"the engine is dead ({self._dead}): restart the process")
+        loop = asyncio.get_running_loop()
+        # A thread lock taken off the loop's thread: callers on different loops and threads queue here.
+        await loop.run_in_executor(None, self._lock.acquire)
+        try:
+            if self._closed:
+                raise EngineClosed("the engine is closed: start a new VortexPipeline")
+            return await self._generate_locked(recipe, slot_id, seed, deadline, output, on_event, request_id)
+        finally:
+            self._lock.release()
+
+    async def _generate_locked(self, recipe, slot_id, seed, deadline, output, on_event, request_id) -> GenerationResult:
         started = time.perf_counter()
         try:
             recipe = _as_recipe(recipe)
             budget_s = self._budget(deadline)
             target = output if isinstance(output, SlotOutput) or output is None else SlotOutput.prepare(output)
         except VortexError as exc:
-            return GenerationResult(slot_id=slot_id or 0, seed=seed or 0, success=False, error_msg=str(exc),
-                                    failed_phase="validate", profile=self.config.profile, stand_ins=self.stand_ins)
+            result = GenerationResult(slot_id=slot_id or 0, seed=seed or 0, success=False, error_msg=str(exc),
+                                      failed_phase="validate", error_kind="input", profile=self.config.profile,
+                                      stand_ins=self.stand_ins)
+            if on_event is not None:
+                on_event(SlotEvent(request_id, "result", 0.0, None, result.metadata()))
+            return result
         slot_id = recipe.slot_params.slot_id if slot_id is None else slot_id
         seed = _pick_seed(seed, recipe.slot_params.seed)
         recipe = recipe.with_overrides(slot_id=slot_id, seed=seed)
-        slot = _Slot(recipe=recipe, slot_id=slot_id, seed=seed, budget_s=budget_s)
+        slot = Slot(request_id=request_id, recipe=recipe, slot_id=slot_id, seed=seed, budget_s=budget_s,
+                    on_event=on_event)
         slot.t0 = started
+        self._running[request_id] = slot
         result = GenerationResult(
             slot_id=slot_id, seed=seed, success=False, profile=self.config.profile, stand_ins=self.stand_ins,
             fps=recipe.slot_params.fps, sample_rate=self.config.buffers.audio.sample_rate,
@@ -166,23 +193,33 @@ class VortexPipeline:
                 target.publish(staging)
         except asyncio.CancelledError:
             slot.token.cancel("slot cancelled by the caller")
-            await self._drain(slot)
+            await self.scheduler.drain(slot)
+            self._running.pop(request_id, None)
             raise
         except DeadlineExceeded as exc:
-            self._fail(slot, result, str(exc), exc.phase)
+            self._fail(slot, result, str(exc), exc.phase, "deadline")
         except SlotCancelled as exc:
-            self._fail(slot, result, f"cancelled: {exc}", slot.phase)
+            self._fail(slot, result, f"cancelled: {exc}", slot.phase, "cancelled")
+        except (RecipeError, SpeechTooLongError) as exc:  # found only now (no face, a script too long): the input
+            self._fail(slot, result, str(exc), slot.phase, "input")
+        except _VerificationFailed as exc:
+            self._fail(slot, result, str(exc), slot.phase, "verification")
+        except OutputError as exc:
+            self._fail(slot, result, str(exc), slot.phase, "output")
         except VortexError as exc:
-            self._fail(slot, result, str(exc), slot.phase)
+            self._fail(slot, result, str(exc), slot.phase, "model")
         except OSError as exc:  # the disk filled up, the folder went away: name the file
-            self._fail(slot, result, describe_os_error(target.mp4 if target else exc.filename, exc), slot.phase)
+            self._fail(slot, result, describe_os_error(target.mp4 if target else exc.filename, exc), slot.phase, "output")
         except Exception as exc:  # a bug or a library failure: the slot fails, the engine lives on
             log.exception("slot failed", extra={"event": "slot_error", "slot_id": slot_id, "phase": slot.phase})
-            self._fail(slot, result, f"{type(exc).__name__}: {exc}", slot.phase)
+            if _is_device_fault(exc):  # CUDA's context is gone: no later slot can run in this process
+                self._dead = f"{type(exc).__name__}: {exc}"
+            self._fail(slot, result, f"{type(exc).__name__}: {exc}", slot.phase, "model")
         finally:
             if not result.success:
                 slot.token.cancel("slot failed")
-                await self._drain(slot)
+                await self.scheduler.drain(slot)
+            self._running.pop(request_id, None)
             if staging is not None:
                 staging.unlink(missing_ok=True)
         result.timings_ms = dict(slot.timings_ms)
@@ -197,15 +234,17 @@ class VortexPipeline:
             except OutputError as exc:
                 if result.success:  # the MP4 is out, its sidecar is not: the slot did not complete
                     target.mp4.unlink(missing_ok=True)
-                    result.success, result.failed_phase = False, "finalize"
+                    result.success, result.failed_phase, result.error_kind = False, "finalize", "output"
                 result.error_msg = str(exc) if result.error_msg is None else f"{result.error_msg}; and {exc}"
         log.info("slot finished", extra={"event": "slot", "slot_id": slot_id, "success": result.success,
                                          "ms": round(result.generation_time_ms, 1), "phase": result.failed_phase})
+        slot.emit("result", result.failed_phase, **result.metadata())
         return result
 
-    async def _run(self, slot: _Slot, result: GenerationResult, staging: Path | None) -> None:
+    async def _run(self, slot: Slot, result: GenerationResult, staging: Path | None) -> None:
         recipe, reg = slot.recipe, self.registry
         voice, verifier = reg.get_model("kokoro"), reg.get_model("clip")
+        self.config.check_recipe(recipe)
         recipe.check_voice(voice.voice_ids)
         check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
         self._note_unused_fields(slot)
@@ -215,9 +254,9 @@ class VortexPipeline:
         slot.phase = "voice+actor"
         jobs = (("voice", self._voice, slot), ("actor", self._actor, slot))
         if self.config.pipeline.parallel_audio_actor:
-            (speech, driving), (portrait, source) = await self._concurrently(slot, *jobs)
+            (speech, driving), (portrait, source) = await self.scheduler.concurrently(slot, *jobs)
         else:  # lower peak memory: the plan counts the two phases apart
-            (speech, driving), (portrait, source) = [await self._in_worker(slot, *job) for job in jobs]
+            (speech, driving), (portrait, source) = [await self.scheduler.in_worker(slot, *job) for job in jobs]
             slot.phase = "voice+actor"
         result.audio_waveform = speech.waveform
         result.speech = {
@@ -225,34 +264,48 @@ class VortexPipeline:
             "speech_samples": int(speech.speech_samples), "padding_samples": int(len(speech.waveform) - speech.speech_samples),
             "phonemes": speech.phonemes,
         }
+        result.actor = portrait.summary()
+        slot.warnings.extend(portrait.notes)
         self._checkpoint(slot, "voice+actor")
 
-        track = self._track(source, driving)
-        frames = await self._in_worker(slot, "video", self._video, slot, track, speech.waveform, staging)
+        # The speech check needs only the audio: it runs while the video renders.
+        track = self._track(portrait, source, driving)
+        slot.phase = "video"
+        jobs = [("video", self._video, slot, track, speech.waveform, staging)]
+        if "whisper" in reg.names:
+            jobs.append(("speech_check", checks.speech_report, reg.get_model("whisper"), self.config, speech.waveform,
+                         recipe.audio_track.script))
+        frames, *heard = await self.scheduler.concurrently(slot, *jobs)
+        speech_check = heard[0] if heard else checks.speech_report(None, self.config, speech.waveform, "")
         result.video_frames, result.animation = frames, track.name
         self._checkpoint(slot, "video")
 
         threshold = recipe.semantic_constraints.clip_threshold
-        report, embedding = await self._in_worker(
-            slot, "verify", verifier.verify, frames, recipe.visual_track.prompt, threshold, portrait
-        )
-        result.verification, result.clip_embedding = report, embedding
+        report = await self.scheduler.in_worker(slot, "verify", self._verify, slot, verifier, frames, threshold, portrait,
+                                       speech.waveform)
+        report = dataclasses.replace(report[0], speech=speech_check), report[1]
+        result.verification, result.clip_embedding = report
         self._checkpoint(slot, "verify")
-        if report.fails_slot:
-            identity = "" if report.identity_min is None else (
-                f"; identity against the portrait {report.identity_min:.3f} (threshold {report.identity_threshold:.3f})"
-            )
-            raise _VerificationFailed(
-                f"verification failed: CLIP ensemble {report.ensemble:.3f} (B/32 {report.mean_b:.3f}, "
-                f"L/14 {report.mean_l:.3f}) against thresholds {report.threshold:.3f} "
-                f"(B {report.threshold_b:.3f}, L {report.threshold_l:.3f}){identity}"
-            )
+        if result.verification.fails_slot:
+            raise _VerificationFailed("verification failed: " + "; ".join(result.verification.failure_reasons()))
         slot.phase = "finalize"
         result.proof = determinism_proof(result.recipe_sha256, slot.seed, frames, speech.waveform)
         result.success = True
 
+    def _verify(self, slot: Slot, verifier: Any, frames: np.ndarray, threshold: Optional[float],
+                portrait: ActorPortrait, waveform: np.ndarray) -> tuple[Any, np.ndarray]:
+        """CLIP against the prompt; the face model against the portrait (identity) and the speech (lips)."""
+        report, embedding = verifier.verify(frames, slot.recipe.visual_track.prompt, threshold)
+        analyzer = self._faces
+        faces = checks.face_judgement(self.config, portrait)
+        identity = checks.identity_report(analyzer, self.config, portrait, frames, faces)
+        slot.token.raise_if_cancelled()
+        lips = checks.lip_sync_report(analyzer, self.config, portrait, frames, waveform, slot.recipe.slot_params.fps,
+                                      checks.lip_judgement(self.config, faces))
+        return dataclasses.replace(report, identity=identity, lip_sync=lips), embedding
+
     # ---- the work each phase does, in a worker thread ------------------------------------------
-    def _voice(self, slot: _Slot) -> tuple[Any, Optional[DrivingSequence]]:
+    def _voice(self, slot: Slot) -> tuple[Any, Optional[DrivingSequence]]:
         """Speech, then the motion it drives (the motion needs the phoneme timeline)."""
         a, p, v = slot.recipe.audio_track, slot.recipe.slot_params, slot.recipe.visual_track
         speech = self.registry.get_model("kokoro").synthesize(
@@ -271,101 +324,79 @@ class VortexPipeline:
         slot.timings_ms["motion"] = (time.perf_counter() - started) * 1000.0
         return speech, driving
 
-    def _actor(self, slot: _Slot) -> tuple[np.ndarray, Any]:
-        """The portrait, then what LivePortrait's F and M make of it (once per slot)."""
-        v = self.config.buffers.actor
-        if slot.recipe.visual_track.actor_image:
-            image = load_portrait(slot.recipe.visual_track.actor_image, v.height, v.width)
-        else:
-            image = self.registry.get_model("flux").generate(slot.recipe.visual_track.prompt, slot.seed, cancel=slot.token)
-        self.buffers.load_actor(image)
+    def _actor(self, slot: Slot) -> tuple[ActorPortrait, Any]:
+        """The portrait and its framing, then what the animator makes of the face (once per slot)."""
+        cfg, reg = self.config, self.registry
+        v = cfg.buffers.actor
+        flux = reg.get_model("flux") if "flux" in reg.names else None
+        portrait = make_portrait(
+            actor_image=slot.recipe.visual_track.actor_image,
+            stand_in=None if cfg.pipeline.actor == "flux" else cfg.pipeline.actor,
+            generate=None if flux is None else (lambda seed: flux.generate(slot.recipe.visual_track.prompt, seed,
+                                                                           cancel=slot.token)),
+            seed=slot.seed, height=v.height, width=v.width, analyzer=self._faces, faces_cfg=cfg.faces,
+            frame=cfg.faces.framing, time_left=slot.remaining_s,
+            generated_is_stand_in=cfg.models.flux.source == MINIATURE,
+        )
+        self.buffers.load_actor(portrait.image)
         if not self.animated:
-            return image, None
+            return portrait, None
         slot.token.raise_if_cancelled()
         started = time.perf_counter()
-        source = self.registry.get_model("liveportrait").prepare(image)
+        framing = portrait.framing
+        face = portrait.image if framing is None else framing.crop(portrait.image)
+        animator = reg.get_model(self.animation)
+        if self.animation == "preview":
+            if framing is None:
+                raise VortexError("the preview animator needs a framed face: faces.framing must be on")
+            source = animator.prepare(face, framing.landmarks)
+        else:
+            source = animator.prepare(face)
         slot.timings_ms["source"] = (time.perf_counter() - started) * 1000.0
-        return image, source
+        return portrait, source
 
-    def _track(self, source: Any, driving: Optional[DrivingSequence]) -> VideoTrack:
+    def _track(self, portrait: ActorPortrait, source: Any, driving: Optional[DrivingSequence]) -> VideoTrack:
         if not self.animated:
             return StillTrack(self.buffers.actor)
-        return self.registry.get_model("liveportrait").track(source, driving)
+        track = self.registry.get_model(self.animation).track(source, driving)
+        if portrait.framing is None:
+            return track
+        return FramedTrack(track, portrait.framing, self.buffers.actor)
 
-    def _video(self, slot: _Slot, track: VideoTrack, waveform: np.ndarray, staging: Path | None) -> np.ndarray:
-        n_frames = slot.recipe.slot_params.n_frames
-        b = self.config.buffers.video
-        frames = np.empty((n_frames, b.height, b.width, 3), dtype=np.uint8)
-        with contextlib.ExitStack() as stack:
-            writer = None
-            if staging is not None:
-                writer = stack.enter_context(Mp4Writer(
-                    staging, width=b.width, height=b.height, fps=slot.recipe.slot_params.fps,
-                    sample_rate=self.config.buffers.audio.sample_rate, atomic=False,
-                ))
-                writer.write_audio(waveform)
+    def _video(self, slot: Slot, track: VideoTrack, waveform: np.ndarray, staging: Path | None) -> np.ndarray:
+        """Render every frame into the sinks: the frames the verification samples, and the MP4."""
+        p, b = slot.recipe.slot_params, self.config.buffers.video
+        shape = MediaShape(width=b.width, height=b.height, fps=p.fps, sample_rate=self.config.buffers.audio.sample_rate,
+                           n_frames=p.n_frames)
+        frames = ArraySink()
+        sinks: list[FrameSink] = [frames] + ([Mp4Sink(staging)] if staging is not None else [])
+        every = max(1, p.fps)  # a progress event a second of video
 
-            def sink(i: int, frame: np.ndarray) -> None:
-                if i == 0:
-                    slot.first_frame_ms = slot.elapsed_ms()
-                frames[i] = frame
-                if writer is not None:
-                    writer.write_frame(frame)
+        def sink(i: int, frame: np.ndarray) -> None:
+            for s in sinks:
+                s.write_frame(i, frame)
+            if i == 0:
+                slot.first_frame_ms = slot.elapsed_ms()
+                slot.emit("first_frame", "video")
+            if (i + 1) % every == 0 or i + 1 == p.n_frames:
+                slot.emit("progress", "video", frames=i + 1, total=p.n_frames)
 
-            stream_frames(track, n_frames, self.buffers.frame_ring, sink, slot.token)
-            if writer is not None:
-                writer.close()
-        return frames
+        opened: list[FrameSink] = []
+        try:
+            for s in sinks:
+                s.open(shape)
+                opened.append(s)
+                s.write_audio(waveform)
+            stream_frames(track, p.n_frames, self.buffers.frame_ring, sink, slot.token)
+            for s in sinks:
+                s.finish()
+        except BaseException:
+            for s in opened:
+                s.abort()
+            raise
+        return frames.frames
 
-    # ---- scheduling ------------------------------------------------------------------------------
-    def _timed(self, slot: _Slot, phase: str, fn: Callable, *args: Any) -> Any:
-        self._progress(phase, "start", slot)
-        start = time.perf_counter()
-        stream = self._streams.get(phase)
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            out = fn(*args)
-            if stream is not None:
-                stream.synchronize()
-        end = time.perf_counter()
-        slot.timings_ms[phase] = (end - start) * 1000.0
-        slot.spans_ms[phase] = ((start - slot.t0) * 1000.0, (end - slot.t0) * 1000.0)
-        phase_event(log, slot.slot_id, phase, slot.timings_ms[phase])
-        self._progress(phase, "done", slot)
-        return out
-
-    async def _in_worker(self, slot: _Slot, phase: str, fn: Callable, *args: Any) -> Any:
-        slot.phase = phase
-        return (await self._concurrently(slot, (phase, fn, *args)))[0]
-
-    async def _concurrently(self, slot: _Slot, *jobs: tuple) -> list[Any]:
-        """Run each (phase, fn, *args) in a worker thread, all at once; wait within the deadline."""
-        loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self._executor, self._timed, slot, phase, fn, *args) for phase, fn, *args in jobs]
-        slot.inflight.update(futures)
-        pending = set(futures)
-        while pending:
-            done, pending = await asyncio.wait(pending, timeout=max(slot.remaining_s(), 0), return_when=asyncio.FIRST_EXCEPTION)
-            for fut in done:
-                if fut.exception() is not None:
-                    slot.phase = next(p for (p, *_), f in zip(jobs, futures) if f is fut)
-                    raise fut.exception()
-            if pending and slot.remaining_s() <= 0:
-                running = [p for (p, *_), f in zip(jobs, futures) if f in pending]
-                slot.token.cancel("deadline exceeded")
-                raise DeadlineExceeded("+".join(running), slot.budget_s)
-        return [f.result() for f in futures]
-
-    async def _drain(self, slot: _Slot) -> None:
-        """Wait for worker threads to notice the cancel token, so the next slot starts clean."""
-        live = [f for f in slot.inflight if not f.done()]
-        if live:
-            await asyncio.wait(live)
-        for fut in slot.inflight:
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # retrieve it, so asyncio does not warn about it
-        slot.inflight.clear()
-
-    def _checkpoint(self, slot: _Slot, stage: str) -> None:
+    def _checkpoint(self, slot: Slot, stage: str) -> None:
         """Record the stage's peak device memory (zeros on CPU) and check the limits."""
         stats = vram_stats(self.device)
         slot.vram_peaks[stage] = {"allocated": stats.max_allocated, "reserved": stats.max_reserved}
@@ -383,17 +414,14 @@ class VortexPipeline:
             raise VortexError(f"deadline must be a finite number of seconds > 0, got {deadline!r}")
         return budget
 
-    def _fail(self, slot: _Slot, result: GenerationResult, message: str, phase: str) -> None:
+    def _fail(self, slot: Slot, result: GenerationResult, message: str, phase: str, kind: str) -> None:
         result.success = False
         result.error_msg = message
         result.failed_phase = phase
-        self._progress(phase, "failed", slot)
+        result.error_kind = kind
+        slot.emit("phase_failed", phase, error=message, error_kind=kind)
 
-    def _progress(self, phase: str, status: str, slot: _Slot) -> None:
-        if self.on_progress is not None:
-            self.on_progress(phase, status, slot.elapsed_ms())
-
-    def _note_unused_fields(self, slot: _Slot) -> None:
+    def _note_unused_fields(self, slot: Slot) -> None:
         v = slot.recipe.visual_track
         if v.negative_prompt:
             slot.warnings.append("visual_track.negative_prompt is ignored: FLUX.1-schnell is guidance-distilled and has no negative prompt")
@@ -405,21 +433,6 @@ class _VerificationFailed(VortexError):
     pass
 
 
-def load_portrait(path: str | Path, height: int, width: int) -> np.ndarray:
-    """Centre-crop a portrait to the frame's aspect and resize it: the recipe's actor_image."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            scale = max(width / im.width, height / im.height)
-            im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.LANCZOS)
-            left, top = (im.width - width) // 2, (im.height - height) // 2
-            return np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8)
-    except OSError as exc:
-        raise RecipeError("visual_track.actor_image", f"cannot read image '{path}': {exc}") from None
-
-
 def _as_recipe(recipe: Recipe | dict | str | Path) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
@@ -428,6 +441,14 @@ def _as_recipe(recipe: Recipe | dict | str | Path) -> Recipe:
     if isinstance(recipe, Path) or (isinstance(recipe, str) and not recipe.lstrip().startswith(("{", "slot_params", "recipe"))):
         return Recipe.from_file(recipe)
     return Recipe.from_text(recipe)
+
+
+def _is_device_fault(exc: BaseException) -> bool:
+    """A CUDA error that poisons the process (an illegal address, a lost device), not an OOM."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) and (
+        "CUDA error" in text or "device-side assert" in text or "cudaErrorLaunchFailure" in text
+    )
 
 
 def _pick_seed(explicit: int | None, from_recipe: int | None) -> int:

@@ -10,10 +10,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
+
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """CLIP agreement between the sampled frames and the prompt, on the raw-cosine scale."""
+    """What a slot was checked for: CLIP agreement between the sampled frames and the prompt (raw
+    cosines), and one section per face and speech check (vortex.reports)."""
 
     frame_indices: list[int]
     cosine_b: list[float]  # ViT-B/32, one per sampled frame
@@ -24,25 +27,53 @@ class VerificationReport:
     threshold_b: float
     threshold_l: float
     threshold: float  # on the ensemble; the recipe's clip_threshold when it gives one
-    passed: bool
-    enforced: bool  # False on profiles whose CLIP weights are random stand-ins
+    passed: bool  # the CLIP scores passed
+    enforced: bool  # the CLIP scores are enforced (False on profiles whose CLIP weights are random stand-ins)
     notes: list[str] = field(default_factory=list)
-    # Image-to-image cosine (same ensemble weights) of each sampled frame against the source
-    # portrait; None when no portrait was given. The slot passes only if the lowest is above threshold.
-    identity: Optional[list[float]] = None
-    identity_threshold: Optional[float] = None
+    # Optional image-to-image CLIP cosine of each sampled frame against a reference image
+    # (ClipVerifier.verify(reference=...)); the pipeline checks identity with a face model instead.
+    clip_identity: Optional[list[float]] = None
+    clip_identity_threshold: Optional[float] = None
+    identity: Optional[IdentityReport] = None  # face descriptor distance to the portrait (dlib)
+    lip_sync: Optional[LipSyncReport] = None  # lip opening on the pixels vs the speech envelope
+    speech: Optional[SpeechReport] = None  # transcript and word error rate against the script
 
     @property
-    def identity_min(self) -> Optional[float]:
-        return None if not self.identity else min(self.identity)
+    def clip_identity_min(self) -> Optional[float]:
+        return None if not self.clip_identity else min(self.clip_identity)
 
     @property
-    def identity_passed(self) -> Optional[bool]:
-        return None if self.identity_min is None else self.identity_min >= self.identity_threshold
+    def clip_identity_passed(self) -> Optional[bool]:
+        return None if self.clip_identity_min is None else self.clip_identity_min >= self.clip_identity_threshold
+
+    @property
+    def checks(self) -> dict[str, CheckReport]:
+        return {name: r for name, r in (("identity", self.identity), ("lip_sync", self.lip_sync),
+                                        ("speech", self.speech)) if r is not None}
 
     @property
     def fails_slot(self) -> bool:
-        return self.enforced and not self.passed
+        return (self.enforced and not self.passed) or any(r.fails_slot for r in self.checks.values())
+
+    def failure_reasons(self) -> list[str]:
+        """One phrase per enforced check that failed, with its number and threshold."""
+        reasons = []
+        if self.enforced and not self.passed:
+            reasons.append(f"CLIP ensemble {self.ensemble:.3f} (B/32 {self.mean_b:.3f}, L/14 {self.mean_l:.3f}) "
+                           f"against thresholds {self.threshold:.3f} (B {self.threshold_b:.3f}, L {self.threshold_l:.3f})")
+        i, l, s = self.identity, self.lip_sync, self.speech
+        if i is not None and i.fails_slot:
+            missing = sum(d is None for d in i.distances)
+            worst = "no face" if i.worst is None else f"worst distance {i.worst:.3f}"
+            reasons.append(f"identity: {worst} (same person below {i.max_distance:.2f})"
+                           + (f", no face in {missing} of {len(i.distances)} sampled frames" if missing else ""))
+        if l is not None and l.fails_slot:
+            r = "not measurable" if l.r is None else f"r {l.r:.3f}"
+            reasons.append(f"lip sync: {r} below the floor {l.floor:.2f}")
+        if s is not None and s.fails_slot:
+            wer = "no words" if s.wer is None else f"word error rate {s.wer:.2f}"
+            reasons.append(f"speech: {wer} above {s.max_wer:.2f} (heard: {s.transcript[:80]!r})")
+        return reasons
 
 
 @dataclass
@@ -67,6 +98,10 @@ class GenerationResult:
     stand_ins: list[str] = field(default_factory=list)  # components running on miniature weights
     animation: str = "still"
     speech: dict[str, Any] = field(default_factory=dict)  # speed used, speech length, padding
+    actor: dict[str, Any] = field(default_factory=dict)  # where the portrait came from, its framing
+    # "input" (bad recipe or portrait: exit 2), "deadline", "cancelled", "verification", "output",
+    # "model" (a component or library failed); None for a successful slot
+    error_kind: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
     recipe_sha256: str = ""
     proof: Optional[dict[str, str]] = None
@@ -87,7 +122,9 @@ class GenerationResult:
             "sample_rate": self.sample_rate,
             "n_frames": None if self.video_frames is None else int(self.video_frames.shape[0]),
             "n_samples": None if self.audio_waveform is None else int(self.audio_waveform.shape[0]),
+            "error_kind": self.error_kind,
             "speech": self.speech,
+            "actor": self.actor,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "spans_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.spans_ms.items()},
             "generation_time_ms": round(self.generation_time_ms, 2),

