@@ -206,7 +206,7 @@ def test_gpu_total_is_weights_buffers_context_and_peak_phase(rtx3060):
     peak = max(voice_actor, animate, acts["activations: clip verify 8 frames"])
     assert rtx3060.gpu_bytes == resident + peak
     # Eight 512² frames per W + G call outweigh Kokoro and the VAE decode together.
-    assert animate > voice_actor and "'animate'" in rtx3060.peak_phase
+    assert animate > voice_actor and "'video'" in rtx3060.peak_phase
 
 
 def test_frame_ring_not_a_full_slot(rtx3060):

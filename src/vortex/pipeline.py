@@ -41,6 +41,7 @@ from .memory.plan import VRAMPlan, compute_plan
 from .memory.stats import reset_peak, vram_stats
 from .outputs import OutputError, SlotOutput, describe_os_error
 from .models.registry import ModelRegistry
+from .phases import Phase
 from .portrait import ActorPortrait, make_portrait
 from .recipe import Recipe
 from .requests import EventFn, SlotEvent, SlotRequest
@@ -169,7 +170,7 @@ class VortexPipeline:
             target = output if isinstance(output, SlotOutput) or output is None else SlotOutput.prepare(output)
         except VortexError as exc:
             result = GenerationResult(slot_id=slot_id or 0, seed=seed or 0, success=False, error_msg=str(exc),
-                                      failed_phase="validate", error_kind="input", profile=self.config.profile,
+                                      failed_phase=Phase.VALIDATE.value, error_kind="input", profile=self.config.profile,
                                       stand_ins=self.stand_ins)
             if on_event is not None:
                 on_event(SlotEvent(request_id, "result", 0.0, None, result.metadata()))
@@ -234,7 +235,7 @@ class VortexPipeline:
             except OutputError as exc:
                 if result.success:  # the MP4 is out, its sidecar is not: the slot did not complete
                     target.mp4.unlink(missing_ok=True)
-                    result.success, result.failed_phase, result.error_kind = False, "finalize", "output"
+                    result.success, result.failed_phase, result.error_kind = False, Phase.FINALIZE.value, "output"
                 result.error_msg = str(exc) if result.error_msg is None else f"{result.error_msg}; and {exc}"
         log.info("slot finished", extra={"event": "slot", "slot_id": slot_id, "success": result.success,
                                          "ms": round(result.generation_time_ms, 1), "phase": result.failed_phase})
@@ -251,13 +252,13 @@ class VortexPipeline:
         reset_peak(self.device)
         self.monitor.check("slot start")
 
-        slot.phase = "voice+actor"
-        jobs = (("voice", self._voice, slot), ("actor", self._actor, slot))
+        slot.phase = Phase.VOICE_ACTOR.value
+        jobs = ((Phase.VOICE, self._voice, slot), (Phase.ACTOR, self._actor, slot))
         if self.config.pipeline.parallel_audio_actor:
             (speech, driving), (portrait, source) = await self.scheduler.concurrently(slot, *jobs)
         else:  # lower peak memory: the plan counts the two phases apart
             (speech, driving), (portrait, source) = [await self.scheduler.in_worker(slot, *job) for job in jobs]
-            slot.phase = "voice+actor"
+            slot.phase = Phase.VOICE_ACTOR.value
         result.audio_waveform = speech.waveform
         result.speech = {
             "speed": round(speech.speed, 4), "emotion": speech.emotion, "resynthesised": speech.resynthesised,
@@ -266,29 +267,29 @@ class VortexPipeline:
         }
         result.actor = portrait.summary()
         slot.warnings.extend(portrait.notes)
-        self._checkpoint(slot, "voice+actor")
+        self._checkpoint(slot, Phase.VOICE_ACTOR.value)
 
         # The speech check needs only the audio: it runs while the video renders.
         track = self._track(portrait, source, driving)
-        slot.phase = "video"
-        jobs = [("video", self._video, slot, track, speech.waveform, staging)]
+        slot.phase = Phase.VIDEO.value
+        jobs = [(Phase.VIDEO, self._video, slot, track, speech.waveform, staging)]
         if "whisper" in reg.names:
-            jobs.append(("speech_check", checks.speech_report, reg.get_model("whisper"), self.config, speech.waveform,
+            jobs.append((Phase.SPEECH_CHECK, checks.speech_report, reg.get_model("whisper"), self.config, speech.waveform,
                          recipe.audio_track.script))
         frames, *heard = await self.scheduler.concurrently(slot, *jobs)
         speech_check = heard[0] if heard else checks.speech_report(None, self.config, speech.waveform, "")
         result.video_frames, result.animation = frames, track.name
-        self._checkpoint(slot, "video")
+        self._checkpoint(slot, Phase.VIDEO.value)
 
         threshold = recipe.semantic_constraints.clip_threshold
-        report = await self.scheduler.in_worker(slot, "verify", self._verify, slot, verifier, frames, threshold, portrait,
+        report = await self.scheduler.in_worker(slot, Phase.VERIFY, self._verify, slot, verifier, frames, threshold, portrait,
                                        speech.waveform)
         report = dataclasses.replace(report[0], speech=speech_check), report[1]
         result.verification, result.clip_embedding = report
-        self._checkpoint(slot, "verify")
+        self._checkpoint(slot, Phase.VERIFY.value)
         if result.verification.fails_slot:
             raise _VerificationFailed("verification failed: " + "; ".join(result.verification.failure_reasons()))
-        slot.phase = "finalize"
+        slot.phase = Phase.FINALIZE.value
         result.proof = determinism_proof(result.recipe_sha256, slot.seed, frames, speech.waveform)
         result.success = True
 
@@ -377,9 +378,9 @@ class VortexPipeline:
                 s.write_frame(i, frame)
             if i == 0:
                 slot.first_frame_ms = slot.elapsed_ms()
-                slot.emit("first_frame", "video")
+                slot.emit("first_frame", Phase.VIDEO.value)
             if (i + 1) % every == 0 or i + 1 == p.n_frames:
-                slot.emit("progress", "video", frames=i + 1, total=p.n_frames)
+                slot.emit("progress", Phase.VIDEO.value, frames=i + 1, total=p.n_frames)
 
         opened: list[FrameSink] = []
         try:

@@ -21,6 +21,7 @@ import torch
 from .cancel import CancelToken
 from .errors import DeadlineExceeded
 from .logs import phase_event
+from .phases import Phase
 from .recipe import Recipe
 from .requests import EventFn, EventKind, SlotEvent
 
@@ -39,7 +40,7 @@ class Slot:
     on_event: Optional[EventFn] = None
     t0: float = field(default_factory=time.perf_counter)
     token: CancelToken = field(default_factory=CancelToken)
-    phase: str = "validate"
+    phase: str = Phase.VALIDATE.value
     timings_ms: dict[str, float] = field(default_factory=dict)
     spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     inflight: set = field(default_factory=set)
@@ -76,6 +77,7 @@ class Scheduler:
         self.executor.shutdown(wait=True)
 
     def _timed(self, slot: Slot, phase: str, fn: Callable, *args: Any) -> Any:
+        phase = str(phase)  # a Phase: its plain name in timings, spans and events
         slot.emit("phase_started", phase)
         start = time.perf_counter()
         stream = self.streams.get(phase)
@@ -91,7 +93,7 @@ class Scheduler:
         return out
 
     async def in_worker(self, slot: Slot, phase: str, fn: Callable, *args: Any) -> Any:
-        slot.phase = phase
+        slot.phase = str(phase)
         return (await self.concurrently(slot, (phase, fn, *args)))[0]
 
     async def concurrently(self, slot: Slot, *jobs: tuple) -> list[Any]:
@@ -104,10 +106,10 @@ class Scheduler:
             done, pending = await asyncio.wait(pending, timeout=max(slot.remaining_s(), 0), return_when=asyncio.FIRST_EXCEPTION)
             for fut in done:
                 if fut.exception() is not None:
-                    slot.phase = next(p for (p, *_), f in zip(jobs, futures) if f is fut)
+                    slot.phase = str(next(p for (p, *_), f in zip(jobs, futures) if f is fut))
                     raise fut.exception()
             if pending and slot.remaining_s() <= 0:
-                running = [p for (p, *_), f in zip(jobs, futures) if f in pending]
+                running = [str(p) for (p, *_), f in zip(jobs, futures) if f in pending]
                 slot.token.cancel("deadline exceeded")
                 raise DeadlineExceeded("+".join(running), slot.budget_s)
         return [f.result() for f in futures]

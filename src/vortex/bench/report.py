@@ -40,6 +40,11 @@ class SlotSample:
     vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
     error: Optional[str] = None
     failed_phase: Optional[str] = None
+    # What the slot's own checks measured on its pixels and sound (None where not measured)
+    lip_sync_r: Optional[float] = None
+    lip_sync_lag_ms: Optional[float] = None
+    identity_worst: Optional[float] = None  # the largest face-descriptor distance to the portrait
+    wer: Optional[float] = None
 
     @property
     def real_time_factor(self) -> float:
@@ -52,8 +57,19 @@ class SlotSample:
             generation_time_ms=result.generation_time_ms, timings_ms=dict(result.timings_ms),
             first_frame_ms=result.first_frame_ms, voice_actor_overlap_ms=_overlap_ms(result.spans_ms),
             vram_peaks={k: dict(v) for k, v in result.vram_peaks.items()},
-            error=result.error_msg, failed_phase=result.failed_phase,
+            error=result.error_msg, failed_phase=result.failed_phase, **_check_figures(result),
         )
+
+
+def _check_figures(result: "GenerationResult") -> dict[str, Optional[float]]:
+    v = result.verification
+    lips = None if v is None else v.lip_sync
+    return {
+        "lip_sync_r": None if lips is None else lips.r,
+        "lip_sync_lag_ms": None if lips is None or lips.r is None else lips.lag_ms,
+        "identity_worst": None if v is None or v.identity is None else v.identity.worst,
+        "wer": None if v is None or v.speech is None else v.speech.wer,
+    }
 
 
 def _overlap_ms(spans: dict[str, tuple[float, float]]) -> Optional[float]:
@@ -130,6 +146,16 @@ class BenchReport:
     def voice_actor_overlap(self) -> Optional[Percentiles]:
         values = [s.voice_actor_overlap_ms for s in self.succeeded if s.voice_actor_overlap_ms is not None]
         return Percentiles.of(values) if values else None
+
+    def check_figures(self) -> dict[str, Percentiles]:
+        """Percentiles of the checks' figures over the successful slots that measured them."""
+        out = {}
+        for name, attr in (("lip sync r", "lip_sync_r"), ("lip sync lag (ms)", "lip_sync_lag_ms"),
+                           ("identity worst dist.", "identity_worst"), ("speech WER", "wer")):
+            values = [getattr(s, attr) for s in self.succeeded if getattr(s, attr) is not None]
+            if values:
+                out[name] = Percentiles.of(values)
+        return out
 
     def real_time_factor(self) -> Optional[Percentiles]:
         ok = self.succeeded

@@ -39,6 +39,8 @@ def report_table(r: "BenchReport") -> str:
     rtf = r.real_time_factor()
     if rtf is not None:
         lines.append(_row("real-time factor", rtf, "{:10.3f}") + "  slot time / slot duration")
+    for name, p in r.check_figures().items():
+        lines.append(_row(name, p, "{:10.3f}"))
     if not r.succeeded:
         lines.append("(no slot succeeded: no latency figures)")
     lines.append("")

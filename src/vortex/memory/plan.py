@@ -11,7 +11,7 @@ All models stay resident, so the GPU peak is
 
     weights + buffers + CUDA context + max over phases(activations of that phase)
 
-where voice (Kokoro) and actor (Flux) run concurrently: the "voice ‖ actor" phase sums them.
+where voice (Kokoro) and actor (Flux) run concurrently: the "voice+actor" phase sums them.
 Units are GiB (2**30 bytes); the config's `*_gb` limits are read as GiB.
 """
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import MINIATURE, VortexConfig
+from ..phases import Phase
 from . import activations as act
 from . import architectures as arch
 from .census import Census
@@ -306,9 +307,12 @@ def _phases(cfg: VortexConfig) -> dict[str, list[list[str]]]:
     """Each phase is a list of groups that run concurrently; a group's activities run one after another."""
     actor = ["text_encoders", "flux_denoise", "vae_decode"]
     voice = ["kokoro"]
-    phases = {"voice ‖ actor": [voice, actor]} if cfg.pipeline.parallel_audio_actor else {"voice": [voice], "actor": [actor]}
-    phases["animate"] = [["liveportrait"]]
-    phases["verify"] = [["clip_verify"]]
+    if cfg.pipeline.parallel_audio_actor:
+        phases = {Phase.VOICE_ACTOR.value: [voice, actor]}
+    else:
+        phases = {Phase.VOICE.value: [voice], Phase.ACTOR.value: [actor]}
+    phases[Phase.VIDEO.value] = [["liveportrait"]]
+    phases[Phase.VERIFY.value] = [["clip_verify"]]
     return phases
 
 
