@@ -1,4 +1,4 @@
-"""The `vortex` command: generate | plan | models | profiles | bench.
+"""The `vortex` command: generate | plan | models | profiles | bench | serve.
 
 Exit status: 0 done; 1 the slot failed (the reason is printed and in the sidecar); 2 the input,
 the configuration or the set-up is wrong (the message says which field or file, and the fix).
@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser  # imports no torch: see vortex/bench/cli.py
 
     add_bench_parser(sub)
+    from .service.cli import add_serve_parser  # imports neither torch nor FastAPI until it runs
+
+    add_serve_parser(sub)
     return p
 
 
