@@ -102,7 +102,8 @@ def test_a_portrait_without_a_face_is_bad_input(pipeline, tmp_path):
     from skimage import data
 
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
-    result = pipeline.generate_slot_sync(recipe(duration=1.5, actor_image=str(tmp_path / "coffee.png")))
+    result = pipeline.generate_slot_sync(recipe(script="Hello there.", duration=1.5,
+                                                actor_image=str(tmp_path / "coffee.png")))
     assert not result.success and result.error_kind == "input" and result.failed_phase == "actor"
     assert "visual_track.actor_image" in result.error_msg and "no face" in result.error_msg
 
@@ -112,7 +113,7 @@ def test_the_cli_exits_2_for_a_portrait_without_a_face(tmp_path, capsys):
 
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
     path = tmp_path / "r.json"
-    path.write_text(json.dumps(recipe(duration=1.0, actor_image="coffee.png")))
+    path.write_text(json.dumps(recipe(script="Hello there.", duration=1.5, actor_image="coffee.png")))
     assert main(["generate", str(path), "-o", str(tmp_path / "x.mp4")]) == 2
     err = capsys.readouterr().err
     assert "visual_track.actor_image" in err and "no face" in err and "Traceback" not in err
@@ -125,7 +126,7 @@ def test_a_generated_portrait_without_a_face_is_retried_then_fails_saying_why(tm
     path.write_text("extends: cpu-miniature\nfaces: {framing: true}\npipeline: {animation: still}\n")
     pipe = VortexPipeline(VortexConfig.load(path=path))
     try:
-        result = pipe.generate_slot_sync(recipe(duration=1.0, seed=40))
+        result = pipe.generate_slot_sync(recipe(script="Hello there.", duration=1.5, seed=40))
     finally:
         pipe.close()
     assert not result.success and result.failed_phase == "actor" and result.error_kind == "model"
