@@ -98,3 +98,34 @@ def test_a_closed_engine_refuses_requests():
     with pytest.raises(EngineClosed):
         pipe.run(SlotRequest(recipe=recipe()))
     assert pipe.dead is None
+
+
+def test_a_cuda_fault_marks_the_engine_dead_so_its_owner_restarts(tmp_path):
+    """A CUDA error poisons the process's context: the slot fails, and every later request is
+    refused with EngineDead (an ordinary model error leaves the engine alive)."""
+    from vortex.errors import EngineDead
+
+    cfg = VortexConfig.load(profile="cpu-miniature").with_changes({"pipeline": {"animation": "still"}})
+    pipe = VortexPipeline(cfg)
+    try:
+        flux = pipe.registry.get_model("flux")
+        real_generate = flux.generate
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        flux.generate = broken
+        ordinary = pipe.run(SlotRequest(recipe=recipe()))
+        assert not ordinary.success and ordinary.error_kind == "model" and pipe.dead is None
+
+        def device_fault(*args, **kwargs):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        flux.generate = device_fault
+        fault = pipe.run(SlotRequest(recipe=recipe()))
+        assert not fault.success and fault.error_kind == "model" and "illegal memory access" in pipe.dead
+        flux.generate = real_generate
+        with pytest.raises(EngineDead, match="restart the process"):
+            pipe.run(SlotRequest(recipe=recipe()))
+    finally:
+        pipe.close()
