@@ -292,3 +292,12 @@ def test_onnx_fits_the_speed_from_the_duration_predictor_before_one_synthesis(on
     raw = [onnx_voice._backend.raw_durations(c.token_ids, "jm_kumo") for c in onnx_voice.phoneme_chunks(HELLO)]
     assert _units(raw, 1.0) * 600 == onnx_hello.speech_samples  # the probe predicts the graph exactly
     assert _units(raw, fitted.speed) * 600 == fitted.speech_samples
+
+
+def test_emoji_are_not_read_out_by_their_unicode_names():
+    """espeak would say "waving hand" for 👋; a presenter says nothing (heard by the speech check)."""
+    from vortex.models.g2p import Phonemizer
+
+    phonemize = Phonemizer("en-us")
+    assert phonemize("Hello 👋 there. 👍🏽") == phonemize("Hello there.")
+    assert "pəɹsˈɛnt" in phonemize("50%")  # symbols with a word of their own are still spoken

@@ -59,7 +59,7 @@ class Phonemizer:
         self._british = language.lower() in ("en-gb", "en-uk", "en-gb-x-rp")
 
     def __call__(self, text: str) -> str:
-        phonemes, _ = self._g2p(text)
+        phonemes, _ = self._g2p(unspoken_symbols_removed(text))
         return self._to_misaki(phonemes) if self._english else phonemes
 
     def _to_misaki(self, phonemes: str) -> str:
@@ -70,6 +70,21 @@ class Phonemizer:
             phonemes = phonemes.replace(old, new)
         # misaki's v1.0 set spells the flap and the glottal stop as T and t.
         return phonemes.replace("ɾ", "T").replace("ʔ", "t")
+
+
+def unspoken_symbols_removed(text: str) -> str:
+    """The script without emoji and pictographs: espeak reads them by their Unicode names
+    ("👋" becomes "waving hand", measured), which no presenter would say. Symbols with a spoken
+    word of their own (%, $, &, +, ×) are kept; arrows, emoji joiners and variation selectors go."""
+    import unicodedata
+
+    kept = []
+    for ch in text:
+        if ch in "\u200d\ufe0e\ufe0f" or (unicodedata.category(ch) in ("So", "Sk", "Sm") and ord(ch) >= 0x2190):
+            kept.append(" ")
+        else:
+            kept.append(ch)
+    return "".join(kept)
 
 
 def split_sentences(text: str) -> list[str]:
