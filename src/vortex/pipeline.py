@@ -23,6 +23,7 @@ import math
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -87,6 +88,7 @@ class VortexPipeline:
         self.monitor.check("startup")
         self.scheduler = Scheduler(self.device)
         self._lock = threading.Lock()  # the models are shared: one slot at a time, whichever thread asks
+        self._gate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vortex-gate")  # waits for _lock
         self._running: dict[str, Slot] = {}  # request id -> the slot in flight (for cancel)
         self._closed = False
         self._dead: Optional[str] = None
@@ -102,6 +104,7 @@ class VortexPipeline:
             slot.token.cancel("the engine is closing")
         with self._lock:
             self.scheduler.shutdown()
+        self._gate.shutdown(wait=False)
 
     @property
     def _faces(self) -> Any:
@@ -148,19 +151,27 @@ class VortexPipeline:
                                     request.output, on_event, request.id)
 
     async def _generate(self, recipe, slot_id, seed, deadline, output, on_event, request_id) -> GenerationResult:
+        self._check_alive()
+        loop = asyncio.get_running_loop()
+        # The thread lock is waited on by the engine's own gate thread, not the loop's default
+        # executor (each asyncio.run makes a new one: new threads, and new malloc arenas, per slot).
+        acquired = loop.run_in_executor(self._gate, self._lock.acquire)
+        try:
+            await asyncio.shield(acquired)
+        except asyncio.CancelledError:  # the caller gave up while queued: release once the gate gets it
+            acquired.add_done_callback(lambda _: self._lock.release())
+            raise
+        try:
+            self._check_alive()
+            return await self._generate_locked(recipe, slot_id, seed, deadline, output, on_event, request_id)
+        finally:
+            self._lock.release()
+
+    def _check_alive(self) -> None:
         if self._closed:
             raise EngineClosed("the engine is closed: start a new VortexPipeline")
         if self._dead is not None:
             raise EngineDead(f"the engine is dead ({self._dead}): restart the process")
-        loop = asyncio.get_running_loop()
-        # A thread lock taken off the loop's thread: callers on different loops and threads queue here.
-        await loop.run_in_executor(None, self._lock.acquire)
-        try:
-            if self._closed:
-                raise EngineClosed("the engine is closed: start a new VortexPipeline")
-            return await self._generate_locked(recipe, slot_id, seed, deadline, output, on_event, request_id)
-        finally:
-            self._lock.release()
 
     async def _generate_locked(self, recipe, slot_id, seed, deadline, output, on_event, request_id) -> GenerationResult:
         started = time.perf_counter()
