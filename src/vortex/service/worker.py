@@ -1,0 +1,220 @@
+"""The one thread that owns the engine: it loads it, then runs jobs one at a time in submission
+order until it is told to stop.
+
+Stopping (SIGTERM): `drain()` stops taking jobs at once; `stop(grace_s)` lets the running slot
+finish until the grace period (counted from the drain) ends, else cancels it and puts it back in
+the queue, then closes the engine. A CUDA fault (`EngineDead`) re-queues the job and asks the
+process to exit, so its supervisor starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+from ..errors import EngineClosed, EngineDead
+from ..recipe import Recipe
+from ..requests import SlotEvent, SlotRequest
+from .events import END, EventHub
+from .metrics import ServiceMetrics
+from .store import Job, JobStore
+
+log = logging.getLogger("vortex.service")
+
+
+class Engine(Protocol):
+    """What the worker needs of `vortex.pipeline.VortexPipeline`."""
+
+    def run(self, request: SlotRequest, on_event: Optional[Callable[[SlotEvent], None]] = None) -> Any: ...
+
+    def cancel(self, request_id: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def job_dir(data: Path, job_id: str) -> Path:
+    return data / "jobs" / job_id
+
+
+@dataclass
+class WorkerStatus:
+    ready: bool = False  # the engine is loaded and the loop runs
+    load_error: Optional[str] = None
+    dead: Optional[str] = None  # EngineDead's message: the process must restart
+    running: Optional[str] = None  # the job id in flight
+    stopped: bool = False
+    loaded_s: Optional[float] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, make_engine: Callable[[], Engine], store: JobStore, hub: EventHub, metrics: ServiceMetrics,
+                 data: Path, on_fatal: Callable[[str], None]):
+        self._make_engine = make_engine
+        self.store, self.hub, self.metrics, self.data = store, hub, metrics, data
+        self._on_fatal = on_fatal
+        self.status = WorkerStatus()
+        self._engine: Optional[Engine] = None
+        self._wake = threading.Condition()
+        self._draining = False
+        self._drain_at: Optional[float] = None
+        self._requeue_running = False  # set when shutdown (not a client) cancels the running slot
+        # Job ids to stop: engine.cancel() finds a slot only once the engine has registered it, so
+        # each event of a wanted job asks again (a DELETE right after the claim would be lost).
+        self._cancel_wanted: set[str] = set()
+        self._thread = threading.Thread(target=self._main, name="vortex-worker", daemon=True)
+
+    # ---- control, from the API's threads ---------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A job was queued."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def cancel_running(self, job_id: str) -> bool:
+        """A client's DELETE of the running job: the engine stops it at its next step."""
+        engine = self._engine
+        if engine is None or self.status.running != job_id:
+            return False
+        self._cancel_wanted.add(job_id)
+        return engine.cancel(job_id)
+
+    def drain(self) -> None:
+        """Stop taking jobs (SIGTERM); the running one goes on."""
+        with self._wake:
+            if not self._draining:
+                self._draining, self._drain_at = True, time.monotonic()
+            self._wake.notify_all()
+
+    def stop(self, grace_s: float) -> None:
+        """Wait for the running slot until `grace_s` after the drain, else cancel and re-queue it."""
+        self.drain()
+        remaining = max(0.0, self._drain_at + grace_s - time.monotonic())
+        self._thread.join(remaining)
+        if self._thread.is_alive():
+            running = self.status.running
+            log.warning("grace period over: cancelling the running slot", extra={"event": "grace_over", "job": running})
+            self._requeue_running = True
+            if running is not None and self._engine is not None:
+                self._cancel_wanted.add(running)
+                self._engine.cancel(running)
+            self._thread.join(60)  # a cancelled slot stops at its next step: seconds on a CPU
+        if self._engine is not None:
+            self._engine.close()
+
+    # ---- the thread ------------------------------------------------------------------------
+    def _main(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self._engine = self._make_engine()
+        except Exception as exc:  # a bad profile is caught before; this is a model that failed to load
+            log.exception("engine failed to load")
+            self.status.load_error = f"{type(exc).__name__}: {exc}"
+            self._on_fatal(f"the engine failed to load: {self.status.load_error}")
+            return
+        self.status.loaded_s = time.monotonic() - t0
+        self.status.ready = True
+        self.metrics.engine_ready.set(1)
+        try:
+            while True:
+                job = self._next_job()
+                if job is None:
+                    return
+                self._run(job)
+                # A CUDA fault fails its slot (recorded as the engine said, so a job that faults the
+                # device cannot loop) and leaves the engine dead: exit now, for a fresh process.
+                dead = getattr(self._engine, "dead", None)
+                if dead and not self.status.dead:
+                    self.status.dead = dead
+                    self._on_fatal(f"the engine is dead: {dead}")
+                if self.status.dead:
+                    return
+        finally:
+            self.status.ready = False
+            self.status.stopped = True
+            self.metrics.engine_ready.set(0)
+
+    def _next_job(self) -> Optional[Job]:
+        with self._wake:
+            while True:
+                if self._draining:
+                    return None
+                job = self.store.claim_next()
+                if job is not None:
+                    return job
+                self._wake.wait(timeout=5.0)  # notify() wakes it at once; the timeout is a safety net
+
+    def _run(self, job: Job) -> None:
+        self.status.running = job.id
+        # A DELETE between the claim and the line above saw no running job: honour it here (the API
+        # marks the store before it reads `status.running`, this thread the other way round).
+        if self.store.get(job.id).cancel_requested:
+            self._cancel_wanted.add(job.id)
+        self.metrics.queue_wait_seconds.observe(max(0.0, (job.started or time.time()) - job.created))
+        self.hub.publish(job.id, "state", {"state": "running", "attempts": job.attempts})
+        out = job_dir(self.data, job.id)
+        if job.attempts > 1:  # what a killed attempt left (a staging MP4) is never this attempt's output
+            shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        try:
+            recipe = Recipe.from_dict(job.recipe, source=f"job {job.id}")
+            request = SlotRequest(recipe=recipe, id=job.id, seed=job.seed, output=out / "video.mp4")
+            result = self._engine.run(request, on_event=lambda ev: self._on_event(job.id, ev))
+        except EngineDead as exc:
+            self.status.dead = str(exc)
+            self.store.requeue(job.id)
+            self._end(job.id)
+            self._on_fatal(f"the engine is dead: {exc}")
+            return
+        except EngineClosed:
+            self.store.requeue(job.id)
+            self._end(job.id)
+            return
+        except Exception as exc:  # the recipe no longer validates (a portrait deleted): the job fails
+            log.exception("job failed before the engine ran it", extra={"event": "job_error", "job": job.id})
+            self.store.finish(job.id, "failed", error={"kind": "input", "phase": "validate",
+                                                       "message": f"{type(exc).__name__}: {exc}"})
+            self._end(job.id)
+            return
+        finally:
+            self.status.running = None
+            self._cancel_wanted.discard(job.id)
+        self._record(job, result, time.monotonic() - t0)
+
+    def _record(self, job: Job, result: Any, seconds: float) -> None:
+        meta = result.metadata()
+        cancelled = result.error_kind == "cancelled"
+        if cancelled and self._requeue_running and not self.store.get(job.id).cancel_requested:
+            self.store.requeue(job.id)  # shutdown's cancel, not the client's: the next process runs it
+            self._end(job.id)
+            return
+        state = "succeeded" if result.success else ("cancelled" if cancelled else "failed")
+        error = None if result.success else {"kind": result.error_kind, "phase": result.failed_phase,
+                                              "message": result.error_msg}
+        self.store.finish(job.id, state, timings=meta.get("timings_ms"), verification=meta.get("verification"),
+                          error=error, proof=result.proof)
+        self.metrics.observe_result(state, seconds, meta.get("timings_ms") or {}, result.failed_phase,
+                                    result.error_kind, meta.get("verification"))
+        self._end(job.id)
+
+    def _end(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        self.hub.publish(job_id, END, {"state": job.state, "attempts": job.attempts})
+
+    def _on_event(self, job_id: str, ev: SlotEvent) -> None:
+        """From the engine's threads."""
+        if job_id in self._cancel_wanted:
+            self._engine.cancel(job_id)
+        if ev.kind == "phase_started" and ev.phase:
+            self.store.set_phase(job_id, ev.phase)
+        data = ev.to_dict()
+        data.pop("request_id", None)
+        self.hub.publish(job_id, ev.kind, data)
