@@ -152,7 +152,7 @@ def test_atomic_text_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
 def test_sigterm_ends_a_slot_cleanly_within_seconds(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([EXE, "generate", str(recipe_file(tmp_path, duration=6.0, script="Good evening. " * 8)),
+    proc = subprocess.Popen([EXE, "generate", str(recipe_file(tmp_path, duration=20.0, script="Good evening. " * 16)),
                              "--config", str(fast_config(tmp_path)), "-o", str(out / "x.mp4")],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     started = None

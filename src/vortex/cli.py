@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import logs
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
@@ -116,6 +116,37 @@ def _load_config(args: argparse.Namespace) -> VortexConfig:
 
 # ---- generate --------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
+    with _SigtermGuard() as guard:
+        return _generate_slot(args, guard)
+
+
+class _SigtermGuard:
+    """SIGTERM (what an orchestrator sends) ends the slot as Ctrl-C would: the running request is
+    cancelled, its workers drain, its temporary files go, and the command exits 143. Installed for
+    the whole command, so a signal during loading or printing is never the default bare kill."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.cancel: Optional[Callable[[], None]] = None
+
+    def __enter__(self) -> "_SigtermGuard":
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.seen = True
+        if self.cancel is not None:
+            self.cancel()
+
+    def check(self) -> None:
+        if self.seen:
+            raise _Terminated()
+
+
+def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     recipe = Recipe.from_file(args.recipe)  # validate before loading any model
     cfg = _load_config(args)
     cfg.check_recipe(recipe)  # buffers, a speakable script, a known voice: before any model loads
@@ -143,20 +174,14 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"  slot {slot_id}: {p.duration_sec:g} s at {p.fps} fps = {p.n_frames} frames, "
           f"{p.n_samples(cfg.buffers.audio.sample_rate)} audio samples", file=err)
     request = SlotRequest(recipe=recipe, slot_id=slot_id, seed=args.seed, deadline_s=args.deadline, output=output.mp4)
-    terminated = []
-
-    def on_sigterm(signum, frame) -> None:  # what an orchestrator sends: end the slot as Ctrl-C would
-        terminated.append(signum)
-        pipeline.cancel(request.id)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    guard.cancel = lambda: pipeline.cancel(request.id)
     try:
+        guard.check()  # it came while the models loaded: no slot starts
         result = pipeline.run(request, on_event=_ProgressPrinter(err))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        guard.cancel = None
         pipeline.close()
-    if terminated:
-        raise _Terminated()
+    guard.check()
 
     for w in result.warnings:
         print(f"  ! {w}", file=err)
