@@ -11,6 +11,7 @@ import json
 import math
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -243,13 +244,17 @@ class _ProgressPrinter:
 
     def __init__(self, stream):
         self.stream = stream
+        self._lock = threading.Lock()  # events come from two worker threads at once: whole lines
 
     def __call__(self, event) -> None:
         if event.kind in ("progress", "result"):
             return
         what = {"phase_started": "started", "phase_done": "done", "phase_failed": "failed",
                 "first_frame": "first frame"}[event.kind]
-        print(f"  {event.phase or '':<7} … {what} at {event.at_ms / 1000:6.2f} s", file=self.stream, flush=True)
+        line = f"  {event.phase or '':<7} … {what} at {event.at_ms / 1000:6.2f} s\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
 
 
 # ---- plan, models, profiles -----------------------------------------------------------------
