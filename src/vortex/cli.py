@@ -166,9 +166,11 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     print("  loading models …", file=err, flush=True)
 
     from .pipeline import VortexPipeline
+    from .process import configure_process
 
     if not args.verbose:
         logs.quiet_libraries(load=True)
+    configure_process(cfg)
     pipeline = VortexPipeline(cfg)
     print(pipeline.registry.summary(), file=err)
     p = recipe.slot_params

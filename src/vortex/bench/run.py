@@ -69,11 +69,13 @@ def run_bench(
     import torch
 
     from ..pipeline import VortexPipeline
+    from ..process import configure_process
 
     own = pipeline is None
     load_s = None
     if own:
         start = time.perf_counter()
+        configure_process(cfg)
         pipeline = VortexPipeline(cfg)
         load_s = time.perf_counter() - start
     load = [LoadFigure(r.name, r.seconds, r.weight_bytes, r.vram_delta) for r in pipeline.registry.records]

@@ -108,7 +108,9 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
 
     def make_engine():
         from ..pipeline import VortexPipeline
+        from ..process import configure_process
 
+        configure_process(cfg)
         return VortexPipeline(cfg)
 
     worker = Worker(make_engine, store, hub, metrics, data, on_fatal)
