@@ -3,12 +3,13 @@
 One slot (the demo recipe, 6 s) is submitted through the jobs page's form and made by the
 engine; then the jobs page must list it as succeeded, the job page's <video> must play the MP4
 (currentTime advances in real time), and the timeline and charts must be drawn from its sidecar.
-The test saves the job page as docs/web-view.png (and a copy under tmp_path).
+The test saves the job page under tmp_path; with VORTEX_UPDATE_DOCS=1 it also refreshes docs/web-view.png.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -196,9 +197,10 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
     browser.set_window_size(1280, height + 140)  # the window's frame takes ~140 px of its height
     time.sleep(0.5)
     shot = tmp_path / "web-view.png"
-    assert browser.save_screenshot(str(shot))
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("VORTEX_UPDATE_DOCS") == "1":  # the README's screenshot: refreshed on request only
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
 
 
 def test_a_cancelled_job_shows_its_exact_seed_and_no_player(server, browser):
