@@ -16,7 +16,7 @@ def report_table(r: "BenchReport") -> str:
              else f"GPU {r.device_name} ({r.device}, {r.vram_total_bytes / GIB:.1f} GiB)")
     lines = [f"vortex bench · profile {r.profile} · {where}"]
     if r.stand_ins:
-        lines.append(f"  STAND-INS (miniature seeded-random weights): {', '.join(r.stand_ins)}")
+        lines.append(f"  STAND-INS (named in the profile; see README): {', '.join(r.stand_ins)}")
     lines.append(f"  recipe {r.recipe}: {r.duration_sec:g} s at {r.fps} fps = {r.n_frames} frames; "
                  f"{r.slots} slots measured after {r.warmup} warm-up; "
                  f"MP4 encode {'on' if r.encode else 'off'}; animation {r.animation or '?'}")
