@@ -82,8 +82,8 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
-def _read_regular(path: Path, limit: Optional[int], fail: Callable[[str], NoReturn]) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes; anything else is refused before it is read."""
+def _stat_regular(path: Path, fail: Callable[[str], NoReturn]) -> os.stat_result:
+    """The path's stat, refusing anything but a regular file (a FIFO would block its reader)."""
     try:
         st = os.stat(path)  # follows symlinks: a link to a regular file is fine
     except FileNotFoundError:
@@ -92,6 +92,12 @@ def _read_regular(path: Path, limit: Optional[int], fail: Callable[[str], NoRetu
         fail(f"cannot be read: {exc.strerror or exc}")
     if not stat.S_ISREG(st.st_mode):
         fail(f"is {_what(st.st_mode)}, not a regular file")
+    return st
+
+
+def _read_regular(path: Path, limit: Optional[int], fail: Callable[[str], NoReturn]) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is refused before it is read."""
+    _stat_regular(path, fail)
     try:
         # O_NONBLOCK: should the path be swapped for a FIFO after the stat, open() still returns
         # at once and fstat() below refuses it, instead of blocking for a writer that never comes.
@@ -121,14 +127,7 @@ def check_regular_file(path: str | os.PathLike, field: str, ref: Optional[str] =
     def fail(problem: str) -> NoReturn:
         raise RecipeError(field, f"'{ref}' {problem}")
 
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        fail("cannot be read: no such file")
-    except OSError as exc:
-        fail(f"cannot be read: {exc.strerror or exc}")
-    if not stat.S_ISREG(st.st_mode):
-        fail(f"is {_what(st.st_mode)}, not a regular file")
+    _stat_regular(path, fail)
     if not os.access(path, os.R_OK):
         fail("cannot be read: permission denied")
     return path
