@@ -47,12 +47,12 @@ from .portrait import ActorPortrait, make_portrait
 from .recipe import Recipe
 from .requests import EventFn, SlotEvent, SlotRequest
 from .sinks import ArraySink, FrameSink, MediaShape, Mp4Sink
-from .slot import Scheduler, Slot
+from .slot import Scheduler, Slot, as_recipe, is_device_fault, pick_seed
 from .result import GenerationResult, determinism_proof
 from .motion import DrivingSequence
 from .motion.driver import MotionDriver
 from .motion.expressions import check_expressions
-from .video import FramedTrack, StillTrack, VideoTrack, stream_frames
+from .video import FramedTrack, StillTrack, VideoTrack, render_into_sinks
 
 log = logging.getLogger("vortex.pipeline")
 
@@ -176,7 +176,7 @@ class VortexPipeline:
     async def _generate_locked(self, recipe, slot_id, seed, deadline, output, on_event, request_id) -> GenerationResult:
         started = time.perf_counter()
         try:
-            recipe = _as_recipe(recipe)
+            recipe = as_recipe(recipe)
             budget_s = self._budget(deadline)
             target = output if isinstance(output, SlotOutput) or output is None else SlotOutput.prepare(output)
         except VortexError as exc:
@@ -187,7 +187,7 @@ class VortexPipeline:
                 on_event(SlotEvent(request_id, "result", 0.0, None, result.metadata()))
             return result
         slot_id = recipe.slot_params.slot_id if slot_id is None else slot_id
-        seed = _pick_seed(seed, recipe.slot_params.seed)
+        seed = pick_seed(seed, recipe.slot_params.seed)
         recipe = recipe.with_overrides(slot_id=slot_id, seed=seed)
         slot = Slot(request_id=request_id, recipe=recipe, slot_id=slot_id, seed=seed, budget_s=budget_s,
                     on_event=on_event)
@@ -224,7 +224,7 @@ class VortexPipeline:
             self._fail(slot, result, describe_os_error(target.mp4 if target else exc.filename, exc), slot.phase, "output")
         except Exception as exc:  # a bug or a library failure: the slot fails, the engine lives on
             log.exception("slot failed", extra={"event": "slot_error", "slot_id": slot_id, "phase": slot.phase})
-            if _is_device_fault(exc):  # CUDA's context is gone: no later slot can run in this process
+            if is_device_fault(exc):  # CUDA's context is gone: no later slot can run in this process
                 self._dead = f"{type(exc).__name__}: {exc}"
             self._fail(slot, result, f"{type(exc).__name__}: {exc}", slot.phase, "model")
         finally:
@@ -384,28 +384,14 @@ class VortexPipeline:
         sinks: list[FrameSink] = [frames] + ([Mp4Sink(staging)] if staging is not None else [])
         every = max(1, p.fps)  # a progress event a second of video
 
-        def sink(i: int, frame: np.ndarray) -> None:
-            for s in sinks:
-                s.write_frame(i, frame)
+        def on_frame(i: int) -> None:
             if i == 0:
                 slot.first_frame_ms = slot.elapsed_ms()
                 slot.emit("first_frame", Phase.VIDEO.value)
             if (i + 1) % every == 0 or i + 1 == p.n_frames:
                 slot.emit("progress", Phase.VIDEO.value, frames=i + 1, total=p.n_frames)
 
-        opened: list[FrameSink] = []
-        try:
-            for s in sinks:
-                s.open(shape)
-                opened.append(s)
-                s.write_audio(waveform)
-            stream_frames(track, p.n_frames, self.buffers.frame_ring, sink, slot.token)
-            for s in sinks:
-                s.finish()
-        except BaseException:
-            for s in opened:
-                s.abort()
-            raise
+        render_into_sinks(track, shape, waveform, sinks, self.buffers.frame_ring, slot.token, on_frame)
         return frames.frames
 
     def _checkpoint(self, slot: Slot, stage: str) -> None:
@@ -443,29 +429,3 @@ class VortexPipeline:
 
 class _VerificationFailed(VortexError):
     pass
-
-
-def _as_recipe(recipe: Recipe | dict | str | Path) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if isinstance(recipe, dict):
-        return Recipe.from_dict(recipe)
-    if isinstance(recipe, Path) or (isinstance(recipe, str) and not recipe.lstrip().startswith(("{", "slot_params", "recipe"))):
-        return Recipe.from_file(recipe)
-    return Recipe.from_text(recipe)
-
-
-def _is_device_fault(exc: BaseException) -> bool:
-    """A CUDA error that poisons the process (an illegal address, a lost device), not an OOM."""
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) and (
-        "CUDA error" in text or "device-side assert" in text or "cudaErrorLaunchFailure" in text
-    )
-
-
-def _pick_seed(explicit: int | None, from_recipe: int | None) -> int:
-    if explicit is not None:
-        return explicit
-    if from_recipe is not None:
-        return from_recipe
-    return secrets.randbits(63)  # a fresh seed, recorded in the result so the slot can be replayed

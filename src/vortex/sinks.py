@@ -84,3 +84,18 @@ class Mp4Sink:
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
+
+
+def open_all(sinks: list[FrameSink], shape: MediaShape, waveform: np.ndarray) -> list[FrameSink]:
+    """Open every sink and hand it the slot's audio; on a failure the ones opened are aborted."""
+    opened: list[FrameSink] = []
+    try:
+        for s in sinks:
+            s.open(shape)
+            opened.append(s)
+            s.write_audio(waveform)
+    except BaseException:
+        for s in opened:
+            s.abort()
+        raise
+    return opened

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -123,3 +125,29 @@ class Scheduler:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # retrieve it, so asyncio does not warn about it
         slot.inflight.clear()
+
+
+def as_recipe(recipe: Recipe | dict | str | Path) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return Recipe.from_dict(recipe)
+    if isinstance(recipe, Path) or (isinstance(recipe, str) and not recipe.lstrip().startswith(("{", "slot_params", "recipe"))):
+        return Recipe.from_file(recipe)
+    return Recipe.from_text(recipe)
+
+
+def is_device_fault(exc: BaseException) -> bool:
+    """A CUDA error that poisons the process (an illegal address, a lost device), not an OOM."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) and (
+        "CUDA error" in text or "device-side assert" in text or "cudaErrorLaunchFailure" in text
+    )
+
+
+def pick_seed(explicit: int | None, from_recipe: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    if from_recipe is not None:
+        return from_recipe
+    return secrets.randbits(63)  # a fresh seed, recorded in the result so the slot can be replayed

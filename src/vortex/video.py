@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .cancel import CancelToken
+from .sinks import FrameSink, MediaShape, open_all
 
 _DONE = object()
 
@@ -76,6 +77,29 @@ def stream_frames(
         consumer.join()
     if failure:
         raise failure[0]
+
+
+def render_into_sinks(track: VideoTrack, shape: MediaShape, waveform: np.ndarray, sinks: list[FrameSink],
+                      ring: torch.Tensor, cancel: CancelToken | None = None,
+                      on_frame: Callable[[int], None] | None = None) -> None:
+    """One slot's media into every sink: the audio, then each frame in order (the encoder thread
+    writes while the next batch renders). All sinks finish, or all are aborted."""
+    opened = open_all(sinks, shape, waveform)
+
+    def sink(i: int, frame: np.ndarray) -> None:
+        for s in opened:
+            s.write_frame(i, frame)
+        if on_frame is not None:
+            on_frame(i)
+
+    try:
+        stream_frames(track, shape.n_frames, ring, sink, cancel)
+        for s in opened:
+            s.finish()
+    except BaseException:
+        for s in opened:
+            s.abort()
+        raise
 
 
 class FramedTrack:
