@@ -196,9 +196,10 @@ class VerificationConfig(_Section):
     lip_sync_floor: float = Field(0.5, ge=-1, le=1)
     speech_check: bool = True  # transcribe the slot's audio and score it against the script
     # Calibrated on real Kokoro speech (benchmarks/bench_speech_check.py, 4 voices x 10 scripts):
-    # correct speech scores at most 0.50 (spelled letters heard as words by tiny.en), speech of
-    # another script, reversed speech, silence and noise at least 0.857: 0.65 sits in the gap.
-    max_wer: float = Field(0.65, ge=0, le=10)  # the largest word error rate that still airs
+    # correct speech scores at most 0.50 (spelled letters heard as words by tiny.en), and 0.56 for
+    # examples/wrapped_recipe.yaml spoken "excited" (faster); speech of another script, reversed
+    # speech, silence and noise at least 0.857: 0.7 sits in the gap.
+    max_wer: float = Field(0.7, ge=0, le=10)  # the largest word error rate that still airs
 
     @model_validator(mode="after")
     def _weights_sum(self) -> "VerificationConfig":
