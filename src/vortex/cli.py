@@ -1,4 +1,4 @@
-"""The `vortex` command: generate | plan | models | profiles | bench | serve.
+"""The `vortex` command: generate | plan | models | profiles | bench | serve | channel.
 
 Exit status: 0 done; 1 the slot failed (the reason is printed and in the sidecar); 2 the input,
 the configuration or the set-up is wrong (the message says which field or file, and the fix).
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     from .service.cli import add_serve_parser  # imports neither torch nor FastAPI until it runs
 
     add_serve_parser(sub)
+    from .channel.cli import add_channel_parser  # imports no torch until it runs
+
+    add_channel_parser(sub)
     return p
 
 

@@ -7,11 +7,27 @@ from .config import VortexConfig
 
 
 def configure_process(cfg: VortexConfig) -> None:
-    """TF32 matmuls and convolutions on CUDA, as the profile asks (a process-wide torch switch:
-    two engines in one process would otherwise overwrite each other's choice)."""
+    """Before the engine starts: glibc's malloc arenas capped, and TF32 on CUDA as the profile asks
+    (a process-wide torch switch: two engines in one process would overwrite each other's)."""
+    cap_malloc_arenas()
     if not cfg.device.is_cuda:
         return
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = cfg.device.allow_tf32
     torch.backends.cudnn.allow_tf32 = cfg.device.allow_tf32
+
+
+def cap_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each new thread its own malloc arena (up to 8 per core): measured on cpu-preview
+    in `vortex serve`, 1 s slots, the process grew ~35 MiB a slot (1093 → 1505 MiB over 12 slots)
+    and plateaued at ~1150 MiB with 2 arenas. Set before the engine starts any thread; a no-op
+    off glibc."""
+    import ctypes
+    import ctypes.util
+
+    M_ARENA_MAX = -8  # malloc.h
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, n)
+    except (OSError, AttributeError):
+        pass

@@ -47,6 +47,7 @@ class ServiceState:
     metrics: ServiceMetrics
     data: Path
     token: Optional[str] = None
+    channels: Any = None  # a ChannelHost (channels.py); None: this server runs no channels
 
     @property
     def portraits(self) -> Path:
@@ -247,6 +248,9 @@ def create_app(state: ServiceState) -> FastAPI:
     async def metrics(state: ServiceState = Depends(get_state)):
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
+    from .channel_api import router as channel_router  # it imports this module's helpers
+
+    app.include_router(channel_router)
     _include_web(app)
     return app
 

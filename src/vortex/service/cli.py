@@ -85,8 +85,10 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
     from .store import JobStore
     from .worker import Worker
 
+    from ..process import cap_malloc_arenas
+
     err = sys.stderr
-    _cap_malloc_arenas()
+    cap_malloc_arenas()  # before uvicorn, the worker or the engine start a thread
     data: Path = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     lock = _lock_data(data)
@@ -115,11 +117,21 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
 
     worker = Worker(make_engine, store, hub, metrics, data, on_fatal)
     state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token)
+    from .channel_api import parse_channel
+    from .channels import ChannelHost
+
+    state.channels = ChannelHost(data, cfg, lambda: worker.engine, worker.engine_loaded, metrics,
+                                 parse=lambda raw: parse_channel(raw, state))
 
     @asynccontextmanager
     async def lifespan(app):
         worker.start()
+        resumed = state.channels.resume_all()
+        if resumed:
+            print(f"  channels back on air after a restart: {', '.join(resumed)}", file=err, flush=True)
         yield
+        worker.drain()
+        await asyncio.to_thread(state.channels.stop_all, args.grace_sec)  # before the engine closes
         await asyncio.to_thread(worker.stop, args.grace_sec)
 
     app = create_app(state)
@@ -141,21 +153,6 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
         return 1
     print("vortex serve: stopped", file=err)
     return 0
-
-
-def _cap_malloc_arenas(n: int = 2) -> None:
-    """glibc gives each new thread its own malloc arena (up to 8 per core), and the engine starts
-    fresh worker threads every slot: measured on cpu-preview, 1 s slots, the process grew ~35 MiB
-    a slot (1093 → 1505 MiB over 12 slots, +514 MiB over 50) and plateaued at ~1150 MiB with 2
-    arenas. Set before the engine starts any thread; a no-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    M_ARENA_MAX = -8  # malloc.h
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, n)
-    except (OSError, AttributeError):
-        pass
 
 
 def _lock_data(data: Path):

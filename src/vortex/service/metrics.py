@@ -21,6 +21,8 @@ SLOT_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 PHASE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Raw CLIP cosines sit in 0.1-0.4, dlib identity distances below 0.6, lip-sync r in -1..1, WER 0..1+.
+# A channel slot's lead time (air time - ready): negative means it was late and filled.
+LEAD_BUCKETS = (-10, -5, -1, 0, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 SCORE_BUCKETS = (-0.5, 0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5)
 
 
@@ -80,6 +82,16 @@ class ServiceMetrics:
                                 ["method", "route", "status"], registry=r)
         self.engine_ready = Gauge("vortex_engine_ready", "1 when the engine is loaded and the worker runs",
                                   registry=r)
+        self.channel_slots = Counter("vortex_channel_slots", "Channel slots decided, by what aired "
+                                     "(aired, filler:last_good, filler:standby)", ["channel", "decision"], registry=r)
+        self.channel_retries = Counter("vortex_channel_retries", "Channel slot attempts beyond the first",
+                                       ["channel"], registry=r)
+        self.channel_stalls = Counter("vortex_channel_stalls", "Channel slots appended after their air time "
+                                      "(a player at the live edge waits there)", ["channel"], registry=r)
+        self.channel_lead = Gauge("vortex_channel_lead_time_seconds_last", "The last aired slot's lead time",
+                                  ["channel"], registry=r)
+        self.channel_lead_seconds = Histogram("vortex_channel_lead_time_seconds", "Aired slots' lead time "
+                                              "(air time - ready)", ["channel"], buckets=LEAD_BUCKETS, registry=r)
         r.register(_StoreCollector(counts))
         r.register(_VramCollector())
 

@@ -67,7 +67,13 @@ class Worker:
         # Job ids to stop: engine.cancel() finds a slot only once the engine has registered it, so
         # each event of a wanted job asks again (a DELETE right after the claim would be lost).
         self._cancel_wanted: set[str] = set()
+        self.engine_loaded = threading.Event()  # channels (channels.py) start their first slot after it
         self._thread = threading.Thread(target=self._main, name="vortex-worker", daemon=True)
+
+    @property
+    def engine(self) -> Optional[Engine]:
+        """The loaded engine, shared with the service's channels (it runs one slot at a time)."""
+        return self._engine
 
     # ---- control, from the API's threads ---------------------------------------------------
     def start(self) -> None:
@@ -121,6 +127,7 @@ class Worker:
             return
         self.status.loaded_s = time.monotonic() - t0
         self.status.ready = True
+        self.engine_loaded.set()
         self.metrics.engine_ready.set(1)
         try:
             while True:

@@ -1,18 +1,24 @@
-"""The web view's routes: three pages and their static files, all served from this package.
+"""The web view's routes: four pages and their static files, all served from this package.
 
 The pages are plain HTML; their JavaScript reads the job id from the page's own URL and talks to
 the JSON API (`/v1/slots...`) like any other client, so the server inserts nothing into the
-HTML and there is nothing to escape here. No build step, no CDN: everything is under `static/`.
+HTML and there is nothing to escape here. No build step, no CDN: everything is under `static/`,
+except hls.js (the channel page's player), installed from npm by `scripts/setup-hlsjs` into
+build/hlsjs/ (or named by $VORTEX_HLSJS) and served from there.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
 STATIC = Path(__file__).with_name("static")
+HLSJS_VERSION = "1.7.4"  # scripts/setup-hlsjs installs exactly this
+_HLSJS_BUILT = Path(__file__).resolve().parents[4] / "build/hlsjs/node_modules/hls.js/dist/hls.min.js"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -22,12 +28,13 @@ _TYPES = {
     ".svg": "image/svg+xml",
 }
 
+# hls.js plays through Media Source Extensions (a blob: URL) and demuxes in a blob: worker.
 # Only our own scripts and the API's origin: a script injected through a job's text could not run
 # even if an escape were missed ('self' only, no inline script, no eval).
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -67,6 +74,27 @@ def submit_page() -> RedirectResponse:
 def job_page(job_id: str) -> FileResponse:
     """One job: player, phase timeline, verification charts. `job_id` is read by the page's script."""
     return _serve("job.html")
+
+
+@router.get("/channels/{name}")
+def channel_page(name: str) -> FileResponse:
+    """One channel: the live player (hls.js), on air now, the next slots, every decision."""
+    return _serve("channel.html")
+
+
+def hlsjs_path() -> Optional[Path]:
+    env = os.environ.get("VORTEX_HLSJS")
+    path = Path(env) if env else _HLSJS_BUILT
+    return path if path.is_file() else None
+
+
+@router.get("/static/hls.min.js")
+def hlsjs() -> FileResponse:
+    path = hlsjs_path()
+    if path is None:
+        raise HTTPException(status_code=404, detail=f"hls.js is not installed on this server: run `bash "
+                            f"scripts/setup-hlsjs` (npm hls.js@{HLSJS_VERSION}) or set VORTEX_HLSJS to hls.min.js")
+    return FileResponse(path, media_type=_TYPES[".js"], headers=_HEADERS)
 
 
 @router.get("/static/{name}")

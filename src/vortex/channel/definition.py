@@ -1,0 +1,193 @@
+"""A channel definition (YAML or JSON): its slots in airing order and how the schedule runs them.
+
+```yaml
+name: channel-7
+loop: true            # replay the list when it ends
+lookahead: 2          # slots made ahead of the one on air (>= 1)
+start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+00:00
+margin_sec: 5         # a slot's generation deadline is its air time minus this
+max_attempts: 3       # per slot; each retry uses seed = previous + 1
+filler: {policy: last_good}   # or standby
+slots:
+  - recipe: channel/weather.json   # relative to this file
+  - recipe: {slot_params: {...}, audio_track: {...}, visual_track: {...}}   # inline
+```
+
+Read through `vortex.inputs` (the same gate as recipes and configs); each problem is a
+`ChannelError` naming the file and the field (``slots[1].recipe.audio_track.voice_id``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from .. import inputs
+from ..errors import RecipeError, VortexError
+from ..recipe import Recipe
+
+FillerPolicy = Literal["last_good", "standby"]
+FILLER_POLICIES = ("last_good", "standby")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
+_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler")
+MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
+
+
+class ChannelError(VortexError):
+    """A channel definition field is missing, of the wrong type or out of range."""
+
+    def __init__(self, source: Optional[str], field: str, problem: str):
+        self.source, self.field, self.problem = source, field, problem
+        where = f"channel file '{source}'" if source else "channel definition"
+        super().__init__(f"{where}: field '{field}': {problem}")
+
+
+@dataclass(frozen=True)
+class ChannelSlot:
+    """One entry of the slot list."""
+
+    position: int  # index in the list
+    source: str  # the recipe's path as written, or "inline"
+    recipe: Recipe
+
+    @property
+    def duration_sec(self) -> float:
+        return self.recipe.slot_params.duration_sec
+
+    @property
+    def n_frames(self) -> int:
+        return self.recipe.slot_params.n_frames
+
+
+@dataclass(frozen=True)
+class ChannelDefinition:
+    name: str
+    slots: tuple[ChannelSlot, ...]
+    loop: bool = False
+    lookahead: int = 1
+    start: Optional[datetime] = None  # None: "now" (see scheduler: when the first slot is ready)
+    margin_sec: float = 5.0
+    max_attempts: int = 2
+    filler: FillerPolicy = "last_good"
+    source: Optional[str] = None
+
+    @property
+    def fps(self) -> int:
+        return self.slots[0].recipe.slot_params.fps
+
+    def slot_at(self, index: int) -> Optional[ChannelSlot]:
+        """The list entry that airs as channel slot ``index`` (the list replays when ``loop``)."""
+        if index < len(self.slots):
+            return self.slots[index]
+        return self.slots[index % len(self.slots)] if self.loop else None
+
+    def check(self, cfg) -> None:
+        """Each recipe against the profile (durations, voices, sizes, presets), before any model loads."""
+        from ..motion.expressions import check_expressions
+
+        for slot in self.slots:
+            try:
+                cfg.check_recipe(slot.recipe)
+                check_expressions(slot.recipe.visual_track.expression_preset, slot.recipe.visual_track.expression_sequence)
+            except RecipeError as exc:
+                raise ChannelError(self.source, f"slots[{slot.position}].recipe.{exc.field}", exc.problem) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ChannelDefinition:
+        path = Path(path)
+        return cls.from_dict(inputs.load_file(path, "config"), base_dir=path.parent, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: Optional[Path] = None, source: Optional[str] = None) -> ChannelDefinition:
+        def fail(field: str, problem: str):
+            raise ChannelError(source, field, problem)
+
+        if not isinstance(data, dict):
+            fail("(top level)", f"must be a mapping with {', '.join(_KEYS)}; got {type(data).__name__}")
+        unknown = sorted(str(k) for k in data if k not in _KEYS)
+        if unknown:
+            fail(unknown[0], f"is not a channel field; allowed: {', '.join(_KEYS)}")
+        name = data.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            fail("name", f"must be 1-64 letters, digits, '.', '_' or '-' (it names a folder and a URL), got {name!r}")
+        loop = data.get("loop", False)
+        if not isinstance(loop, bool):
+            fail("loop", f"must be true or false, got {loop!r}")
+        lookahead = _int(data.get("lookahead", 1), "lookahead", 1, 16, fail)
+        max_attempts = _int(data.get("max_attempts", 2), "max_attempts", 1, 10, fail)
+        margin = data.get("margin_sec", 5.0)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 3600:
+            fail("margin_sec", f"must be a number of seconds from 0 to 3600, got {margin!r}")
+        start = _start(data.get("start", "now"), fail)
+        filler = data.get("filler", {"policy": "last_good"})
+        if not isinstance(filler, dict) or set(filler) - {"policy"}:
+            fail("filler", f"must be a mapping {{policy: {' | '.join(FILLER_POLICIES)}}}, got {filler!r}")
+        policy = filler.get("policy", "last_good")
+        if policy not in FILLER_POLICIES:
+            fail("filler.policy", f"must be one of {', '.join(FILLER_POLICIES)}, got {policy!r}")
+        slots = _slots(data.get("slots"), base_dir or Path("."), source, fail)
+        return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, start=start, margin_sec=float(margin),
+                   max_attempts=max_attempts, filler=policy, source=source)
+
+
+def _int(value: Any, field: str, low: int, high: int, fail) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        fail(field, f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _start(value: Any, fail) -> Optional[datetime]:
+    if value == "now":
+        return None
+    if isinstance(value, datetime):  # YAML parses an unquoted timestamp itself
+        when = value
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            fail("start", f"must be 'now' or an ISO 8601 time with its zone (2026-12-01T21:00:00+00:00), got {value!r}")
+    else:
+        fail("start", f"must be 'now' or an ISO 8601 time with its zone, got {value!r}")
+    if when.tzinfo is None:
+        fail("start", f"{value!s} has no time zone: add one (e.g. +00:00 or Z)")
+    return when
+
+
+def _slots(value: Any, base_dir: Path, source: Optional[str], fail) -> tuple[ChannelSlot, ...]:
+    if not isinstance(value, list) or not value:
+        fail("slots", "must be a non-empty list of {recipe: <path relative to the channel file> | <inline recipe>}")
+    if len(value) > MAX_SLOTS:
+        fail("slots", f"holds {len(value)} entries; at most {MAX_SLOTS}")
+    out: list[ChannelSlot] = []
+    for i, entry in enumerate(value):
+        field = f"slots[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"recipe"}:
+            fail(field, f"must be a mapping with exactly one key, recipe, got {entry!r}"[:300])
+        ref = entry["recipe"]
+        try:
+            if isinstance(ref, str):
+                path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+                recipe, label = Recipe.from_file(path), ref
+            elif isinstance(ref, dict):
+                ref = dict(ref)
+                params = ref.get("slot_params")
+                if isinstance(params, dict) and "slot_id" not in params and "recipe" not in ref:
+                    ref["slot_params"] = {**params, "slot_id": i + 1}  # the scheduler sets the real one
+                recipe, label = Recipe.from_dict(ref, base_dir=base_dir, source=f"{source or 'channel'} {field}"), "inline"
+            else:
+                fail(f"{field}.recipe", f"must be a path (string) or an inline recipe (mapping), got {type(ref).__name__}")
+        except RecipeError as exc:
+            inner = getattr(exc, "field", "recipe")
+            sub = "" if inner == "recipe" else f".{inner}"
+            where = f" (in recipe file '{ref}')" if isinstance(ref, str) and sub else ""
+            fail(f"{field}.recipe{sub}", (getattr(exc, "problem", str(exc)) + where) if sub else str(exc))
+        out.append(ChannelSlot(i, label, recipe))
+    fps = out[0].recipe.slot_params.fps
+    for slot in out[1:]:
+        if slot.recipe.slot_params.fps != fps:
+            fail(f"slots[{slot.position}].recipe.slot_params.fps",
+                 f"is {slot.recipe.slot_params.fps} but slots[0] has {fps}: one stream has one frame rate")
+    return tuple(out)

@@ -1,0 +1,146 @@
+"""The channel routes of `vortex serve`: start, show and stop channels, and serve their live HLS.
+
+    POST   /v1/channels?pace=realtime|asap&max_slots=N   a channel definition (JSON or YAML)
+    GET    /v1/channels                                  every channel's status
+    GET    /v1/channels/{name}                           on air now, the next slots and their state, lead time
+    DELETE /v1/channels/{name}                           stop it (a restart of the service leaves it off)
+    GET    /v1/channels/{name}/index.m3u8                the live playlist; segments beside it
+
+Over HTTP a slot's recipe is inline (a mapping, its actor image a `portrait:<sha256>` reference)
+or `job:<id>`, the recipe of a job submitted before: a definition sent to the server never names
+a server file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Literal, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from ..channel.definition import ChannelDefinition, ChannelError
+from ..channel.playlist import PLAYLIST_NAME
+from ..errors import RecipeError, VortexError
+from ..inputs import decode_text, parse_text
+from .app import ServiceState, _error, _read_limited, get_state, require_token
+from .channels import ChannelConflict, ChannelHost, HostedChannel
+from .security import RECIPE_MAX_BYTES, resolve_references
+
+CHANNEL_MAX_BYTES = 16 * RECIPE_MAX_BYTES  # a list of inline recipes
+_JOB_REF = re.compile(r"^job:([A-Za-z0-9_-]{1,64})$")
+_SEGMENT = re.compile(r"^seg-\d{5,}\.ts$")  # the writer's names (channel/hls.py); nothing else is served
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+
+router = APIRouter()
+
+
+def parse_channel(data: Any, state: ServiceState) -> ChannelDefinition:
+    """A channel definition from a client: job references and portrait references resolved, each
+    recipe checked against the service's profile. ChannelError names the field."""
+    if not isinstance(data, dict):
+        raise ChannelError(None, "(top level)", f"must be a mapping (a channel definition), got {type(data).__name__}")
+    slots = data.get("slots")
+    if isinstance(slots, list):
+        data = {**data, "slots": [_resolve_slot(i, entry, state) for i, entry in enumerate(slots)]}
+    definition = ChannelDefinition.from_dict(data, base_dir=None, source=None)
+    definition.check(state.config)
+    return definition
+
+
+def _resolve_slot(i: int, entry: Any, state: ServiceState) -> Any:
+    if not isinstance(entry, dict) or "recipe" not in entry:
+        return entry  # from_dict says what a slot must be
+    ref, field = entry["recipe"], f"slots[{i}].recipe"
+    if isinstance(ref, str):
+        match = _JOB_REF.match(ref)
+        if match is None:
+            raise ChannelError(None, field, "over HTTP a recipe is inline (a mapping) or 'job:<id>' naming a "
+                                            f"submitted job; server paths are not accepted, got {ref!r}"[:300])
+        job = state.store.get(match.group(1))
+        if job is None:
+            raise ChannelError(None, field, f"no job '{match.group(1)}' on this server (GET /v1/slots lists them)")
+        return {**entry, "recipe": job.recipe}
+    if isinstance(ref, dict):
+        try:
+            return {**entry, "recipe": resolve_references(ref, state.portraits)}
+        except RecipeError as exc:
+            raise ChannelError(None, f"{field}.{exc.field}", exc.problem) from None
+    return entry
+
+
+def _host(state: ServiceState) -> ChannelHost:
+    if state.channels is None:
+        raise HTTPException(status_code=503, detail="this server runs no channels")
+    return state.channels
+
+
+def _channel_or_404(state: ServiceState, name: str) -> HostedChannel:
+    ch = _host(state).get(name)
+    if ch is None:
+        raise HTTPException(status_code=404, detail=f"no channel '{name}' (GET /v1/channels lists them)")
+    return ch
+
+
+@router.post("/v1/channels", status_code=201, dependencies=[Depends(require_token)])
+async def start_channel(request: Request, pace: Literal["realtime", "asap"] = Query("realtime"),
+                        max_slots: Optional[int] = Query(None, ge=1, le=1_000_000),
+                        state: ServiceState = Depends(get_state)):
+    host = _host(state)
+    body = await _read_limited(request, CHANNEL_MAX_BYTES)
+    try:
+        data = parse_text(decode_text(body, _body_failer), "config")
+        definition = await asyncio.to_thread(parse_channel, data, state)
+    except ChannelError as exc:
+        return _error(422, str(exc), field=exc.field)
+    except VortexError as exc:  # the body is not UTF-8 text, JSON or YAML
+        return _error(422, f"the channel definition: {exc}", field=getattr(exc, "field", None))
+    try:
+        ch = host.start(data, definition, pace, max_slots)
+    except ChannelConflict as exc:
+        return _error(409, str(exc), field="name")
+    return JSONResponse(host.describe(ch), status_code=201, headers={"Location": f"/v1/channels/{ch.name}"})
+
+
+def _body_failer(problem: str):
+    raise ChannelError(None, "(body)", problem)
+
+
+@router.get("/v1/channels")
+async def list_channels(state: ServiceState = Depends(get_state)):
+    host = _host(state)
+    return {"channels": [host.describe(ch) for ch in host.all()]}
+
+
+@router.get("/v1/channels/{name}")
+async def get_channel(name: str, state: ServiceState = Depends(get_state)):
+    return _host(state).describe(_channel_or_404(state, name))
+
+
+@router.delete("/v1/channels/{name}", dependencies=[Depends(require_token)])
+async def stop_channel(name: str, state: ServiceState = Depends(get_state)):
+    _channel_or_404(state, name)
+    ch = await asyncio.to_thread(_host(state).stop, name)
+    return _host(state).describe(ch)
+
+
+@router.get("/v1/channels/{name}/" + PLAYLIST_NAME)
+async def playlist(name: str, state: ServiceState = Depends(get_state)):
+    ch = _channel_or_404(state, name)
+    path = ch.folder / PLAYLIST_NAME
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail=f"channel '{name}' has published no segment yet "
+                                                    f"(status {ch.status}); try again in a few seconds")
+    # A live playlist changes with every segment: never cached. It is replaced atomically (hls.py).
+    return FileResponse(path, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/channels/{name}/{segment}")
+async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
+    ch = _channel_or_404(state, name)
+    path = ch.folder / segment
+    if not _SEGMENT.match(segment) or not path.is_file():
+        raise HTTPException(status_code=404, detail=f"channel '{name}' has no segment {segment!r}")
+    # A listed segment is never rewritten (a restart continues the numbering), so it may be cached.
+    return FileResponse(path, media_type="video/mp2t", headers={"Cache-Control": "public, max-age=86400, immutable"})

@@ -1,0 +1,100 @@
+// One channel: the live stream in hls.js (native HLS where the browser has it, e.g. Safari), and
+// the schedule polled every 2 s: on air, the next slots and their state, every decision and why.
+// window.vxPlayer counts what a viewer would notice (the browser test reads it): stalls after
+// playback started, fatal errors, and whether an audio track was found.
+"use strict";
+
+(() => {
+  const POLL_MS = 2000;
+  const name = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+  const base = "/v1/channels/" + encodeURIComponent(name);
+  const video = document.getElementById("video");
+  const note = document.getElementById("player-note");
+  const stats = { started: false, waiting: 0, errors: [], audio: false, video: false };
+  window.vxPlayer = stats;
+  document.getElementById("channel-name").textContent = name;
+
+  video.addEventListener("playing", () => { stats.started = true; });
+  video.addEventListener("waiting", () => { if (stats.started) stats.waiting += 1; });
+
+  let hls = null;
+  function startPlayer() {
+    const src = base + "/index.m3u8";
+    if (window.Hls && Hls.isSupported()) {
+      hls = new Hls({ liveSyncDurationCount: 3, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 2000 });
+      hls.on(Hls.Events.BUFFER_CODECS, (e, d) => { stats.audio = !!d.audio; stats.video = !!d.video; });
+      hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) stats.errors.push(d.type + ":" + d.details); });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((err) => stats.errors.push("play:" + err)));
+      hls.loadSource(src);
+      hls.attachMedia(video);
+    } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = src;
+      stats.audio = null; // native playback does not say
+    } else {
+      note.textContent = "This browser cannot play HLS: hls.js is missing (run `bash scripts/setup-hlsjs` " +
+        "on the server) or the browser has no Media Source Extensions. The stream is at " + src;
+      note.className = "error";
+    }
+  }
+
+  const fmtLead = (s) => (typeof s === "number" ? (s >= 0 ? "+" : "") + s.toFixed(2) + " s" : "—");
+  const attemptsText = (r) => (r.attempts || []).map((a) => a.outcome + (a.error_kind ? " (" + a.error_kind + ")" : ""))
+    .join(", ") || "—";
+  const why = (r) => {
+    const last = (r.attempts || []).slice(-1)[0];
+    if (r.decision === "aired" || !last) return "";
+    return (r.decision === "filler:last_good" ? "re-aired slot " + r.filler_of + ": " : "") + (last.error || "");
+  };
+
+  function rows(tbody, items, cells) {
+    Vx.clear(tbody);
+    for (const r of items) tbody.appendChild(Vx.el("tr", {}, ...cells(r).map((c) => Vx.el("td", {}, c))));
+    if (!items.length) tbody.appendChild(Vx.el("tr", {}, Vx.el("td", { class: "muted", colspan: 7 }, "none")));
+  }
+
+  function render(ch) {
+    const st = document.getElementById("channel-status");
+    st.textContent = ch.status;
+    st.className = "state " + ({ on_air: "running", starting: "queued", ended: "succeeded", stopped: "cancelled" }[ch.status] || "failed");
+    const err = document.getElementById("channel-error");
+    err.hidden = !ch.error;
+    err.textContent = ch.error || "";
+    document.getElementById("channel-stop").hidden = !(ch.status === "on_air" || ch.status === "starting");
+    const c = ch.counts, lead = ch.lead_time_sec, d = ch.definition || {};
+    const facts = [
+      ["pace", ch.pace], ["recipes", (d.recipes || []).join(", ") + (d.loop ? " (looped)" : "")],
+      ["lookahead", d.lookahead], ["margin", d.margin_sec + " s"], ["filler", d.filler],
+      ["slots decided", c.slots + " (aired " + c.aired + ")"],
+      ["fillers", "last good " + c.fillers.last_good + ", stand-by " + c.fillers.standby],
+      ["retries", c.retries + " (skipped as too slow: " + c.skipped + ")"], ["stalls", c.stalls],
+      ["lead time", "last " + fmtLead(lead.last) + " · min " + fmtLead(lead.min) + " · P50 " + fmtLead(lead.p50)],
+      ["player", stats.started ? "playing · waits " + stats.waiting + (stats.audio ? " · audio" : "") : "starting"],
+    ];
+    const dl = Vx.clear(document.getElementById("facts"));
+    for (const [k, v] of facts) { dl.appendChild(Vx.el("dt", {}, k)); dl.appendChild(Vx.el("dd", {}, v === undefined ? "—" : v)); }
+    const onAir = document.getElementById("on-air");
+    onAir.textContent = ch.on_air ? "slot " + ch.on_air.index + " · " + ch.on_air.recipe + " · " +
+      ch.on_air.decision + " · since " + Vx.fmtDate(ch.on_air.air_time) : "—";
+    rows(document.querySelector("#next tbody"), ch.next, (r) => [r.index, r.recipe, r.state,
+      r.air_time ? Vx.fmtDate(r.air_time) : "—", r.deadline ? Vx.fmtDate(r.deadline) : "—", attemptsText(r), fmtLead(r.lead_time_sec)]);
+    rows(document.querySelector("#recent tbody"), ch.recent.slice().reverse(), (r) => [r.index, r.recipe, r.decision,
+      Vx.fmtDate(r.air_time), attemptsText(r), fmtLead(r.lead_time_sec), why(r)]);
+  }
+
+  async function poll() {
+    try {
+      render(await Vx.api(base));
+    } catch (e) {
+      const err = document.getElementById("channel-error");
+      err.hidden = false;
+      err.textContent = e.message;
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  document.getElementById("channel-stop").addEventListener("click", async () => {
+    try { render(await Vx.api(base, { method: "DELETE" })); } catch (e) { alert(e.message); }
+  });
+  startPlayer();
+  poll();
+})();

@@ -1,0 +1,222 @@
+"""A real headless Chromium plays the live channel with hls.js while `vortex channel run --pace
+realtime` makes it: >= 60 s across >= 3 slot boundaries, no `waiting` after playback started,
+`currentTime` advancing with the wall clock, an audio track decoded; a screenshot is saved.
+
+Needs Debian's `chromium` + `chromedriver`, Selenium (in .venv) and hls.js 1.7 from npm, found at
+$VORTEX_HLSJS or build/hlsjs/node_modules/hls.js/dist/hls.min.js, put there by
+`npm install --prefix build/hlsjs --no-audit --no-fund hls.js@1.7`. The page works offline: the
+script is served by the same loopback server as the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vortex.channel import read_playlist
+
+from streams import chromium
+
+ROOT = Path(__file__).resolve().parent.parent
+HLSJS = Path(os.environ.get("VORTEX_HLSJS", ROOT / "build/hlsjs/node_modules/hls.js/dist/hls.min.js"))
+PLAY_SEC = 62.0
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver") and HLSJS.is_file()),
+    reason="needs chromium, chromedriver and hls.js (npm install --prefix build/hlsjs hls.js@1.7)")
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>channel</title>
+<style>body{margin:0;background:#111} video{width:512px;height:512px}</style></head><body>
+<video id="v" autoplay playsinline></video>
+<script src="/hls.min.js"></script>
+<script>
+const v = document.getElementById('v');
+window.stats = {started: false, waiting: 0, stalled: 0, errors: [], audio: false, video: false};
+const hls = new Hls({liveSyncDurationCount: 3});
+window.hls = hls;
+hls.on(Hls.Events.BUFFER_CODECS, (e, d) => { stats.audio = !!d.audio; stats.video = !!d.video; });
+hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) stats.errors.push(d.type + ':' + d.details); });
+v.addEventListener('playing', () => { stats.started = true; });
+v.addEventListener('waiting', () => { if (stats.started) stats.waiting += 1; });
+v.addEventListener('stalled', () => { if (stats.started) stats.stalled += 1; });
+hls.loadSource('/index.m3u8');
+hls.attachMedia(v);
+hls.on(Hls.Events.MANIFEST_PARSED, () => v.play().catch(err => stats.errors.push('play:' + err)));
+</script></body></html>"""
+
+RECIPES = {
+    "a.json": {"slot_params": {"slot_id": 1, "duration_sec": 2.0, "fps": 24, "seed": 5},
+               "audio_track": {"script": "Good evening.", "voice_id": "anchor"},
+               "visual_track": {"prompt": "news anchor portrait"}},
+    "b.json": {"slot_params": {"slot_id": 2, "duration_sec": 2.5, "fps": 24, "seed": 7},
+               "audio_track": {"script": "Sunny today.", "voice_id": "narrator"},
+               "visual_track": {"prompt": "weather presenter"}},
+    "c.json": {"slot_params": {"slot_id": 3, "duration_sec": 2.0, "fps": 24, "seed": 9},
+               "audio_track": {"script": "Hello there.", "voice_id": "rick_c137"},
+               "visual_track": {"prompt": "scientist portrait"}},
+}
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        if self.path in ("/", "/player.html"):
+            return self._send(PAGE.encode(), "text/html")
+        if self.path == "/hls.min.js":
+            return self._send(HLSJS.read_bytes(), "application/javascript")
+        return super().do_GET()
+
+    def _send(self, body: bytes, kind: str):
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-cache")  # the live playlist changes every segment
+        super().end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_chromium_plays_the_live_channel_without_a_stall(tmp_path):
+    for name, recipe in RECIPES.items():
+        (tmp_path / name).write_text(json.dumps(recipe))
+    channel = tmp_path / "channel.yaml"
+    channel.write_text(textwrap.dedent("""\
+        name: live-7
+        loop: true
+        lookahead: 2
+        margin_sec: 0.5
+        slots: [{recipe: a.json}, {recipe: b.json}, {recipe: c.json}]
+        """))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "vortex.channel.cli", "run", str(channel), "--out", str(out),
+                             "--pace", "realtime"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "index.m3u8").is_file() and len(read_playlist(out).segments) >= 4:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(read_playlist(out).segments) >= 4, "the channel did not go live"
+        driver = chromium(tmp_path / "chromium-profile")
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        start = time.monotonic() + 30
+        while time.monotonic() < start and not driver.execute_script("return stats.started"):
+            time.sleep(0.2)
+        stats = driver.execute_script("return stats")
+        assert stats["started"], f"playback never started: {stats}"
+        # Both clocks read in the page in one call: WebDriver's round trip (slow on 2 busy cores) is no error.
+        clocks = "return [performance.now() / 1000, document.getElementById('v').currentTime]"
+        t0 = time.monotonic()
+        p0, c0 = driver.execute_script(clocks)
+        d0 = driver.execute_script("return hls.playingDate && hls.playingDate.getTime()")
+        samples = []
+        while time.monotonic() - t0 < PLAY_SEC:
+            time.sleep(2.0)
+            p, c = driver.execute_script(clocks)
+            samples.append((p - p0, c - c0))
+        d1 = driver.execute_script("return hls.playingDate && hls.playingDate.getTime()")
+        stats = driver.execute_script(
+            "const v = document.getElementById('v'); return Object.assign({}, stats, "
+            "{audioBytes: v.webkitAudioDecodedByteCount, videoBytes: v.webkitVideoDecodedByteCount, paused: v.paused})")
+        driver.save_screenshot(str(tmp_path / "channel-playing.png"))
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.shutdown()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert (tmp_path / "channel-playing.png").stat().st_size > 1000
+    assert stats["errors"] == [] and not stats["paused"], stats
+    assert stats["waiting"] == 0 and stats["stalled"] == 0, stats  # no stall after playback started
+    assert stats["audio"] and stats["audioBytes"] > 0, stats  # an audio track, decoded
+    for wall, played in samples:  # currentTime follows the wall clock
+        assert abs(played - wall) < 1.0, samples
+    airs = [datetime.fromisoformat(s["air_time"]).timestamp() * 1000
+            for s in json.loads((out / "channel.json").read_text())["slots"] if s["air_time"]]
+    crossed = [a for a in airs if d0 < a <= d1]
+    assert len(crossed) >= 3, (d0, d1, airs)  # slot boundaries played through
+
+
+SERVICE_PLAY_SEC = 24.0  # at least one slot boundary (slots of 2-2.5 s) inside the service's page
+PAGE_SHOT = ROOT / "docs" / "channel-page.png"
+
+
+def test_the_service_channel_page_plays_in_chromium(tmp_path):
+    """`vortex serve` runs a channel; its page (/channels/NAME: hls.js served by the service, the
+    schedule polled from the API) plays it live without a stall. With VORTEX_UPDATE_DOCS=1 the
+    screenshot also refreshes docs/channel-page.png."""
+    from vortex.service.harness import Server, free_port
+
+    server = Server(data=tmp_path / "data", port=free_port())
+    server.data.mkdir()
+    server.start()
+    driver = None
+    try:
+        body = {"name": "svc-live", "loop": True, "lookahead": 2, "margin_sec": 0.5,
+                "slots": [{"recipe": RECIPES[n]} for n in sorted(RECIPES)]}
+        r = httpx.post(server.url + "/v1/channels", json=body, timeout=60)
+        assert r.status_code == 201, r.text
+        deadline = time.monotonic() + 120
+        folder = server.data / "channels" / "svc-live"
+        while time.monotonic() < deadline:
+            if (folder / "index.m3u8").is_file() and len(read_playlist(folder).segments) >= 3:
+                break
+            time.sleep(0.3)
+        driver = chromium(tmp_path / "chromium-profile")
+        driver.set_window_size(1200, 1000)
+        driver.get(server.url + "/channels/svc-live")
+        start = time.monotonic() + 30
+        while time.monotonic() < start and not driver.execute_script("return vxPlayer.started"):
+            time.sleep(0.2)
+        assert driver.execute_script("return vxPlayer.started"), driver.execute_script("return vxPlayer")
+        clocks = "return [performance.now() / 1000, document.getElementById('video').currentTime]"
+        p0, c0 = driver.execute_script(clocks)
+        t0, samples = time.monotonic(), []
+        while time.monotonic() - t0 < SERVICE_PLAY_SEC:
+            time.sleep(2.0)
+            p, c = driver.execute_script(clocks)
+            samples.append((p - p0, c - c0))
+        stats = driver.execute_script(
+            "const v = document.getElementById('video'); return Object.assign({}, vxPlayer, "
+            "{audioBytes: v.webkitAudioDecodedByteCount, paused: v.paused, "
+            "status: document.getElementById('channel-status').textContent, "
+            "decided: document.querySelectorAll('#recent tbody tr').length})")
+        shot = tmp_path / "channel-page.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        if os.environ.get("VORTEX_UPDATE_DOCS") == "1":
+            shutil.copyfile(shot, PAGE_SHOT)
+        status = httpx.get(server.url + "/v1/channels/svc-live", timeout=30).json()
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.stop()
+    assert stats["errors"] == [] and not stats["paused"], stats
+    assert stats["waiting"] == 0, stats
+    assert stats["audio"] and stats["audioBytes"] > 0, stats
+    assert stats["status"] == "on_air" and stats["decided"] >= 3, stats
+    for wall, played in samples:
+        assert abs(played - wall) < 1.0, samples
+    assert status["counts"]["aired"] >= 3, status
