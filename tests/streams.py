@@ -1,15 +1,20 @@
-"""Helpers of the channel tests: decode a listed HLS stream, drive Debian's headless Chromium."""
+"""Helpers of the channel tests: decode a listed HLS stream, drive Debian's headless Chromium, and
+start, watch and fetch a channel in a `vortex serve` process."""
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import time
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 
-from vortex.channel import read_playlist
+from vortex.channel import parse_playlist, read_playlist
+from vortex.service.harness import Server
 
 FPS, SR, TS = 24, 24000, 90_000
 
@@ -40,3 +45,43 @@ def chromium(profile: Path):
                  "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}", "--window-size=600,600"):
         opts.add_argument(flag)
     return webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+
+
+def post(server: Server, body, **params) -> httpx.Response:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return httpx.post(server.url + "/v1/channels", params=params, content=text, timeout=60,
+                      headers=server.headers(**{"Content-Type": "application/json"}))
+
+
+def status(server: Server, name: str) -> dict:
+    r = httpx.get(f"{server.url}/v1/channels/{name}", timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_for(server: Server, name: str, ok, timeout: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = status(server, name)
+        if ok(s):
+            return s
+        assert s["status"] != "failed", s
+        time.sleep(0.5)
+    raise AssertionError(f"channel {name} not there after {timeout} s: {status(server, name)}")
+
+
+def fetch_stream(server: Server, name: str, into) -> tuple[str, dict[str, bytes]]:
+    """The playlist and every segment it lists, over HTTP, written to `into` for decoding."""
+    base = f"{server.url}/v1/channels/{name}"
+    r = httpx.get(base + "/index.m3u8", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert r.headers["cache-control"] == "no-cache"
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "index.m3u8").write_text(r.text)
+    segments = {}
+    for seg in parse_playlist(r.text).segments:
+        s = httpx.get(f"{base}/{seg.uri}", timeout=30)
+        assert s.status_code == 200 and s.headers["content-type"] == "video/mp2t"
+        segments[seg.uri] = s.content
+        (into / seg.uri).write_bytes(s.content)
+    return r.text, segments

@@ -112,6 +112,11 @@ class VortexPipeline:
         return self.registry.get_model("faces") if "faces" in self.registry.names else None
 
     @property
+    def closed(self) -> bool:
+        """close() was called: later requests raise EngineClosed."""
+        return self._closed
+
+    @property
     def dead(self) -> Optional[str]:
         """Why the engine can no longer run slots (a CUDA fault), or None while it is healthy."""
         return self._dead

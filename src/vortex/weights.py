@@ -4,6 +4,7 @@ downloads, and only when the user runs it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -56,18 +57,22 @@ def miniature_dir(cache_dir: Path, component: str, build: Callable[[Path], objec
     if (path / _COMPLETE).exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{component}-", dir=path.parent))
-    try:
-        build(tmp)
-        (tmp / _COMPLETE).write_text("seeded-random miniature; not real weights\n")
-        if path.exists():  # an interrupted build left a partial folder
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except FileExistsError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # One builder at a time: engines starting together (Ray Serve replicas on one node) would
+    # otherwise each delete the folder another one just finished and is loading from.
+    with open(path.parent / f".{component}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (path / _COMPLETE).exists():  # another process built it while this one waited
+            return path
+        tmp = Path(tempfile.mkdtemp(prefix=f".{component}-", dir=path.parent))
+        try:
+            build(tmp)
+            (tmp / _COMPLETE).write_text("seeded-random miniature; not real weights\n")
+            if path.exists():  # an interrupted build left a partial folder
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return path
 
 

@@ -26,6 +26,7 @@ class Attempt:
     error_kind: Optional[str]
     error: Optional[str]
     seconds: float
+    replica: Optional[str] = None  # the engine replica that ran it (`vortex serve --engine ray`)
 
 
 @dataclass

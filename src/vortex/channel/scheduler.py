@@ -262,8 +262,10 @@ class ChannelRunner:
                 result = self.engine.run(request, on_event=None)
             finally:
                 self._current_request = None
+            replica = getattr(result, "replica", None)  # a RayEngine's result says which replica ran it
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
-                              result.error_msg, round(time.monotonic() - began, 3))
+                              result.error_msg, round(time.monotonic() - began, 3),
+                              replica.get("id") if isinstance(replica, dict) else None)
             with self._lock:
                 record.attempts.append(attempt)
                 self._save()

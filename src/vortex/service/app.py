@@ -80,10 +80,22 @@ def job_json(job: Job, state: ServiceState) -> dict[str, Any]:
         "timings": job.timings, "verification": job.verification, "error": job.error, "seed": job.seed,
         "slot_id": job.recipe.get("slot_params", {}).get("slot_id"),
         "actor_image": portrait_reference(visual.get("actor_image"), state.portraits),
+        "replica": _replica(job.replica),
+        "node": job.lease_owner if job.state == "running" else None,  # host:pid holding the lease
         "proof": job.proof, "progress": state.hub.last_progress(job.id) if job.state == "running" else None,
         "links": {"self": base, "events": f"{base}/events", "video": f"{base}/video.mp4",
                   "result": f"{base}/result.json"},
     }
+
+
+def _replica(text: Optional[str]) -> Optional[dict[str, Any]]:
+    """The engine replica that ran the job ({"id", "host", "pid", ...}; id "local" for --engine local)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"id": text}
 
 
 def _job_or_404(state: ServiceState, job_id: str) -> Job:

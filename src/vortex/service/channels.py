@@ -232,7 +232,7 @@ def _slot_json(r: SlotRecord, state: Optional[str]) -> dict[str, Any]:
             "deadline": r.deadline, "state": state or r.decision, "decision": r.decision,
             "filler_of": r.filler_of, "lead_time_sec": r.lead_time_sec,
             "attempts": [{"seed": str(a.seed), "outcome": a.outcome, "error_kind": a.error_kind,
-                          "error": a.error, "seconds": a.seconds} for a in r.attempts]}
+                          "error": a.error, "seconds": a.seconds, "replica": a.replica} for a in r.attempts]}
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -41,6 +41,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="file holding a bearer token (mode 600); POST and DELETE then need it")
     s.add_argument("--grace-sec", type=float, default=DEFAULT_GRACE_S,
                    help=f"on SIGTERM, how long the running slot may finish before it is re-queued (default {DEFAULT_GRACE_S:g})")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): one engine in this process; ray: a Ray Serve deployment of --replicas "
+                        "engines, one per GPU on GPU profiles (needs the serve-ray extra)")
+    s.add_argument("--replicas", type=int, help="--engine ray: how many engine replicas (default 2)")
+    s.add_argument("--ray-address", help="--engine ray: join this Ray cluster (default: start a local Ray)")
+    s.add_argument("--db", help="the job store: a postgresql://… URL that several nodes share "
+                                "(default: SQLite in --data, one node)")
     s.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     s.add_argument("--log-file", type=Path, help="append JSON log events to this file")
     s.set_defaults(func=serve_command)
@@ -61,6 +68,17 @@ def serve_command(args: argparse.Namespace) -> int:
             raise _usage(f"--port {args.port}: must be from 1 to 65535")
         if not args.grace_sec >= 0:
             raise _usage(f"--grace-sec {args.grace_sec}: must be a number of seconds >= 0")
+        if args.engine != "ray" and (args.replicas is not None or args.ray_address):
+            raise _usage("--replicas and --ray-address need --engine ray")
+        if args.replicas is None:
+            args.replicas = 2 if args.engine == "ray" else 1
+        if not 1 <= args.replicas <= 256:
+            raise _usage(f"--replicas {args.replicas}: must be an integer from 1 to 256")
+        if args.engine == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise _usage("--engine ray needs Ray Serve: pip install -e '.[serve-ray]'")
         cfg = VortexConfig.load(profile=args.profile, path=args.config)
     except VortexError as exc:
         print(f"vortex: error: {exc}", file=err)
@@ -82,7 +100,8 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
     from .app import ServiceState, create_app
     from .events import EventHub
     from .metrics import ServiceMetrics
-    from .store import JobStore
+    from ..errors import VortexError
+    from .store import open_store
     from .worker import Worker
 
     from ..process import cap_malloc_arenas
@@ -96,7 +115,12 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
         print(f"vortex: error: --data {data}: another `vortex serve` is using this folder "
               "(two workers on one job store would run jobs twice); stop it or pick another --data", file=err)
         return 2
-    store = JobStore(data / "jobs.sqlite3")
+    try:  # a shared PostgreSQL store (--db), else this node's own SQLite file
+        store = open_store(args.db) if args.db else open_store(data / "jobs.sqlite3")
+    except (VortexError, ValueError, RuntimeError, OSError) as exc:  # a bad URL, no psycopg, unreachable, a newer schema
+        print(f"vortex: error: job store: {exc}", file=err)
+        lock.close()
+        return 2
     requeued = store.recover()
     hub = EventHub()
     metrics = ServiceMetrics(store.counts)
@@ -109,13 +133,22 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
             server.should_exit = True  # uvicorn's main loop polls it every 0.1 s
 
     def make_engine():
+        if args.engine == "ray":  # the replicas load the engines; this process only routes
+            import os
+
+            # Ray's driver installs absl's failure-signal handler for SIGTERM too: it printed a stack
+            # and killed this process (exit -15, no drain). uvicorn's handler must keep SIGTERM.
+            os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+            from ..serving import start_local
+
+            return start_local(cfg, replicas=args.replicas, address=args.ray_address)
         from ..pipeline import VortexPipeline
         from ..process import configure_process
 
         configure_process(cfg)
         return VortexPipeline(cfg)
 
-    worker = Worker(make_engine, store, hub, metrics, data, on_fatal)
+    worker = Worker(make_engine, store, hub, metrics, data, on_fatal, concurrency=args.replicas)
     state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token)
     from .channel_api import parse_channel
     from .channels import ChannelHost
@@ -144,6 +177,9 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
         print("  ! this profile runs STAND-INS for: " + ", ".join(cfg.stand_ins), file=err)
     print(f"  data {data} · {len(requeued)} job(s) back in the queue after a restart"
           f" · auth {'bearer token' if token else 'none (loopback only)'}", file=err)
+    engine = "local (one engine in this process)" if args.engine == "local" else \
+        f"ray: {args.replicas} replica(s) on {args.ray_address or 'a local Ray instance'}"
+    print(f"  engine {engine}", file=err)
     print(f"  listening on http://{args.host}:{args.port} (loading the engine: /readyz says when)", file=err, flush=True)
     server.run()
     store.close()

@@ -1,5 +1,6 @@
-"""The one thread that owns the engine: it loads it, then runs jobs one at a time in submission
-order until it is told to stop.
+"""The threads that drive the engine: one loads it, then `concurrency` loops (1 for the local
+engine, which runs one slot at a time; one per replica for `--engine ray`) claim jobs in
+submission order and run them until told to stop.
 
 Stopping (SIGTERM): `drain()` stops taking jobs at once; `stop(grace_s)` lets the running slot
 finish until the grace period (counted from the drain) ends, else cancels it and puts it back in
@@ -9,8 +10,12 @@ process to exit, so its supervisor starts a fresh one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +27,8 @@ from ..recipe import Recipe
 from ..requests import SlotEvent, SlotRequest
 from .events import END, EventHub
 from .metrics import ServiceMetrics
-from .store import Job, JobStore
+from .store import DEFAULT_LEASE_S, Job, JobStore
+from .store_lease import LeaseKeeper
 
 log = logging.getLogger("vortex.service")
 
@@ -46,7 +52,7 @@ class WorkerStatus:
     ready: bool = False  # the engine is loaded and the loop runs
     load_error: Optional[str] = None
     dead: Optional[str] = None  # EngineDead's message: the process must restart
-    running: Optional[str] = None  # the job id in flight
+    running: set[str] = field(default_factory=set)  # the job ids in flight
     stopped: bool = False
     loaded_s: Optional[float] = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +60,7 @@ class WorkerStatus:
 
 class Worker:
     def __init__(self, make_engine: Callable[[], Engine], store: JobStore, hub: EventHub, metrics: ServiceMetrics,
-                 data: Path, on_fatal: Callable[[str], None]):
+                 data: Path, on_fatal: Callable[[str], None], concurrency: int = 1):
         self._make_engine = make_engine
         self.store, self.hub, self.metrics, self.data = store, hub, metrics, data
         self._on_fatal = on_fatal
@@ -67,8 +73,11 @@ class Worker:
         # Job ids to stop: engine.cancel() finds a slot only once the engine has registered it, so
         # each event of a wanted job asks again (a DELETE right after the claim would be lost).
         self._cancel_wanted: set[str] = set()
+        self._lost: set[str] = set()  # jobs whose lease another node took over: not recorded here
         self.engine_loaded = threading.Event()  # channels (channels.py) start their first slot after it
+        self.concurrency = concurrency
         self._thread = threading.Thread(target=self._main, name="vortex-worker", daemon=True)
+        self._loops: list[threading.Thread] = []  # the loops beyond the first (concurrency > 1)
 
     @property
     def engine(self) -> Optional[Engine]:
@@ -87,7 +96,7 @@ class Worker:
     def cancel_running(self, job_id: str) -> bool:
         """A client's DELETE of the running job: the engine stops it at its next step."""
         engine = self._engine
-        if engine is None or self.status.running != job_id:
+        if engine is None or job_id not in self.status.running:
             return False
         self._cancel_wanted.add(job_id)
         return engine.cancel(job_id)
@@ -100,17 +109,18 @@ class Worker:
             self._wake.notify_all()
 
     def stop(self, grace_s: float) -> None:
-        """Wait for the running slot until `grace_s` after the drain, else cancel and re-queue it."""
+        """Wait for the running slots until `grace_s` after the drain, else cancel and re-queue them."""
         self.drain()
         remaining = max(0.0, self._drain_at + grace_s - time.monotonic())
         self._thread.join(remaining)
         if self._thread.is_alive():
-            running = self.status.running
-            log.warning("grace period over: cancelling the running slot", extra={"event": "grace_over", "job": running})
+            running = sorted(self.status.running)
+            log.warning("grace period over: cancelling the running slots", extra={"event": "grace_over", "job": running})
             self._requeue_running = True
-            if running is not None and self._engine is not None:
-                self._cancel_wanted.add(running)
-                self._engine.cancel(running)
+            for job_id in running:
+                if self._engine is not None:
+                    self._cancel_wanted.add(job_id)
+                    self._engine.cancel(job_id)
             self._thread.join(60)  # a cancelled slot stops at its next step: seconds on a CPU
         if self._engine is not None:
             self._engine.close()
@@ -129,29 +139,49 @@ class Worker:
         self.status.ready = True
         self.engine_loaded.set()
         self.metrics.engine_ready.set(1)
+        self._loops = [threading.Thread(target=self._loop, name=f"vortex-worker-{i}", daemon=True)
+                       for i in range(1, self.concurrency)]
+        for loop in self._loops:
+            loop.start()
+        if getattr(self.store, "shared", False):
+            threading.Thread(target=self._reclaim, name="vortex-reclaim", daemon=True).start()
         try:
-            while True:
-                job = self._next_job()
-                if job is None:
-                    return
-                self._run(job)
-                # A CUDA fault fails its slot (recorded as the engine said, so a job that faults the
-                # device cannot loop) and leaves the engine dead: exit now, for a fresh process.
-                dead = getattr(self._engine, "dead", None)
-                if dead and not self.status.dead:
-                    self.status.dead = dead
-                    self._on_fatal(f"the engine is dead: {dead}")
-                if self.status.dead:
-                    return
+            self._loop()
+            for loop in self._loops:
+                loop.join()
         finally:
             self.status.ready = False
             self.status.stopped = True
             self.metrics.engine_ready.set(0)
 
+    def _reclaim(self) -> None:
+        """A shared store (PostgreSQL): hand back jobs whose node died (its lease ran out) every half
+        lease, so that some node's loop claims them."""
+        while not self.status.stopped:
+            if self.store.reclaim_expired():
+                self.notify()
+            time.sleep(DEFAULT_LEASE_S / 2)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            self._run(job)
+            # A CUDA fault fails its slot (recorded as the engine said, so a job that faults the
+            # device cannot loop) and leaves the engine dead: exit now, for a fresh process.
+            dead = getattr(self._engine, "dead", None)
+            if dead and not self.status.dead:
+                self.status.dead = dead
+                self._on_fatal(f"the engine is dead: {dead}")
+            if self.status.dead:
+                self.drain()  # the other loops stop too
+                return
+
     def _next_job(self) -> Optional[Job]:
         with self._wake:
             while True:
-                if self._draining:
+                if self._draining or self.status.dead:
                     return None
                 job = self.store.claim_next()
                 if job is not None:
@@ -159,7 +189,7 @@ class Worker:
                 self._wake.wait(timeout=5.0)  # notify() wakes it at once; the timeout is a safety net
 
     def _run(self, job: Job) -> None:
-        self.status.running = job.id
+        self.status.running.add(job.id)
         # A DELETE between the claim and the line above saw no running job: honour it here (the API
         # marks the store before it reads `status.running`, this thread the other way round).
         if self.store.get(job.id).cancel_requested:
@@ -174,7 +204,8 @@ class Worker:
         try:
             recipe = Recipe.from_dict(job.recipe, source=f"job {job.id}")
             request = SlotRequest(recipe=recipe, id=job.id, seed=job.seed, output=out / "video.mp4")
-            result = self._engine.run(request, on_event=lambda ev: self._on_event(job.id, ev))
+            with self._lease(job):
+                result = self._engine.run(request, on_event=lambda ev: self._on_event(job.id, ev))
         except EngineDead as exc:
             self.status.dead = str(exc)
             self.store.requeue(job.id)
@@ -192,17 +223,35 @@ class Worker:
             self._end(job.id)
             return
         finally:
-            self.status.running = None
+            self.status.running.discard(job.id)
             self._cancel_wanted.discard(job.id)
         self._record(job, result, time.monotonic() - t0)
 
+    def _lease(self, job: Job):
+        """A shared store: the job's lease renewed while it runs; lost (another node reclaimed it
+        after this one stalled), the slot is stopped and not recorded here."""
+        if not getattr(self.store, "shared", False):
+            return contextlib.nullcontext()
+
+        def lost() -> None:
+            log.warning("lease lost: another node has the job", extra={"event": "lease_lost", "job": job.id})
+            self._lost.add(job.id)
+            self._engine.cancel(job.id)
+
+        return LeaseKeeper(self.store, job.id, lease_s=DEFAULT_LEASE_S, on_lost=lost)
+
     def _record(self, job: Job, result: Any, seconds: float) -> None:
+        if job.id in self._lost:
+            self._lost.discard(job.id)
+            return
         meta = result.metadata()
         cancelled = result.error_kind == "cancelled"
         if cancelled and self._requeue_running and not self.store.get(job.id).cancel_requested:
             self.store.requeue(job.id)  # shutdown's cancel, not the client's: the next process runs it
             self._end(job.id)
             return
+        replica = getattr(result, "replica", None) or {"id": "local", "host": socket.gethostname(), "pid": os.getpid()}
+        self.store.set_replica(job.id, json.dumps(replica, separators=(",", ":"), default=str))
         state = "succeeded" if result.success else ("cancelled" if cancelled else "failed")
         error = None if result.success else {"kind": result.error_kind, "phase": result.failed_phase,
                                               "message": result.error_msg}
