@@ -158,8 +158,11 @@ class Worker:
         """A shared store (PostgreSQL): hand back jobs whose node died (its lease ran out) every half
         lease, so that some node's loop claims them."""
         while not self.status.stopped:
-            if self.store.reclaim_expired():
-                self.notify()
+            try:
+                if self.store.reclaim_expired():
+                    self.notify()
+            except Exception:  # the store unreachable for a while: try again next round
+                log.warning("reclaiming expired leases failed", exc_info=True, extra={"event": "reclaim_failed"})
             time.sleep(DEFAULT_LEASE_S / 2)
 
     def _loop(self) -> None:
