@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from vortex.channel.playlist import read_playlist
+from vortex.channel.records import ChannelState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,26 +88,22 @@ def main() -> int:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
         code = child.wait(timeout=120)
-    state = json.loads((out / "channel.json").read_text())
-    slots = [s for s in state["slots"] if s.get("decision")]
-    aired = [s for s in slots if s["decision"] == "aired"]
-    leads = np.array([s["lead_time_sec"] for s in aired], float)
-    tried = [[a for a in s["attempts"] if a["outcome"] != "skipped"] for s in slots]
-    retries = sum(max(0, len(t) - 1) for t in tried)
-    skipped = sum(1 for s in slots for a in s["attempts"] if a["outcome"] == "skipped")
-    fillers = {k: sum(1 for s in slots if s["decision"] == k) for k in ("filler:last_good", "filler:standby")}
-    # A "now" slot airs the moment it is ready, so its append comes a few ms after: 0.1 s of grace.
-    late = sum(1 for s in slots if s.get("appended_at") and datetime.fromisoformat(s["appended_at"])
-               > datetime.fromisoformat(s["air_time"]) + timedelta(seconds=0.1))
-    gen = np.array([a["seconds"] for t in tried for a in t], float)
-    print(f"\nchannel {state['channel']} · {time.monotonic() - began:.0f} s · exit {code} · {out}")
+    state = ChannelState.load(out)
+    slots = [s for s in state.slots if s.decision]
+    aired = [s for s in slots if s.decision == "aired"]
+    leads = np.array([s.lead_time_sec for s in aired], float)
+    retries, skipped, late = (sum(s.retries for s in slots), sum(s.skipped for s in slots),
+                              sum(s.late for s in slots))
+    fillers = {k: sum(1 for s in slots if s.decision == k) for k in ("filler:last_good", "filler:standby")}
+    gen = np.array([a.seconds for s in slots for a in s.attempts if a.outcome != "skipped"], float)
+    print(f"\nchannel {state.channel} · {time.monotonic() - began:.0f} s · exit {code} · {out}")
     print(f"  slots decided {len(slots)}: aired {len(aired)}, fillers {fillers}, retries {retries}, "
           f"attempts skipped (would miss the deadline) {skipped}")
     if leads.size:
         print(f"  lead time of aired slots: min {leads.min():+.2f} s, P50 {np.median(leads):+.2f} s")
     if gen.size:
         print(f"  attempt time: P50 {np.median(gen):.2f} s, max {gen.max():.2f} s "
-              f"(slot durations {sorted({s['duration_sec'] for s in slots})} s)")
+              f"(slot durations {sorted({s.duration_sec for s in slots})} s)")
     print(f"  late appends {late}; stalls {stalls} (published edge behind the live play point; worst "
           f"{max(0.0, worst_behind):.2f} s)")
     fmt = lambda v: "n/a" if v is None else f"{v:.0f} MB"  # noqa: E731

@@ -11,11 +11,12 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Optional
 
 STATE_NAME = "channel.json"
+LATE_GRACE_S = 0.5  # a "now" slot airs the moment it is ready: its append follows by milliseconds
 Decision = str  # "aired" | "filler:last_good" | "filler:standby"
 
 
@@ -45,6 +46,22 @@ class SlotRecord:
     filler_of: Optional[int] = None  # the slot index a last_good filler re-aired
     first_frame: Optional[int] = None  # global frame index, set just before the append
     appended_at: Optional[str] = None
+
+    @property
+    def retries(self) -> int:
+        """Attempts started beyond the first (a skipped attempt never started)."""
+        return max(0, sum(a.outcome != "skipped" for a in self.attempts) - 1)
+
+    @property
+    def skipped(self) -> int:
+        return sum(a.outcome == "skipped" for a in self.attempts)
+
+    @property
+    def late(self) -> bool:
+        """Appended after its air time: a player at the live edge would wait there (a stall)."""
+        if self.appended_at is None or self.air_time is None:
+            return False
+        return parse_iso(self.appended_at) > parse_iso(self.air_time) + timedelta(seconds=LATE_GRACE_S)
 
 
 @dataclass

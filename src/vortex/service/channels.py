@@ -34,7 +34,6 @@ from .metrics import ServiceMetrics
 log = logging.getLogger("vortex.service.channels")
 DEFINITION_NAME = "definition.json"
 STOPPED_NAME = "stopped"
-LATE_GRACE_S = 0.5  # a "now" slot airs the moment it is ready; its append follows by milliseconds
 RECENT = 12  # decided slots a status shows
 
 
@@ -163,13 +162,12 @@ class ChannelHost:
         m = self.metrics
         if what == "decided":
             m.channel_slots.labels(channel=name, decision=record.decision).inc()
-            tried = [a for a in record.attempts if a.outcome != "skipped"]
-            if len(tried) > 1:
-                m.channel_retries.labels(channel=name).inc(len(tried) - 1)
+            if record.retries:
+                m.channel_retries.labels(channel=name).inc(record.retries)
             if record.decision == "aired" and record.lead_time_sec is not None:
                 m.channel_lead.labels(channel=name).set(record.lead_time_sec)
                 m.channel_lead_seconds.labels(channel=name).observe(record.lead_time_sec)
-        elif what == "appended" and _late(record):
+        elif what == "appended" and record.late:
             m.channel_stalls.labels(channel=name).inc()
 
     # ---- what GET /v1/channels/{name} shows -----------------------------------------------------
@@ -210,21 +208,14 @@ class ChannelHost:
                 "slots": len(decided),
                 "aired": len(aired),
                 "fillers": {k: sum(r.decision == f"filler:{k}" for r in decided) for k in ("last_good", "standby")},
-                "retries": sum(max(0, len([a for a in r.attempts if a.outcome != "skipped"]) - 1) for r in decided),
-                "skipped": sum(a.outcome == "skipped" for r in decided for a in r.attempts),
-                "stalls": sum(_late(r) for r in decided),
+                "retries": sum(r.retries for r in decided),
+                "skipped": sum(r.skipped for r in decided),
+                "stalls": sum(r.late for r in decided),
             },
             "lead_time_sec": {"last": aired[-1] if aired else None, "min": leads[0] if leads else None,
                               "p50": leads[len(leads) // 2] if leads else None},
             "ended": bool(state and state.ended),
         }
-
-
-def _late(record: SlotRecord) -> bool:
-    """Appended after its air time: a player at the live edge would wait there (a stall)."""
-    if record.appended_at is None or record.air_time is None:
-        return False
-    return parse_iso(record.appended_at) > parse_iso(record.air_time) + timedelta(seconds=LATE_GRACE_S)
 
 
 def _slot_json(r: SlotRecord, state: Optional[str]) -> dict[str, Any]:

@@ -134,11 +134,6 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
 
     def make_engine():
         if args.engine == "ray":  # the replicas load the engines; this process only routes
-            import os
-
-            # Ray's driver installs absl's failure-signal handler for SIGTERM too: it printed a stack
-            # and killed this process (exit -15, no drain). uvicorn's handler must keep SIGTERM.
-            os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
             from ..serving import start_local
 
             return start_local(cfg, replicas=args.replicas, address=args.ray_address)

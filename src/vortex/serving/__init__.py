@@ -7,6 +7,13 @@ Needs the `serve-ray` extra (`pip install -e ".[serve-ray]"`, pinned ray[serve])
 covers `serve deploy deploy/serve.yaml` on a cluster and KubeRay.
 """
 
+import os
+
+# Before Ray is imported (its core library reads it then): absl's failure-signal handler, which
+# Ray's driver installs, takes SIGTERM too; it printed a stack and killed `vortex serve` without
+# its drain (exit -15). The caller's own SIGTERM handling must stay.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+
 try:
     import ray  # noqa: F401
     from ray import serve  # noqa: F401

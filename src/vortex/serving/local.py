@@ -88,7 +88,8 @@ def connect(address: Optional[str] = "auto", *, name: str = APP_NAME, max_attemp
 
 def _ray_init(**kwargs: Any) -> None:
     """ray.init, quiet, and without taking SIGTERM from the process: from the main thread Ray
-    installs a handler that exits at once, which would skip `vortex serve`'s drain."""
+    installs a handler that exits at once, which would skip `vortex serve`'s drain (absl's
+    failure-signal handler is kept off SIGTERM in this package's __init__)."""
     import signal
 
     import ray
