@@ -7,7 +7,7 @@ The face is `skimage.data.astronaut()` framed to 512² (centred, eyes level, ≈
 dlib's 68-point predictor giving the landmarks, as the engine's framing does. The driving sequence
 is the real shape of speech motion, hand-built so the bench needs no voice: the mouth opening and
 closing about 4 times a second with "eee"/"ooo" corners, a blink every 2 s, a ±3° sway on all
-three axes, breathing in the scale. Frames go through one reused ring (vortex.video's pattern);
+three axes, breathing in the scale. Frames go through one reused ring (vortex.engine.render's pattern);
 the best of --repeat runs is reported, since other work on a shared machine only ever slows it.
 
 --strip writes 8 crops side by side (mouth_open 0 / 0.5 / 1, spread, round, eyes shut, roll ±10°)

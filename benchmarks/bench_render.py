@@ -13,7 +13,7 @@ its weights; "auto" is "full" on a GPU and "profile" elsewhere.
 
 Then the encode/render overlap, at the profile's batch_frames through a ring of
 buffers.video.ring_frames, into `vortex.media.Mp4Writer` (libx264 veryfast, as the engine):
-render-only (vortex.video.stream_frames into a sink that drops frames), encode-only (frames
+render-only (vortex.engine.render.stream_frames into a sink that drops frames), encode-only (frames
 already on the host) and overlapped (stream_frames into the writer, as a slot does). Overlapped
 close to max(render, encode) means the encoder hides behind the renderer.
 """
@@ -38,7 +38,7 @@ from vortex.media import Mp4Writer  # noqa: E402
 from vortex.models.liveportrait import build_networks  # noqa: E402
 from vortex.models.liveportrait.animator import LivePortraitAnimator, liveportrait_dtype  # noqa: E402
 from vortex.motion import DrivingSequence  # noqa: E402
-from vortex.video import stream_frames  # noqa: E402
+from vortex.engine.render import stream_frames  # noqa: E402
 
 SAMPLE_RATE = 24000
 

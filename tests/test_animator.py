@@ -21,7 +21,7 @@ from vortex.models.liveportrait.animator import (
     to_uint8,
 )
 from vortex.motion import DrivingSequence
-from vortex.video import VideoTrack, stream_frames
+from vortex.engine.render import VideoTrack, stream_frames
 
 MINI = dict(source="miniature", precision="fp32", placement="cpu", batch_frames=4, stitching=True)
 

@@ -9,9 +9,9 @@ import pytest
 
 from vortex.config import VortexConfig
 from vortex.errors import EngineClosed
-from vortex.pipeline import VortexPipeline
+from vortex.engine.pipeline import VortexPipeline
 from vortex.recipe import Recipe
-from vortex.requests import SlotEvent, SlotRequest
+from vortex.engine.requests import SlotEvent, SlotRequest
 
 
 def recipe(seed=1, script="Hello there.", duration=1.5) -> Recipe:

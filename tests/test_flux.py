@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import CLIPModel
 
-from vortex.cancel import CancelToken, SlotCancelled
+from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import FluxConfig
 from vortex.errors import ConfigError, VortexInitializationError, WeightsNotFoundError
 from vortex.models.flux import FluxActor, _quantization_config

@@ -27,7 +27,7 @@ from vortex.channel import HlsChannelWriter, read_playlist
 from vortex.channel import hls as hls_module
 from vortex.channel.playlist import parse_playlist
 from vortex.media import write_mp4
-from vortex.sinks import MediaShape
+from vortex.engine.sinks import MediaShape
 
 FPS, SR, SIZE = 24, 24000, 128
 DURATIONS = (2.3, 1.7, 3.0)

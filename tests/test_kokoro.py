@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vortex.cancel import CancelToken, SlotCancelled
+from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import KokoroConfig, VortexConfig
 from vortex.errors import ConfigError, RecipeError, SpeechTooLongError, VortexInitializationError
 from vortex.models.g2p import Phonemizer, script_chunks, split_sentences

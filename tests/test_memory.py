@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from vortex.cancel import CancelToken, SlotCancelled
+from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import BuffersConfig, VortexConfig
 from vortex.errors import MemoryPressureError, VortexInitializationError
 from vortex.memory.buffers import SlotBuffers
 from vortex.memory.monitor import VRAMMonitor
 from vortex.memory.stats import GIB, format_bytes, module_bytes, vram_stats
 from vortex.models.registry import ModelRegistry
-from vortex.video import StillTrack, stream_frames
+from vortex.engine.render import StillTrack, stream_frames
 
 
 class Reading:

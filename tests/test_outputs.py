@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vortex.cli import main
-from vortex.outputs import OutputError, SlotOutput, remove_stale_temporaries, write_text_atomic
+from vortex.engine.outputs import OutputError, SlotOutput, remove_stale_temporaries, write_text_atomic
 
 EXE = shutil.which("vortex") or str(Path(sys.executable).parent / "vortex")
 NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search,-fowner",

@@ -12,7 +12,7 @@ from vortex.config import VortexConfig
 from vortex.errors import PlanOverBudgetError
 from vortex.media import probe_mp4
 from vortex.memory.plan import compute_plan
-from vortex.pipeline import VortexPipeline
+from vortex.engine.pipeline import VortexPipeline
 
 
 def recipe(duration=1.5, script="Hello there.", seed=7, **visual) -> dict:

@@ -11,8 +11,8 @@ from vortex.cli import main
 from vortex.config import VortexConfig
 from vortex.faces import FaceAnalyzer
 from vortex.media import probe_mp4
-from vortex.pipeline import VortexPipeline
-from vortex.portrait import stand_in_portrait
+from vortex.engine.pipeline import VortexPipeline
+from vortex.engine.portrait import stand_in_portrait
 
 
 def recipe(script="Good evening, and welcome to the news.", duration=3.0, seed=11, **visual) -> dict:

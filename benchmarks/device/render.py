@@ -24,7 +24,7 @@ from vortex.bench.timing import Timing, time_calls
 from vortex.media import Mp4Writer
 from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator, compose_driving_keypoints
 from vortex.models.liveportrait.stitching_retargeting import stitch
-from vortex.video import stream_frames
+from vortex.engine.render import stream_frames
 
 SAMPLE_RATE = 24000
 PUBLIC_FOLDER = ".device-public/LivePortrait"  # src/modules/*.py and src/config/models.yaml of KwaiVGI/LivePortrait
@@ -73,7 +73,7 @@ def _nan():
 
 def slot_render(animator: LivePortraitAnimator, source, driving, ring_frames: int, fps: int = 24,
                 encode: bool = False, label: str = "") -> Timing:
-    """A whole slot through vortex.video.stream_frames (ring on the device → host → sink), once warm."""
+    """A whole slot through vortex.engine.render.stream_frames (ring on the device → host → sink), once warm."""
     n = driving.n_frames
     track = animator.track(source, driving)
     size = animator.output_size

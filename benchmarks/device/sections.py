@@ -28,7 +28,7 @@ from vortex.memory.stats import GIB
 
 if TYPE_CHECKING:
     from check import Check
-    from vortex.pipeline import VortexPipeline
+    from vortex.engine.pipeline import VortexPipeline
 
 FASTEST = {"models": {"liveportrait": {"batch_frames": 16}}, "buffers": {"video": {"ring_frames": 32}}}
 
@@ -185,8 +185,8 @@ def engine_run(check: "Check", run: str, profile: str, extra: dict | None, devic
     import psutil
 
     from vortex.models.registry import ModelRegistry, default_loaders
-    from vortex.pipeline import VortexPipeline
-    from vortex.process import configure_process
+    from vortex.engine.pipeline import VortexPipeline
+    from vortex.engine.process import configure_process
 
     cfg = configured(profile, device, folders, extra, check.dry_run)
     result = EngineFigures(profile=cfg.profile, settings=extra or {})

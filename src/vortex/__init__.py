@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # The pipeline pulls in torch, diffusers and transformers: import it only when asked for.
     if name == "VortexPipeline":
-        from .pipeline import VortexPipeline
+        from .engine.pipeline import VortexPipeline
 
         return VortexPipeline
     raise AttributeError(name)

@@ -19,7 +19,7 @@ from . import logs
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
 from .errors import VortexError
 from .recipe import Recipe
-from .requests import SlotRequest
+from .engine.requests import SlotRequest
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -155,7 +155,7 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     cfg = _load_config(args)
     cfg.check_recipe(recipe)  # buffers, a speakable script, a known voice: before any model loads
     from .motion.expressions import check_expressions
-    from .outputs import SlotOutput
+    from .engine.outputs import SlotOutput
 
     check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
     slot_id = recipe.slot_params.slot_id if args.slot_id is None else args.slot_id
@@ -168,8 +168,8 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
               + ". See README, 'What the default profile is'.", file=err)
     print("  loading models …", file=err, flush=True)
 
-    from .pipeline import VortexPipeline
-    from .process import configure_process
+    from .engine.pipeline import VortexPipeline
+    from .engine.process import configure_process
 
     if not args.verbose:
         logs.quiet_libraries(load=True)

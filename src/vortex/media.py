@@ -80,7 +80,7 @@ class Mp4Writer:
 
         # Same directory as the target, so the final os.replace is an atomic rename. A random
         # suffix keeps concurrent writers apart; ffmpeg creates the file with the usual umask.
-        # atomic=False: `path` is already a temporary name of the caller's (vortex.outputs), which
+        # atomic=False: `path` is already a temporary name of the caller's (vortex.engine.outputs), which
         # publishes it later; a second temporary name would only be one more file to leave behind.
         self._temp_path = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.part") if atomic else self.path
         try:

@@ -10,13 +10,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
+from .engine.reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
 
 
 @dataclass(frozen=True)
 class VerificationReport:
     """What a slot was checked for: CLIP agreement between the sampled frames and the prompt (raw
-    cosines), and one section per face and speech check (vortex.reports)."""
+    cosines), and one section per face and speech check (vortex.engine.reports)."""
 
     frame_indices: list[int]
     cosine_b: list[float]  # ViT-B/32, one per sampled frame

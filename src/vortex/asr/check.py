@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RecipeError
-from ..reports import SpeechReport
+from ..engine.reports import SpeechReport
 from .normalize import join_compounds, normalize_words, word_errors
 from .whisper import LOOP_COMPRESSION_RATIO, LOOP_NGRAM, WhisperTranscriber
 

@@ -22,7 +22,7 @@ from .report import BenchReport, LoadFigure, SlotSample
 
 if TYPE_CHECKING:
     from ..config import VortexConfig
-    from ..pipeline import VortexPipeline
+    from ..engine.pipeline import VortexPipeline
 
 SlotCallback = Callable[[str, int, SlotSample], None]  # ("warmup" | "slot", index, sample)
 
@@ -68,8 +68,8 @@ def run_bench(
 
     import torch
 
-    from ..pipeline import VortexPipeline
-    from ..process import configure_process
+    from ..engine.pipeline import VortexPipeline
+    from ..engine.process import configure_process
 
     own = pipeline is None
     load_s = None

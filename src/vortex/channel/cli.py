@@ -59,8 +59,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{' (looped)' if definition.loop else ''} · {v.width}x{v.height} at {definition.fps} fps · "
           f"pace {args.pace} → {args.out}", file=err)
     print("  loading models …", file=err, flush=True)
-    from ..pipeline import VortexPipeline
-    from ..process import configure_process
+    from ..engine.pipeline import VortexPipeline
+    from ..engine.process import configure_process
 
     if not args.verbose:
         logs.quiet_libraries(load=True)

@@ -159,7 +159,7 @@ class HlsChannelWriter:
         return AppendedSlot(first, n, fed, fed - int(waveform.size), air_time)
 
     def slot_sink(self) -> HlsSlotSink:
-        """A ``vortex.sinks.FrameSink`` for one slot, spooled to disk; ``commit()`` it once the slot passed."""
+        """A ``vortex.engine.sinks.FrameSink`` for one slot, spooled to disk; ``commit()`` it once the slot passed."""
         from .feed import HlsSlotSink  # feed builds on this module
 
         return HlsSlotSink(self)

@@ -233,7 +233,7 @@ class ChannelRunner:
                 return False
 
     def _make(self, recipe, record: SlotRecord, deadline: Optional[datetime]) -> bool:
-        from ..requests import SlotRequest
+        from ..engine.requests import SlotRequest
 
         seed = recipe.slot_params.seed
         if seed is None:  # a stable seed per channel slot: a rerun makes the same slot

@@ -21,7 +21,7 @@ import torch
 from diffusers import FluxPipeline
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..cancel import CancelToken
+from ..engine.cancel import CancelToken
 from ..config import FluxConfig, placement_device
 from ..errors import ConfigError, VortexInitializationError
 from ..weights import resolve_weights

@@ -104,7 +104,7 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
     from .store import open_store
     from .worker import Worker
 
-    from ..process import cap_malloc_arenas
+    from ..engine.process import cap_malloc_arenas
 
     err = sys.stderr
     cap_malloc_arenas()  # before uvicorn, the worker or the engine start a thread
@@ -137,8 +137,8 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
             from ..serving import start_local
 
             return start_local(cfg, replicas=args.replicas, address=args.ray_address)
-        from ..pipeline import VortexPipeline
-        from ..process import configure_process
+        from ..engine.pipeline import VortexPipeline
+        from ..engine.process import configure_process
 
         configure_process(cfg)
         return VortexPipeline(cfg)

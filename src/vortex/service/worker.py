@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ..errors import EngineClosed, EngineDead
 from ..recipe import Recipe
-from ..requests import SlotEvent, SlotRequest
+from ..engine.requests import SlotEvent, SlotRequest
 from .events import END, EventHub
 from .metrics import ServiceMetrics
 from .store import DEFAULT_LEASE_S, Job, JobStore
@@ -34,7 +34,7 @@ log = logging.getLogger("vortex.service")
 
 
 class Engine(Protocol):
-    """What the worker needs of `vortex.pipeline.VortexPipeline`."""
+    """What the worker needs of `vortex.engine.pipeline.VortexPipeline`."""
 
     def run(self, request: SlotRequest, on_event: Optional[Callable[[SlotEvent], None]] = None) -> Any: ...
 

@@ -84,8 +84,8 @@ def actor_options(cfg: VortexConfig, env: Optional[dict[str, str]] = None) -> di
 class VortexReplica:
     def __init__(self, profile: Optional[str] = None, config: Optional[dict[str, Any]] = None,
                  config_path: Optional[str] = None):
-        from ..pipeline import VortexPipeline
-        from ..process import configure_process
+        from ..engine.pipeline import VortexPipeline
+        from ..engine.process import configure_process
 
         cfg = resolve_config(profile, config, config_path)
         configure_process(cfg)  # this process owns its engine: malloc arenas, TF32

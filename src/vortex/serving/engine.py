@@ -27,11 +27,11 @@ from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, TaskCa
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
 from ..errors import EngineClosed, EngineDead
-from ..outputs import OutputError, SlotOutput, describe_os_error
+from ..engine.outputs import OutputError, SlotOutput, describe_os_error
 from ..phases import Phase
-from ..requests import EventFn, SlotEvent, SlotRequest
+from ..engine.requests import EventFn, SlotEvent, SlotRequest
 from ..result import GenerationResult
-from ..slot import pick_seed
+from ..engine.slot import pick_seed
 from .result import RemoteResult
 from .wire import encode_request
 

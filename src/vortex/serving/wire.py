@@ -8,7 +8,7 @@ replica's node (and the reverse):
   request; the replica uses its own file at that path when it holds the same bytes (one node, or a
   shared disk: the recipe and its proof are unchanged), else it writes them into its work folder.
 - out: the replica renders into its own temporary folder and returns the MP4's bytes with the
-  metadata; the caller writes OUT.mp4 and its sidecar itself, atomically (`vortex.outputs`), like
+  metadata; the caller writes OUT.mp4 and its sidecar itself, atomically (`vortex.engine.outputs`), like
   the local engine. A slot's MP4 is small (cpu-preview, 512²: 1.1 MB for 45 s), cheap beside the
   time it took to make, and no shared file system has to be set up for it.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..recipe import Recipe
-from ..requests import SlotRequest
+from ..engine.requests import SlotRequest
 
 FILE_FIELDS = ("actor_image", "driving_source")
 MIN_BUDGET_S = 0.05  # a request whose time ran out in the queue still reaches the engine, which fails it as "deadline"

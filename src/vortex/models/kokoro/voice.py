@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ...cancel import CancelToken
+from ...engine.cancel import CancelToken
 from ...config import KokoroConfig, placement_device
 from ...errors import RecipeError, SpeechTooLongError, VortexInitializationError
 from ...recipe import Emotion

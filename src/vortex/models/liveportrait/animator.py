@@ -9,7 +9,7 @@ sequence's deltas (the contract in `vortex.motion`):
 
 then corrected by the stitching MLP, as the public inference does, and W + G render a whole
 chunk of frames in one batched call. Frames are converted to uint8 on the device and written
-straight into the caller's ring slot; `vortex.video.stream_frames` moves them to the encoder.
+straight into the caller's ring slot; `vortex.engine.render.stream_frames` moves them to the encoder.
 
 Precision is the profile's dtype with no autocast: the networks keep their own fp32 islands
 (keypoint geometry, softmax, spectral norm). The keypoint MLPs stay fp32 whatever the profile,
@@ -177,7 +177,7 @@ class LivePortraitAnimator:
 
 
 class LivePortraitTrack:
-    """A DrivingSequence rendered on demand: satisfies `vortex.video.VideoTrack`."""
+    """A DrivingSequence rendered on demand: satisfies `vortex.engine.render.VideoTrack`."""
 
     name = "liveportrait"
 

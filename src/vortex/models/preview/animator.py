@@ -106,7 +106,7 @@ def _lid_colour(crop: np.ndarray, points: np.ndarray, upper: tuple[int, int], br
 
 
 class PreviewTrack:
-    """A DrivingSequence rendered on demand into S × S crops: satisfies `vortex.video.VideoTrack`."""
+    """A DrivingSequence rendered on demand into S × S crops: satisfies `vortex.engine.render.VideoTrack`."""
 
     name = "preview"
 

@@ -21,13 +21,13 @@ from typing import Any, Callable, Optional
 import torch
 
 from .cancel import CancelToken
-from .errors import DeadlineExceeded
-from .logs import phase_event
-from .phases import Phase
-from .recipe import Recipe
+from ..errors import DeadlineExceeded
+from ..logs import phase_event
+from ..phases import Phase
+from ..recipe import Recipe
 from .requests import EventFn, EventKind, SlotEvent
 
-log = logging.getLogger("vortex.pipeline")
+log = logging.getLogger("vortex.engine.pipeline")
 
 
 @dataclass

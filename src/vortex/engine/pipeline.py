@@ -33,28 +33,28 @@ import torch
 
 from .cancel import SlotCancelled
 from . import checks
-from .config import MINIATURE, VortexConfig
-from .errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
+from ..config import MINIATURE, VortexConfig
+from ..errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
                      VortexInitializationError)
-from .memory.buffers import SlotBuffers
-from .memory.monitor import VRAMMonitor
-from .memory.plan import VRAMPlan, compute_plan
-from .memory.stats import reset_peak, vram_stats
+from ..memory.buffers import SlotBuffers
+from ..memory.monitor import VRAMMonitor
+from ..memory.plan import VRAMPlan, compute_plan
+from ..memory.stats import reset_peak, vram_stats
 from .outputs import OutputError, SlotOutput, describe_os_error
-from .models.registry import ModelRegistry
-from .phases import Phase
+from ..models.registry import ModelRegistry
+from ..phases import Phase
 from .portrait import ActorPortrait, make_portrait
-from .recipe import Recipe
+from ..recipe import Recipe
 from .requests import EventFn, SlotEvent, SlotRequest
 from .sinks import ArraySink, FrameSink, MediaShape, Mp4Sink
 from .slot import Scheduler, Slot, as_recipe, is_device_fault, pick_seed
-from .result import GenerationResult, determinism_proof
-from .motion import DrivingSequence
-from .motion.driver import MotionDriver
-from .motion.expressions import check_expressions
-from .video import FramedTrack, StillTrack, VideoTrack, render_into_sinks
+from ..result import GenerationResult, determinism_proof
+from ..motion import DrivingSequence
+from ..motion.driver import MotionDriver
+from ..motion.expressions import check_expressions
+from .render import FramedTrack, StillTrack, VideoTrack, render_into_sinks
 
-log = logging.getLogger("vortex.pipeline")
+log = logging.getLogger("vortex.engine.pipeline")
 
 class VortexPipeline:
     """Loads every component once (static residency) and generates slots one at a time."""

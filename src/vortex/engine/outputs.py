@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import VortexError
+from ..errors import VortexError
 
 # `.NAME.<pid>.<8 hex>.partial.mp4` and `.NAME.<pid>.<8 hex>.tmp`: the temporary names this module
 # makes; the longest suffix decides how long a name may be.

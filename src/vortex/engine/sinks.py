@@ -3,7 +3,7 @@
 A sink is opened once per slot with the media's shape, receives the whole audio track once and
 every frame in order, and is then finished (the slot's media are complete) or aborted (the slot
 failed: nothing of it may remain). Implementations: `ArraySink` (frames in memory, which the
-verification samples), `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.outputs
+verification samples), `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.engine.outputs
 publishes), and, for a channel, an HLS segmenter.
 """
 
@@ -15,7 +15,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from .media import Mp4Writer
+from ..media import Mp4Writer
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
-from .recipe import Recipe
+from ..recipe import Recipe
 
 EventKind = Literal["phase_started", "phase_done", "phase_failed", "first_frame", "progress", "result"]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import RecipeError, VortexError
+from ..errors import RecipeError, VortexError
 
 ASTRONAUT = "astronaut"
 # A Flux portrait without a detectable face is tried again with seed+1, +2: three takes in all.
@@ -60,7 +60,7 @@ def fit_to_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def load_portrait(path: str, height: int, width: int) -> np.ndarray:
     """The recipe's actor_image, read through the one safe image reader (size, pixels, file kind)."""
-    from .inputs import open_image
+    from ..inputs import open_image
 
     with open_image(path, "visual_track.actor_image") as im:
         try:
@@ -79,7 +79,7 @@ def stand_in_portrait(name: str, height: int, width: int) -> np.ndarray:
 
 
 def frame_face(analyzer: Any, image: np.ndarray, faces_cfg: Any) -> Any:
-    from .faces import frame_portrait
+    from ..faces import frame_portrait
 
     return frame_portrait(analyzer, image, faces_cfg)
 

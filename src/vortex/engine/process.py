@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .config import VortexConfig
+from ..config import VortexConfig
 
 
 def configure_process(cfg: VortexConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .config import MINIATURE, VortexConfig
+from ..config import MINIATURE, VortexConfig
 from .portrait import ActorPortrait
 from .reports import IdentityReport, LipSyncReport, SpeechReport
 
@@ -52,7 +52,7 @@ def identity_report(analyzer: Any, cfg: VortexConfig, portrait: ActorPortrait, f
     if portrait.framing is None:  # nothing to compare against: do not spend K face detections
         return IdentityReport(passed=False, enforced=False, why_not_enforced=judge.why_not, max_distance=v.face_max_distance,
                               notes=["not measured: the portrait holds no located face"])
-    from .faces import check_identity
+    from ..faces import check_identity
 
     return check_identity(analyzer, portrait.image, frames, v.face_frames, v.face_max_distance,
                           enforced=judge.enforced, why_not=judge.why_not)
@@ -65,7 +65,7 @@ def lip_sync_report(analyzer: Any, cfg: VortexConfig, portrait: ActorPortrait, f
         return LipSyncReport(passed=False, enforced=False, why_not_enforced=judge.why_not, floor=v.lip_sync_floor,
                              step=v.lip_sync_step, max_lag_ms=v.lip_sync_max_lag_ms,
                              notes=[f"not measured: {judge.why_not}"])
-    from .faces import measure_lip_sync
+    from ..faces import measure_lip_sync
 
     return measure_lip_sync(analyzer, frames, waveform, cfg.buffers.audio.sample_rate, fps, step=v.lip_sync_step,
                             max_lag_ms=v.lip_sync_max_lag_ms, floor=v.lip_sync_floor, enforced=judge.enforced,
@@ -77,7 +77,7 @@ def speech_report(transcriber: Any, cfg: VortexConfig, waveform: np.ndarray, scr
     if transcriber is None or not v.speech_check:
         return SpeechReport(passed=False, enforced=False, max_wer=v.max_wer,
                             why_not_enforced="verification.speech_check is off in this profile", notes=["not measured"])
-    from .asr import check_speech
+    from ..asr import check_speech
 
     judge = speech_judgement(cfg)
     return check_speech(transcriber, waveform, cfg.buffers.audio.sample_rate, script, max_wer=v.max_wer,
