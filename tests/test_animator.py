@@ -21,7 +21,8 @@ from vortex.models.liveportrait.animator import (
     to_uint8,
 )
 from vortex.motion import DrivingSequence
-from vortex.engine.render import VideoTrack, stream_frames
+from vortex.engine.render import RenderQueue, SlotVideo
+from vortex.engine.cancel import CancelToken
 
 MINI = dict(source="miniature", precision="fp32", placement="cpu", batch_frames=4, stitching=True)
 
@@ -225,8 +226,6 @@ def test_bad_driving_values_are_refused(animator, source):
 def test_the_track_is_a_video_track_and_checks_its_ring(animator, source):
     track = animator.track(source, _sequence(4))
     assert isinstance(track, LivePortraitTrack) and track.name == "liveportrait" and track.n_frames == 4
-    hinted: VideoTrack = track  # the protocol stream_frames takes
-    assert hinted.render is not None
     with pytest.raises(ValueError, match="uint8"):
         track.render(0, torch.zeros(2, 3, 512, 512))
     with pytest.raises(ValueError, match=r"\(B, 3, 512, 512\)"):
@@ -296,15 +295,22 @@ def test_rendering_is_deterministic_and_chunking_does_not_change_frames(animator
     assert diff.max() <= 1 and diff.float().mean() < 0.01
 
 
-def test_stream_frames_sinks_what_render_writes(animator, source):
-    track = animator.track(source, _mouth_ramp(5))
-    received: dict[int, np.ndarray] = {}
-    stream_frames(track, 5, torch.zeros(2, 3, 512, 512, dtype=torch.uint8), lambda i, f: received.__setitem__(i, f))
-    assert sorted(received) == list(range(5))
-    direct = _render(track, 5, ring_frames=2)
-    for i, frame in received.items():
-        assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8
-        assert np.array_equal(frame, direct[i].permute(1, 2, 0).numpy())
+def test_streams_batched_in_one_call_render_what_each_renders_alone(animator, source, portrait):
+    """The render queue gives LivePortrait frames of several streams at once (render_many): each
+    stream's frames are the ones it renders alone."""
+    other = animator.prepare(np.ascontiguousarray(np.flip(portrait, axis=1)))
+    ring = torch.zeros(8, 3, 512, 512, dtype=torch.uint8)
+    queue = RenderQueue(ring, None, batch_streams=True)
+    try:
+        jobs = [queue.submit(SlotVideo(animator, s, None, torch.zeros(3, 512, 512, dtype=torch.uint8)), 0,
+                             _mouth_ramp(3), 1) for s in (source, other)]
+        frames = [job.result(CancelToken()) for job in jobs]
+    finally:
+        queue.close()
+    assert queue.batches <= 2
+    for s, got in zip((source, other), frames):
+        alone = _render(animator.track(s, _mouth_ramp(3)), 3).permute(0, 2, 3, 1).numpy()
+        assert np.abs(got.astype(int) - alone.astype(int)).max() <= 1
 
 
 def test_channels_last_renders_the_same_frames(animator, source, cache_dir):

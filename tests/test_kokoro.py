@@ -106,7 +106,7 @@ def assert_consistent(speech: Speech, n_samples: int) -> None:
 def test_miniature_speech_fields_are_consistent(mini_hello):
     assert_consistent(mini_hello, 4 * SR)
     assert mini_hello.phonemes == HELLO_PHONEMES
-    assert mini_hello.speed == 1.0 and mini_hello.emotion == "neutral" and not mini_hello.resynthesised
+    assert mini_hello.speed == 1.0 and mini_hello.emotion == "neutral" and not mini_hello.fitted
     assert np.abs(mini_hello.waveform[: mini_hello.speech_samples]).max() > 0.01
 
 
@@ -174,11 +174,12 @@ def test_speech_far_too_long_for_the_slot_is_refused(mini_voice):
     assert "audio_track.script" in message and "duration_sec" in message and "holds 0.10 s" in message
 
 
-def test_moderately_long_speech_is_resynthesised_faster(mini_voice, mini_hello):
+def test_moderately_long_speech_is_fitted_faster_from_the_torch_duration_predictor(mini_voice, mini_hello):
+    """KModel's own predictor submodules give the units at any speed: one synthesis that fits."""
     n_samples = int(mini_hello.speech_samples / 1.25)
     speech = mini_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=n_samples)
-    assert speech.resynthesised
-    assert 1.25 <= speech.speed <= mini_voice.max_speed
+    assert speech.fitted
+    assert 1.0 < speech.speed <= mini_voice.max_speed and speech.speech_samples <= n_samples
     assert speech.phonemes == mini_hello.phonemes
     assert_consistent(speech, n_samples)
 
@@ -281,11 +282,11 @@ def test_multi_sentence_script_is_spoken_in_chunks(onnx_voice):
 def test_onnx_fits_the_speed_from_the_duration_predictor_before_one_synthesis(onnx_voice, onnx_hello, monkeypatch):
     """The raw durations give the units at any speed: the first and only take already fits."""
     calls = []
-    speak = onnx_voice._speak
-    monkeypatch.setattr(onnx_voice, "_speak", lambda *a, **k: calls.append(a[2]) or speak(*a, **k))
+    infer = onnx_voice._backend.infer
+    monkeypatch.setattr(onnx_voice._backend, "infer", lambda *a, **k: calls.append(a[2]) or infer(*a, **k))
     n_samples = int(onnx_hello.speech_samples / 1.4)
     fitted = onnx_voice.synthesize(HELLO, "rick_c137", 1.0, "neutral", n_samples=n_samples)
-    assert len(calls) == 1 and not fitted.resynthesised and 1.3 < fitted.speed < 1.6
+    assert len(calls) == len(onnx_voice.phoneme_chunks(HELLO)) and fitted.fitted and 1.3 < fitted.speed < 1.6
     assert n_samples - 600 * 3 < fitted.speech_samples <= n_samples  # the least speed that fits: within a few units
     from vortex.models.kokoro.voice import _units
 
@@ -301,3 +302,21 @@ def test_emoji_are_not_read_out_by_their_unicode_names():
     phonemize = Phonemizer("en-us")
     assert phonemize("Hello 👋 there. 👍🏽") == phonemize("Hello there.")
     assert "pəɹsˈɛnt" in phonemize("50%")  # symbols with a word of their own are still spoken
+
+
+def test_a_plan_knows_the_whole_timeline_and_each_chunk_is_its_share_of_the_speech(onnx_voice):
+    """Streaming speech: the plan lays out every chunk before any audio, and the chunks made one by
+    one, in any order, are the whole speech sample for sample."""
+    script = "Hello there. How are you? Fine, thanks."
+    n_samples = 8 * SR
+    whole = onnx_voice.synthesize(script, "narrator", 1.0, "neutral", n_samples=n_samples, seed=3)
+    plan = onnx_voice.plan(script, "narrator", 1.0, "neutral", n_samples)
+    assert plan.timeline.phonemes == whole.phonemes and plan.speech_samples == whole.speech_samples
+    assert [c.sentence for c in plan.chunks] == [0, 1, 2] and plan.chunks[1].text == "How are you?"
+    assert list(plan.timeline.pauses).count(True) == 2  # the two pauses between sentences
+    made = [onnx_voice.speak(plan, k, seed=3) for k in (2, 0, 1)]
+    rebuilt = np.zeros(n_samples, np.float32)
+    for chunk in made:
+        assert chunk.start == plan.chunk_starts[chunk.index] and len(chunk.audio) == plan.chunk_samples(chunk.index)
+        rebuilt[chunk.start:chunk.end] = chunk.audio
+    assert np.array_equal(rebuilt, whole.waveform)

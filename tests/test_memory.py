@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from vortex.memory.buffers import SlotBuffers
 from vortex.memory.monitor import VRAMMonitor
 from vortex.memory.stats import GIB, format_bytes, module_bytes, vram_stats
 from vortex.models.registry import ModelRegistry
-from vortex.engine.render import StillTrack, stream_frames
+from vortex.engine.render import RenderQueue, SlotVideo
+from vortex.motion import DrivingSequence
 
 
 class Reading:
@@ -75,76 +77,117 @@ def test_stats_helpers():
 
 def test_buffers_are_sized_by_config_and_reused():
     cfg = VortexConfig.load().buffers
-    buf = SlotBuffers.allocate(cfg, "cpu")
-    assert buf.actor.shape == (3, 512, 512) and buf.audio.shape == (1_080_000,)
+    buf = SlotBuffers.allocate(cfg, "cpu", crop_size=512)
     assert buf.frame_ring.shape == (cfg.video.ring_frames, 3, 512, 512)
+    assert buf.crop_ring.shape == (cfg.video.ring_frames, 3, 512, 512)
     assert buf.frame_ring.shape[0] < cfg.video.max_frames  # a ring, never the whole slot
-    ptrs = buf.data_ptrs()
-    img = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
-    assert torch.equal(buf.load_actor(img).permute(1, 2, 0), torch.from_numpy(img))
-    wave = np.linspace(-1, 1, 48000, dtype=np.float32)
-    assert torch.equal(buf.load_audio(wave), torch.from_numpy(wave))
-    assert buf.data_ptrs() == ptrs
-    with pytest.raises(ValueError, match="exceeds"):
-        buf.load_audio(np.zeros(1_080_001, np.float32))
-    with pytest.raises(ValueError, match=r"\(512, 512, 3\) uint8"):
-        buf.load_actor(np.zeros((256, 256, 3), np.uint8))
+    assert buf.nbytes == 2 * cfg.video.ring_frames * 3 * 512 * 512
+    assert SlotBuffers.allocate(cfg, "cpu").crop_ring is None  # no framing, no crops
 
 
-class CountingTrack:
-    """A track whose frame i is filled with the value i % 251, to check order and completeness."""
+class CountingAnimator:
+    """Renders frame i of a stream as the value (stream + i) % 251: order, completeness and which
+    stream a frame belongs to can be read back from its pixels."""
 
     name = "counting"
+    crops_face = False
+    needs_landmarks = False
 
-    def __init__(self):
+    def __init__(self, batches_streams: bool):
+        self.batches_streams = batches_streams
+        self.calls: list[list[int]] = []  # the streams of each call
         self.thread = None
+        self.gate = threading.Event()
+        self.gate.set()
 
-    def render(self, start, out):
+    def render(self, source, driving, out):
+        self.render_many([(source, driving, out)])
+
+    def render_many(self, items):
+        self.gate.wait(30)
         self.thread = threading.current_thread()
-        for j in range(out.shape[0]):
-            out[j].fill_((start + j) % 251)
+        self.calls.append([source for source, _, _ in items])
+        for source, driving, out in items:
+            first = int(driving.rotation_delta[0, 0])  # the test writes the first frame's index there
+            for j in range(out.shape[0]):
+                out[j].fill_((source + first + j) % 251)
 
 
-def _small_ring(frames=4):
-    return SlotBuffers.allocate(BuffersConfig(video={"ring_frames": frames, "height": 8, "width": 8},
-                                              actor={"height": 8, "width": 8}), "cpu")
+def _rows(start: int, n: int) -> DrivingSequence:
+    rotation = np.zeros((n, 3), np.float32)
+    rotation[0, 0] = start
+    return DrivingSequence(fps=24, exp_delta=np.zeros((n, 21, 3), np.float32), rotation_delta=rotation,
+                           translation_delta=np.zeros((n, 3), np.float32), scale_factor=np.ones(n, np.float32),
+                           mouth_open=np.zeros(n, np.float32), eye_open=np.ones(n, np.float32))
 
 
-def test_stream_frames_delivers_every_frame_in_order_from_another_thread():
-    buf = _small_ring(4)
-    seen, threads = [], set()
-
-    def sink(i, frame):
-        threads.add(threading.current_thread())
-        seen.append((i, int(frame[0, 0, 0])))
-
-    track = CountingTrack()
-    stream_frames(track, 10, buf.frame_ring, sink)
-    assert seen == [(i, i % 251) for i in range(10)]
-    assert track.thread not in threads  # encoding ran beside rendering, not inside it
+def _queue(animator, frames=8, batch_streams=True) -> RenderQueue:
+    ring = torch.zeros(frames, 3, 8, 8, dtype=torch.uint8)
+    return RenderQueue(ring, None, batch_streams)
 
 
-def test_stream_frames_cancel_and_sink_errors():
-    buf = _small_ring(2)
-    token = CancelToken()
-    token.cancel("deadline")
-    with pytest.raises(SlotCancelled):
-        stream_frames(CountingTrack(), 6, buf.frame_ring, lambda i, f: None, token)
-
-    def broken(i, frame):
-        if i == 3:
-            raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        stream_frames(CountingTrack(), 50, buf.frame_ring, broken)
+def _video(animator, stream: int) -> SlotVideo:
+    return SlotVideo(animator, stream, None, torch.zeros(3, 8, 8, dtype=torch.uint8))
 
 
-def test_still_track_repeats_the_actor():
-    buf = _small_ring(3)
-    buf.actor.copy_(torch.arange(3 * 8 * 8, dtype=torch.uint8).reshape(3, 8, 8))
-    frames = []
-    stream_frames(StillTrack(buf.actor), 5, buf.frame_ring, lambda i, f: frames.append(f.copy()))
-    assert len(frames) == 5 and all(np.array_equal(f, buf.actor.permute(1, 2, 0).numpy()) for f in frames)
+def test_the_render_queue_renders_in_its_own_thread_into_host_frames():
+    animator = CountingAnimator(batches_streams=False)
+    queue = _queue(animator, frames=4)
+    try:
+        token = CancelToken()
+        jobs = [queue.submit(_video(animator, 0), start, _rows(start, 4), 2) for start in (0, 4, 8)]
+        frames = np.concatenate([job.result(token) for job in jobs])
+        assert frames.shape == (12, 8, 8, 3) and frames.flags.c_contiguous
+        assert [int(f[0, 0, 0]) for f in frames] == list(range(12))
+        assert animator.thread is not threading.current_thread()
+        with pytest.raises(ValueError, match="at most 4 frames"):
+            queue.submit(_video(animator, 0), 0, _rows(0, 5), 2)
+    finally:
+        queue.close()
+
+
+def test_the_render_queue_serves_the_higher_priority_first_and_batches_streams():
+    animator = CountingAnimator(batches_streams=True)
+    queue = _queue(animator, frames=8)
+    try:
+        animator.gate.clear()  # hold the worker on the first job while the others queue up
+        first = queue.submit(_video(animator, 100), 0, _rows(0, 2), 2)
+        time.sleep(0.2)
+        job_a = queue.submit(_video(animator, 0), 0, _rows(0, 4), 2)  # a job's stream
+        live = queue.submit(_video(animator, 50), 0, _rows(0, 4), 0)  # a live stream: first
+        job_b = queue.submit(_video(animator, 10), 0, _rows(0, 4), 2)  # does not fit beside the two
+        animator.gate.set()
+        token = CancelToken()
+        for job in (first, job_a, live, job_b):
+            job.result(token)
+        assert animator.calls == [[100], [50, 0], [10]]  # live first, a job's frames in the same call
+        assert int(live.frames[1, 0, 0, 0]) == 51 and int(job_a.frames[3, 0, 0, 0]) == 3
+        assert queue.streams_batched == 2
+    finally:
+        queue.close()
+
+
+def test_a_render_error_reaches_the_slot_and_a_cancelled_slot_stops_waiting():
+    class Broken(CountingAnimator):
+        def render_many(self, items):
+            raise RuntimeError("boom")
+
+    animator = Broken(batches_streams=False)
+    queue = _queue(animator)
+    try:
+        job = queue.submit(_video(animator, 0), 0, _rows(0, 2), 2)
+        with pytest.raises(RuntimeError, match="boom"):
+            job.result(CancelToken())
+        waiting = CountingAnimator(batches_streams=False)
+        waiting.gate.clear()
+        job = queue.submit(_video(waiting, 0), 0, _rows(0, 2), 2)
+        token = CancelToken()
+        token.cancel("deadline")
+        with pytest.raises(SlotCancelled):
+            job.result(token)
+        waiting.gate.set()
+    finally:
+        queue.close()
 
 
 def test_registry_get_model_and_unknown_name():

@@ -54,8 +54,7 @@ def synthetic_speech(segments: list[tuple[str, float, float]], total_s: float, l
     buzz += 0.05 * np.random.default_rng(seed).standard_normal(n)
     waveform = np.clip(gain * buzz / 2, -1, 1).astype(np.float32)
     end = int(starts[-1] + durations[-1] + 0.1 * SR) if len(durations) else 0
-    return Speech(waveform=waveform, sample_rate=SR, phonemes="".join(phonemes), phoneme_samples=durations,
-                  phoneme_starts=starts, speech_samples=min(end, n), speed=1.0, emotion="neutral", resynthesised=False)
+    return Speech.from_timeline(waveform, SR, "".join(phonemes), starts, durations, min(end, n))
 
 
 def silent_speech(seconds: float) -> Speech:

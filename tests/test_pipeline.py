@@ -32,7 +32,7 @@ def pipeline():
 
 def test_slot_has_exact_counts_and_a_playable_mp4(pipeline, tmp_path):
     out = tmp_path / "slot.mp4"
-    result = pipeline.generate_slot_sync(recipe(duration=1.5), output=out)
+    result = pipeline.generate_slot_sync(recipe(duration=1.5), output=out, keep_frames=True)
     assert result.success, result.error_msg
     assert result.video_frames.shape == (36, 512, 512, 3) and result.video_frames.dtype == np.uint8
     assert result.audio_waveform.shape == (36000,) and result.audio_waveform.dtype == np.float32
@@ -126,7 +126,7 @@ def test_bad_input_is_a_failed_result_not_an_exception(pipeline):
 
 
 def test_the_actor_talks_frames_change_over_time(pipeline):
-    result = pipeline.generate_slot_sync(recipe(duration=2.0, script="Open wide, say aah and ooh."))
+    result = pipeline.generate_slot_sync(recipe(duration=2.0, script="Open wide, say aah and ooh."), keep_frames=True)
     frames = result.video_frames.astype(np.int16)
     change = [float(np.abs(frames[i] - frames[0]).mean()) for i in range(1, len(frames))]
     assert max(change) > 0  # not a frozen video
@@ -146,7 +146,8 @@ def test_still_animation_holds_the_portrait_and_skips_liveportrait(still_pipelin
     portrait = np.zeros((600, 400, 3), np.uint8)
     portrait[:, :, 0] = np.linspace(0, 255, 400, dtype=np.uint8)[None, :]
     Image.fromarray(portrait).save(tmp_path / "host.png")
-    result = still_pipeline.generate_slot_sync(recipe(actor_image=str(tmp_path / "host.png"), expression_preset="smile"))
+    result = still_pipeline.generate_slot_sync(recipe(actor_image=str(tmp_path / "host.png"), expression_preset="smile"),
+                                               keep_frames=True)
     assert result.success and result.animation == "still"
     frame = result.video_frames[0]
     assert frame.shape == (512, 512, 3) and frame[:, :, 1].max() == 0  # the given portrait, not a Flux image

@@ -197,22 +197,34 @@ def test_rtx3060_fits_by_keeping_t5_on_the_host(rtx3060):
     json.dumps(rtx3060.to_dict())
 
 
+def _resident(plan) -> int:
+    return sum(r.bytes for r in plan.rows if r.placement == "cuda" and not r.component.startswith("activations"))
+
+
 def test_gpu_total_is_weights_buffers_context_and_peak_phase(rtx3060):
-    resident = sum(r.bytes for r in rtx3060.rows if r.placement == "cuda" and not r.component.startswith("activations"))
+    resident = _resident(rtx3060)
     acts = {r.component: r.bytes for r in rtx3060.rows if r.component.startswith("activations")}
-    voice_actor = acts["activations: kokoro 45 s utterance"] + max(
-        acts["activations: flux denoise 512x512"], acts["activations: vae decode 512x512"])
-    animate = acts["activations: liveportrait 8 frames/call"]
-    peak = max(voice_actor, animate, acts["activations: clip verify 8 frames"])
-    assert rtx3060.gpu_bytes == resident + peak
-    # Eight 512² frames per W + G call outweigh Kokoro and the VAE decode together.
-    assert animate > voice_actor and "'video'" in rtx3060.peak_phase
+    actor = max(acts["activations: flux denoise 512x512"], acts["activations: vae decode 512x512"])
+    voice, animate = acts["activations: kokoro 45 s utterance"], acts["activations: liveportrait 8 frames/call"]
+    verify = acts["activations: clip verify 8 frames"]
+    # Requests in flight (4 by default): one's actor, one's voice, one's frames, one's checks at once.
+    assert rtx3060.gpu_bytes == resident + actor + voice + animate + verify
+    assert "4 requests in flight" in rtx3060.peak_phase
+    # One request at a time, streamed: the voice speaks while the frames render.
+    single = compute_plan(VortexConfig.load("rtx3060-12gb").with_changes({"pipeline": {"max_in_flight": 1}}))
+    assert single.gpu_bytes == _resident(single) + max(voice + actor, voice + animate, verify)
+    assert "voice+video" in single.peak_phase and _resident(single) == resident - 3 * 3 * 512 * 512  # 1 portrait, not 4
+    unstreamed = compute_plan(VortexConfig.load("rtx3060-12gb").with_changes(
+        {"pipeline": {"max_in_flight": 1, "streaming": False}}))
+    assert unstreamed.gpu_bytes == _resident(unstreamed) + max(voice + actor, animate, verify)
+    assert "'video'" in unstreamed.peak_phase
 
 
 def test_frame_ring_not_a_full_slot(rtx3060):
     from vortex.memory.buffers import SlotBuffers
 
-    allocated = SlotBuffers.allocate(VortexConfig.load("rtx3060-12gb").buffers, "meta")
+    cfg = VortexConfig.load("rtx3060-12gb")
+    allocated = SlotBuffers.allocate(cfg.buffers, "meta", crop_size=cfg.faces.crop_size)
     ring = next(r for r in rtx3060.rows if r.component.startswith("buffers: frame ring"))
     assert ring.bytes == allocated.frame_ring.numel() * allocated.frame_ring.element_size()
     assert ring.bytes == 8 * 3 * 512 * 512 * allocated.frame_ring.element_size()

@@ -33,7 +33,7 @@ def pipeline():
 @pytest.fixture(scope="module")
 def slot(pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("face") / "slot.mp4"
-    result = pipeline.generate_slot_sync(recipe(), output=out)
+    result = pipeline.generate_slot_sync(recipe(), output=out, keep_frames=True)
     assert result.success, result.error_msg
     return result, out
 

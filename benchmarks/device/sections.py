@@ -185,8 +185,7 @@ def engine_run(check: "Check", run: str, profile: str, extra: dict | None, devic
     import psutil
 
     from vortex.models.registry import ModelRegistry, default_loaders
-    from vortex.engine.pipeline import VortexPipeline
-    from vortex.engine.process import configure_process
+    from vortex.engine.factory import build_engine
 
     cfg = configured(profile, device, folders, extra, check.dry_run)
     result = EngineFigures(profile=cfg.profile, settings=extra or {})
@@ -238,8 +237,7 @@ def engine_run(check: "Check", run: str, profile: str, extra: dict | None, devic
     check.log(f"first prompt through T5-XXL + CLIP-L on {actor.text_device}: {result.first_prompt_encode_s:.1f} s")
     check.md.append(f"\nfirst prompt through the text encoders ({actor.text_device}, T5 {cfg.models.flux.t5_precision}): "
                     f"**{result.first_prompt_encode_s:.2f} s** (then cached per prompt)")
-    configure_process(cfg)
-    pipeline = VortexPipeline(cfg, registry=registry)
+    pipeline = build_engine(cfg, registry=registry)
     try:
         report = run_bench(cfg, slots=args.slots, warmup=args.warmup, duration=args.duration, pipeline=pipeline,
                            on_slot=lambda kind, i, s: check.log(f"{run} {kind} {i + 1}: {s.generation_time_ms / 1000:.2f} s "

@@ -153,11 +153,10 @@ class _SigtermGuard:
 def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     recipe = Recipe.from_file(args.recipe)  # validate before loading any model
     cfg = _load_config(args)
-    cfg.check_recipe(recipe)  # buffers, a speakable script, a known voice: before any model loads
-    from .motion.expressions import check_expressions
+    from .engine.admission import admit
     from .engine.outputs import SlotOutput
 
-    check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
+    admit(cfg, recipe)  # buffers, a speakable script, a known voice, the expressions: before any model loads
     slot_id = recipe.slot_params.slot_id if args.slot_id is None else args.slot_id
     output = SlotOutput.prepare(args.output or Path(f"slot-{slot_id}.mp4"))  # refused now, not after the render
 
@@ -168,13 +167,11 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
               + ". See README, 'What the default profile is'.", file=err)
     print("  loading models …", file=err, flush=True)
 
-    from .engine.pipeline import VortexPipeline
-    from .engine.process import configure_process
+    from .engine.factory import build_engine
 
     if not args.verbose:
         logs.quiet_libraries(load=True)
-    configure_process(cfg)
-    pipeline = VortexPipeline(cfg)
+    pipeline = build_engine(cfg)
     print(pipeline.registry.summary(), file=err)
     p = recipe.slot_params
     print(f"  slot {slot_id}: {p.duration_sec:g} s at {p.fps} fps = {p.n_frames} frames, "
@@ -202,7 +199,7 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
         # A portrait without a face is found only once the portrait is read: still bad input.
         return EXIT_USAGE if result.error_kind == "input" else EXIT_FAILED
     print(f"  seed {result.seed} · proof {result.proof['proof_sha256'][:16]}… · {result.generation_time_ms / 1000:.2f} s", file=err)
-    print(f"wrote {output.mp4} ({result.video_frames.shape[0]} frames, {result.audio_waveform.shape[0]} samples) "
+    print(f"wrote {output.mp4} ({result.n_frames} frames, {result.audio_waveform.shape[0]} samples) "
           f"and {output.sidecar}", file=err)
     return 0
 
@@ -254,9 +251,16 @@ class _ProgressPrinter:
     def __call__(self, event) -> None:
         if event.kind in ("progress", "result"):
             return
-        what = {"phase_started": "started", "phase_done": "done", "phase_failed": "failed",
-                "first_frame": "first frame"}[event.kind]
-        line = f"  {event.phase or '':<7} … {what} at {event.at_ms / 1000:6.2f} s\n"
+        d = event.data
+        if event.kind == "chunk":
+            what = f"chunk {d['index']} ({d['seconds']:.2f} s of speech at {d['start_s']:.2f} s): {d['text'][:48]!r}"
+        elif event.kind == "chunk_checked":
+            verdict = "ok" if d["passed"] else "NOT HEARD"
+            what = f"sentence {d['sentence']} heard, WER {d['wer']:.2f} {verdict}"
+        else:
+            what = {"phase_started": "started", "phase_done": "done", "phase_failed": "failed",
+                    "first_frame": "first frame", "first_audio": "first audio"}[event.kind]
+        line = f"  {event.phase or '':<12} … {what} at {event.at_ms / 1000:6.2f} s\n"
         with self._lock:
             self.stream.write(line)
             self.stream.flush()

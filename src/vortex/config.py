@@ -200,6 +200,13 @@ class VerificationConfig(_Section):
     # examples/wrapped_recipe.yaml spoken "excited" (faster); speech of another script, reversed
     # speech, silence and noise at least 0.857: 0.7 sits in the gap.
     max_wer: float = Field(0.7, ge=0, le=10)  # the largest word error rate that still airs
+    # Each sentence is scored on its own too, so speech that lost a sentence fails though the
+    # slot's WER is low (a lost sentence scores 1.0). Calibrated like max_wer (docs/performance.md).
+    max_sentence_wer: float = Field(0.9, ge=0, le=10)
+    # The speech check hears whole sentences in windows of at least this much audio while the next
+    # ones are made: Whisper's cost is ~0.45 s per window (its fixed 30 s input) plus a little per
+    # second, so a window per sentence would cost several times more.
+    speech_window_sec: float = Field(8.0, gt=0, le=30)
 
     @model_validator(mode="after")
     def _weights_sum(self) -> "VerificationConfig":
@@ -260,6 +267,15 @@ class PipelineConfig(_Section):
     # public-domain NASA portrait that ships inside scikit-image (skimage.data.astronaut()), for
     # machines that have no Flux weights. A recipe's actor_image overrides either.
     actor: Literal["flux", "astronaut"] = "flux"
+    # Stream each slot: speech chunk by chunk, frames as soon as their motion is final, checks on
+    # the way. False makes the whole speech before the first frame (the same media and proof,
+    # later): for comparison.
+    streaming: bool = True
+    # Requests in flight at once (vortex.engine.scheduling): a job and a channel's slot, say; more
+    # wait to enter, the highest priority first.
+    max_in_flight: int = Field(4, ge=1, le=64)
+    # Batch frames of concurrent streams into one render call where the animator can (LivePortrait).
+    batch_streams: bool = True
 
 
 class VortexConfig(_Section):

@@ -32,6 +32,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
+YUV_INTERPOLATION = "BILINEAR"
 VIDEO_ENCODER = "libx264"
 AUDIO_ENCODER = "aac"  # ffmpeg's native AAC-LC encoder (PyAV's wheels ship it; fdk-aac is absent)
 AUDIO_BITRATE = 96_000  # mono speech at 24 kHz: transparent well below this
@@ -43,8 +44,8 @@ _AVCOL_SPC_BT709 = 1
 class Mp4Writer:
     """Streams RGB frames and one audio track into an MP4 at a temporary name, renamed on close.
 
-    Frames arrive one at a time (the pipeline drains a small GPU ring buffer into this writer while
-    later frames render); the audio track arrives whole, once, before or after the frames.
+    Frames arrive one at a time (the engine streams a slot into this writer while later frames
+    render); the audio arrives in order, whole or chunk by chunk, interleaved with the frames.
     An exception inside the ``with`` block removes the temporary file, so ``path`` either keeps
     whatever it held before or receives the complete file: never a partial one.
     """
@@ -126,6 +127,9 @@ class Mp4Writer:
             dst_color_range=ColorRange.MPEG,
             dst_color_trc=ColorTrc.BT709,
             dst_color_primaries=ColorPrimaries.BT709,
+            # Bilinear chroma subsampling: the same bytes as swscale's default (bicubic) for this
+            # unscaled conversion, in half the time (1.5 vs 3.0 ms a 512² frame, measured).
+            interpolation=YUV_INTERPOLATION,
         )
         yuv.pts = self.frames_written
         yuv.time_base = Fraction(1, self.fps)
@@ -133,10 +137,9 @@ class Mp4Writer:
         self.frames_written += 1
 
     def write_audio(self, waveform: np.ndarray) -> None:
-        """Encode the whole audio track: float32 mono samples in [-1, 1], called exactly once."""
+        """Encode the next samples of the audio track: float32 mono in [-1, 1]. Called once with the
+        whole track, or chunk by chunk as the speech is made; timestamps run on across calls."""
         self._check_open()
-        if self.audio_samples_written is not None:
-            raise RuntimeError("write_audio was already called: pass the whole track in one call")
         if not isinstance(waveform, np.ndarray) or waveform.dtype != np.float32 or waveform.ndim != 1:
             got = f"{waveform.dtype} array of shape {waveform.shape}" if isinstance(waveform, np.ndarray) else type(waveform).__name__
             raise ValueError(f"expected a 1-D float32 mono waveform of shape (n_samples,), got {got}")
@@ -148,20 +151,22 @@ class Mp4Writer:
         if peak > 1.0:
             raise ValueError(f"the waveform peaks at {peak:.3f}, outside [-1, 1]: normalise or limit it first")
 
+        written = self.audio_samples_written or 0
         audio = av.AudioFrame.from_ndarray(np.ascontiguousarray(waveform)[None, :], format="flt", layout="mono")
         audio.sample_rate = self.sample_rate
-        audio.pts = 0
+        audio.pts = written
         audio.time_base = Fraction(1, self.sample_rate)
-        # PyAV re-frames the track into the encoder's 1024-sample frames; None flushes the last one.
+        # PyAV re-frames the track into the encoder's 1024-sample frames, across calls; close()
+        # flushes the last one.
         self._mux(self._audio.encode(audio))
-        self._mux(self._audio.encode(None))
-        self.audio_samples_written = int(waveform.size)
+        self.audio_samples_written = written + int(waveform.size)
 
     def close(self) -> Path:
         """Finish muxing and atomically rename the temporary file to ``path``; returns ``path``."""
         self._check_open()
         try:
             self._check_complete()
+            self._mux(self._audio.encode(None))  # the last, partly filled AAC frame
             self._mux(self._video.encode(None))  # drain frames x264 holds for look-ahead
             self._container.close()
             if self._temp_path != self.path:
@@ -205,7 +210,7 @@ class Mp4Writer:
         if self.frames_written == 0:
             raise ValueError(f"no frames were written to {self.path}")
         if self.audio_samples_written is None:
-            raise ValueError(f"no audio was written to {self.path}: call write_audio once with the whole track")
+            raise ValueError(f"no audio was written to {self.path}: call write_audio with the track")
         # Both lengths come from one duration (round(d*fps) frames, round(d*sr) samples), so they
         # can differ by at most half a frame plus a sample; more means the caller mixed slots up.
         video_s = self.frames_written / self.fps

@@ -71,8 +71,13 @@ class VerificationReport:
             r = "not measurable" if l.r is None else f"r {l.r:.3f}"
             reasons.append(f"lip sync: {r} below the floor {l.floor:.2f}")
         if s is not None and s.fails_slot:
-            wer = "no words" if s.wer is None else f"word error rate {s.wer:.2f}"
-            reasons.append(f"speech: {wer} above {s.max_wer:.2f} (heard: {s.transcript[:80]!r})")
+            lost = [x for x in s.sentences if not x["passed"]]
+            if s.wer is None or s.wer > s.max_wer or not lost:
+                wer = "no words" if s.wer is None else f"word error rate {s.wer:.2f}"
+                reasons.append(f"speech: {wer} above {s.max_wer:.2f} (heard: {s.transcript[:80]!r})")
+            for x in lost:
+                reasons.append(f"speech: sentence {x['sentence']} has word error rate {x['wer']:.2f}, above the "
+                               f"per-sentence {s.max_sentence_wer:.2f} ({x['errors']} of {x['words']} words lost)")
         return reasons
 
 
@@ -83,7 +88,8 @@ class GenerationResult:
     success: bool
     error_msg: Optional[str] = None
     failed_phase: Optional[str] = None
-    video_frames: Optional[np.ndarray] = None  # (n_frames, H, W, 3) uint8
+    video_frames: Optional[np.ndarray] = None  # (n_frames, H, W, 3) uint8, only for a request with keep_frames
+    n_frames: Optional[int] = None  # frames streamed into the sinks
     audio_waveform: Optional[np.ndarray] = None  # (n_samples,) float32 in [-1, 1]
     sample_rate: int = 24000
     fps: int = 24
@@ -92,7 +98,10 @@ class GenerationResult:
     timings_ms: dict[str, float] = field(default_factory=dict)  # phase -> wall ms
     spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase -> (start, end) since slot start
     generation_time_ms: float = 0.0
-    first_frame_ms: Optional[float] = None  # slot start → first frame handed to the encoder
+    first_frame_ms: Optional[float] = None  # slot start → first frame handed to the sinks
+    first_audio_ms: Optional[float] = None  # slot start → first chunk of speech handed to the sinks
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # per speech chunk: sentence, timing, check
+    priority: str = "job"  # live | channel | job (vortex.engine.requests.Priority)
     vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> peak allocated/reserved bytes
     profile: str = ""
     stand_ins: list[str] = field(default_factory=list)  # components running on miniature weights
@@ -120,7 +129,7 @@ class GenerationResult:
             "animation": self.animation,
             "fps": self.fps,
             "sample_rate": self.sample_rate,
-            "n_frames": None if self.video_frames is None else int(self.video_frames.shape[0]),
+            "n_frames": self.n_frames,
             "n_samples": None if self.audio_waveform is None else int(self.audio_waveform.shape[0]),
             "error_kind": self.error_kind,
             "speech": self.speech,
@@ -129,6 +138,9 @@ class GenerationResult:
             "spans_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.spans_ms.items()},
             "generation_time_ms": round(self.generation_time_ms, 2),
             "first_frame_ms": None if self.first_frame_ms is None else round(self.first_frame_ms, 2),
+            "first_audio_ms": None if self.first_audio_ms is None else round(self.first_audio_ms, 2),
+            "chunks": self.chunks,
+            "priority": self.priority,
             "vram_peaks": self.vram_peaks,
             "verification": None if self.verification is None else asdict(self.verification),
             "clip_embedding": None if self.clip_embedding is None else [round(float(x), 7) for x in self.clip_embedding],
@@ -136,6 +148,31 @@ class GenerationResult:
             "recipe_sha256": self.recipe_sha256,
             "proof": self.proof,
         }
+
+
+class ProofHasher:
+    """The proof's media hashes, fed as the slot streams: frames in order, audio chunk by chunk.
+
+    The same bytes in the same order as `frames_sha256` / `audio_sha256` hash a whole slot, so a
+    streamed slot and one held whole have the same proof."""
+
+    def __init__(self, frames_shape: tuple[int, ...]):
+        self._frames = hashlib.sha256(json.dumps(list(frames_shape)).encode())
+        self._audio = hashlib.sha256()
+
+    def add_frame(self, frame: np.ndarray) -> None:
+        self._frames.update(np.ascontiguousarray(frame).tobytes())
+
+    def add_audio(self, chunk: np.ndarray) -> None:
+        self._audio.update(_pcm16(chunk).tobytes())
+
+    def proof(self, recipe_sha256: str, seed: int) -> dict[str, str]:
+        return _proof(recipe_sha256, seed, self._frames.hexdigest(), self._audio.hexdigest())
+
+
+def _pcm16(waveform: np.ndarray) -> np.ndarray:
+    """The 16-bit PCM that is written to the file, not the float noise below it."""
+    return np.clip(np.round(np.asarray(waveform).astype(np.float64) * 32767.0), -32768, 32767).astype("<i2")
 
 
 def frames_sha256(frames: np.ndarray) -> str:
@@ -148,17 +185,20 @@ def frames_sha256(frames: np.ndarray) -> str:
 
 def audio_sha256(waveform: np.ndarray) -> str:
     """Hash of the 16-bit PCM that is written to the file, not of float noise below it."""
-    pcm = np.clip(np.round(waveform.astype(np.float64) * 32767.0), -32768, 32767).astype("<i2")
-    return hashlib.sha256(pcm.tobytes()).hexdigest()
+    return hashlib.sha256(_pcm16(waveform).tobytes()).hexdigest()
 
 
 def determinism_proof(recipe_sha256: str, seed: int, frames: np.ndarray, waveform: np.ndarray) -> dict[str, str]:
     """SHA-256 over the canonical recipe, the seed and the media hashes: equal inputs, equal proof."""
+    return _proof(recipe_sha256, seed, frames_sha256(frames), audio_sha256(waveform))
+
+
+def _proof(recipe_sha256: str, seed: int, frames_hash: str, audio_hash: str) -> dict[str, str]:
     parts = {
         "recipe_sha256": recipe_sha256,
         "seed": str(seed),
-        "frames_sha256": frames_sha256(frames),
-        "audio_sha256": audio_sha256(waveform),
+        "frames_sha256": frames_hash,
+        "audio_sha256": audio_hash,
     }
     digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in parts.items()).encode()).hexdigest()
     return {**parts, "proof_sha256": digest}

@@ -17,7 +17,7 @@ import re
 import unicodedata
 from typing import Sequence
 
-__all__ = ["normalize_words", "normalize_text", "join_compounds", "word_errors", "wer"]
+__all__ = ["normalize_words", "normalize_text", "join_compounds", "join_compounds_labelled", "word_errors", "wer"]
 
 # ---- number words ---------------------------------------------------------------------------
 _UNITS = {
@@ -332,9 +332,22 @@ def join_compounds(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple
     no error: a word one side spells letter by letter is split into letters on the other ("fbi" /
     "f b i", "aeiou" / "a e i o u"); two adjacent words of one side that make a word of the other
     are joined ("inter dimensional" / "interdimensional", "every one" / "everyone")."""
-    ref, hyp = list(reference), list(hypothesis)
-    ref, hyp = _split_spelled(ref, _letter_runs(hyp)), _split_spelled(hyp, _letter_runs(ref))
-    return _join_pairs(ref, set(hyp)), _join_pairs(hyp, set(ref))
+    ref, _, hyp = join_compounds_labelled(reference, [0] * len(reference), hypothesis)
+    return ref, hyp
+
+
+def join_compounds_labelled(reference: Sequence[str], labels: Sequence[int],
+                            hypothesis: Sequence[str]) -> tuple[list[str], list[int], list[str]]:
+    """`join_compounds`, carrying a label per reference word (its sentence): a split word's letters
+    keep its label, a joined pair takes its first word's."""
+    ref, ref_labels, hyp = list(reference), list(labels), list(hypothesis)
+    ref_runs, hyp_runs = _letter_runs(ref), _letter_runs(hyp)
+    ref, ref_labels = _split_spelled(ref, hyp_runs, ref_labels)
+    hyp, _ = _split_spelled(hyp, ref_runs, [0] * len(hyp))
+    ref_vocabulary, hyp_vocabulary = set(ref), set(hyp)
+    ref, ref_labels = _join_pairs(ref, hyp_vocabulary, ref_labels)
+    hyp, _ = _join_pairs(hyp, ref_vocabulary, [0] * len(hyp))
+    return ref, ref_labels, hyp
 
 
 def _letter_runs(tokens: list[str]) -> set[str]:
@@ -352,21 +365,26 @@ def _letter_runs(tokens: list[str]) -> set[str]:
     return runs
 
 
-def _split_spelled(tokens: list[str], runs: set[str]) -> list[str]:
+def _split_spelled(tokens: list[str], runs: set[str], labels: list[int]) -> tuple[list[str], list[int]]:
     out: list[str] = []
-    for token in tokens:
-        out.extend(list(token) if token in runs else [token])
-    return out
+    out_labels: list[int] = []
+    for token, label in zip(tokens, labels):
+        pieces = list(token) if token in runs else [token]
+        out.extend(pieces)
+        out_labels.extend([label] * len(pieces))
+    return out, out_labels
 
 
-def _join_pairs(tokens: list[str], vocabulary: set[str]) -> list[str]:
+def _join_pairs(tokens: list[str], vocabulary: set[str], labels: list[int]) -> tuple[list[str], list[int]]:
     out: list[str] = []
+    out_labels: list[int] = []
     i = 0
     while i < len(tokens):
+        out_labels.append(labels[i])
         if i + 1 < len(tokens) and tokens[i] + tokens[i + 1] in vocabulary and tokens[i] not in vocabulary:
             out.append(tokens[i] + tokens[i + 1])
             i += 2
         else:
             out.append(tokens[i])
             i += 1
-    return out
+    return out, out_labels

@@ -68,15 +68,13 @@ def run_bench(
 
     import torch
 
-    from ..engine.pipeline import VortexPipeline
-    from ..engine.process import configure_process
+    from ..engine.factory import build_engine
 
     own = pipeline is None
     load_s = None
     if own:
         start = time.perf_counter()
-        configure_process(cfg)
-        pipeline = VortexPipeline(cfg)
+        pipeline = build_engine(cfg)
         load_s = time.perf_counter() - start
     load = [LoadFigure(r.name, r.seconds, r.weight_bytes, r.vram_delta) for r in pipeline.registry.records]
     p = the_recipe.slot_params

@@ -59,13 +59,11 @@ def _run(args: argparse.Namespace) -> int:
           f"{' (looped)' if definition.loop else ''} · {v.width}x{v.height} at {definition.fps} fps · "
           f"pace {args.pace} → {args.out}", file=err)
     print("  loading models …", file=err, flush=True)
-    from ..engine.pipeline import VortexPipeline
-    from ..engine.process import configure_process
+    from ..engine.factory import build_engine
 
     if not args.verbose:
         logs.quiet_libraries(load=True)
-    configure_process(cfg)
-    pipeline = VortexPipeline(cfg)
+    pipeline = build_engine(cfg)
     options = RunOptions(out=args.out, width=v.width, height=v.height, sample_rate=cfg.buffers.audio.sample_rate,
                          pace=args.pace, max_slots=args.max_slots)
     runner = ChannelRunner(definition, pipeline, options, cfg.pipeline.generation_timeout_sec,

@@ -86,12 +86,11 @@ class ChannelDefinition:
 
     def check(self, cfg) -> None:
         """Each recipe against the profile (durations, voices, sizes, presets), before any model loads."""
-        from ..motion.expressions import check_expressions
+        from ..engine.admission import admit
 
         for slot in self.slots:
             try:
-                cfg.check_recipe(slot.recipe)
-                check_expressions(slot.recipe.visual_track.expression_preset, slot.recipe.visual_track.expression_sequence)
+                admit(cfg, slot.recipe)
             except RecipeError as exc:
                 raise ChannelError(self.source, f"slots[{slot.position}].recipe.{exc.field}", exc.problem) from None
 

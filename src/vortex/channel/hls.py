@@ -42,7 +42,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-from ..media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, VIDEO_ENCODER
+from ..media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, VIDEO_ENCODER, YUV_INTERPOLATION
 from .playlist import (
     PLAYLIST_NAME, MediaPlaylist, PlaylistSegment, read_playlist, target_duration_for, write_playlist,
 )
@@ -275,7 +275,7 @@ class HlsChannelWriter:
             raise ValueError(f"frame {self._frames_in}: expected a uint8 RGB frame of shape {expected}, got {got}")
         yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
             format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-            dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709)
+            dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709, interpolation=YUV_INTERPOLATION)
         yuv.pts, yuv.time_base = self._frames_in, Fraction(1, self.fps)
         if (self._frames_in - self._origin) % self.segment_frames == 0:
             yuv.pict_type = PictureType.I

@@ -1,21 +1,35 @@
-"""The face and speech checks of one slot, and whether each can judge it.
+"""The checks of one slot, riding its stream, and whether each can judge it.
+
+No check needs the whole slot at once. As frames pass (`FrameChecks`, a sink): the identity
+check measures its K sampled frames, the lip-sync check the opening of every step-th frame (one
+float each), CLIP keeps its K sampled frames; a worker thread does the measuring, so the render
+never waits for dlib. As speech chunks pass (`SpeechChecks`): sentences are transcribed in
+windows while the next chunks are made, and each sentence is scored. The slot is still judged
+whole, after its last frame, before anything of it is published.
 
 A check is enforced where its measurement means something: the face checks where the animator
 renders a real face from a portrait that shows one (the preview animator, LivePortrait on real
-weights, a still portrait for identity); the speech check where the voice is real. Everywhere else
-the report still says what was (or could not be) measured and why it does not fail the slot.
+weights, a still portrait for identity); the speech check where the voice is real. Everywhere
+else the report still says what was (or could not be) measured and why it does not fail the slot.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..config import MINIATURE, VortexConfig
+from .cancel import CancelToken
 from .portrait import ActorPortrait
 from .reports import IdentityReport, LipSyncReport, SpeechReport
+from .scheduling import TICK_S
+
+FRAME_QUEUE = 32  # frames waiting for the face checks (~25 MB at 512²): beyond, the render waits
 
 
 @dataclass(frozen=True)
@@ -46,39 +60,171 @@ def speech_judgement(cfg: VortexConfig) -> Judgement:
     return Judgement(True)
 
 
-def identity_report(analyzer: Any, cfg: VortexConfig, portrait: ActorPortrait, frames: np.ndarray,
-                    judge: Judgement) -> IdentityReport:
-    v = cfg.verification
-    if portrait.framing is None:  # nothing to compare against: do not spend K face detections
-        return IdentityReport(passed=False, enforced=False, why_not_enforced=judge.why_not, max_distance=v.face_max_distance,
-                              notes=["not measured: the portrait holds no located face"])
-    from ..faces import check_identity
+class FrameChecks:
+    """A sink: the face checks and CLIP's samples, taken as the frames pass."""
 
-    return check_identity(analyzer, portrait.image, frames, v.face_frames, v.face_max_distance,
-                          enforced=judge.enforced, why_not=judge.why_not)
+    def __init__(self, cfg: VortexConfig, analyzer: Any, portrait: ActorPortrait, n_frames: int,
+                 clip_indices: list[int], turn: Callable[[], None], token: CancelToken):
+        from ..faces import IdentityMeter, LipSyncMeter
+
+        v = cfg.verification
+        self.cfg, self.portrait, self.turn, self.token = cfg, portrait, turn, token
+        self.faces = face_judgement(cfg, portrait)
+        self.lip = lip_judgement(cfg, self.faces)
+        framed = portrait.framing is not None and analyzer is not None
+        self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance) \
+            if framed else None
+        self.lips = LipSyncMeter(analyzer, n_frames, step=v.lip_sync_step, box_hint=portrait.framing.box) \
+            if framed and cfg.pipeline.animation != "still" else None
+        self.clip_indices = set(clip_indices)
+        self.clip_frames: dict[int, np.ndarray] = {}
+        self._queue: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
+        self._error: Optional[BaseException] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def open(self, shape: Any) -> None:
+        if self.identity is not None or self.lips is not None:
+            self._thread = threading.Thread(target=self._measure, name="vortex-checks", daemon=True)
+            self._thread.start()
+
+    def write_audio(self, chunk: np.ndarray) -> None:
+        pass
+
+    def write_frame(self, index: int, frame: np.ndarray) -> None:
+        if index in self.clip_indices:
+            self.clip_frames[index] = np.array(frame, copy=True)
+        wanted = (self.identity is not None and self.identity.wants(index)) or (self.lips is not None and self.lips.wants(index))
+        if wanted:
+            self._put((index, frame))  # a view of the render's batch, which nothing rewrites
+
+    def finish(self) -> None:
+        if self._thread is None:
+            return
+        self._put(None)
+        while self._thread.is_alive():
+            self._thread.join(TICK_S)
+            self.token.raise_if_cancelled()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._stop.set()
+        self.clip_frames.clear()
+
+    def reports(self, waveform: np.ndarray, fps: int) -> tuple[IdentityReport, LipSyncReport]:
+        v = self.cfg.verification
+        if self.identity is None:  # nothing to compare against: no face was located
+            identity = IdentityReport(passed=False, enforced=False, why_not_enforced=self.faces.why_not,
+                                      max_distance=v.face_max_distance,
+                                      notes=["not measured: the portrait holds no located face"])
+        else:
+            identity = self.identity.report(self.faces.enforced, self.faces.why_not)
+        if self.lips is None:
+            lips = LipSyncReport(passed=False, enforced=False, why_not_enforced=self.lip.why_not, floor=v.lip_sync_floor,
+                                 step=v.lip_sync_step, max_lag_ms=v.lip_sync_max_lag_ms,
+                                 notes=[f"not measured: {self.lip.why_not}"])
+        else:
+            lips = self.lips.report(waveform, self.cfg.buffers.audio.sample_rate, fps, max_lag_ms=v.lip_sync_max_lag_ms,
+                                    floor=v.lip_sync_floor, enforced=self.lip.enforced, why_not=self.lip.why_not)
+        return identity, lips
+
+    def _put(self, item: Any) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=TICK_S)
+                return
+            except queue.Full:
+                self.token.raise_if_cancelled()
+
+    def _measure(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=TICK_S)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    return
+                index, frame = item
+                self.turn()
+                if self.identity is not None and self.identity.wants(index):
+                    self.identity.measure(index, frame)
+                if self.lips is not None and self.lips.wants(index):
+                    self.lips.measure(index, frame)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the slot's thread by finish()
+            self._error = exc
+            self._stop.set()
 
 
-def lip_sync_report(analyzer: Any, cfg: VortexConfig, portrait: ActorPortrait, frames: np.ndarray,
-                    waveform: np.ndarray, fps: int, judge: Judgement) -> LipSyncReport:
-    v = cfg.verification
-    if portrait.framing is None or cfg.pipeline.animation == "still":
-        return LipSyncReport(passed=False, enforced=False, why_not_enforced=judge.why_not, floor=v.lip_sync_floor,
-                             step=v.lip_sync_step, max_lag_ms=v.lip_sync_max_lag_ms,
-                             notes=[f"not measured: {judge.why_not}"])
-    from ..faces import measure_lip_sync
+class SpeechChecks:
+    """The speech check riding the voice: sentences transcribed in windows of at least
+    `verification.speech_window_sec` of audio (a sentence never split), each window while the next
+    chunks are made; each sentence scored as soon as its window is heard."""
 
-    return measure_lip_sync(analyzer, frames, waveform, cfg.buffers.audio.sample_rate, fps, step=v.lip_sync_step,
-                            max_lag_ms=v.lip_sync_max_lag_ms, floor=v.lip_sync_floor, enforced=judge.enforced,
-                            why_not=judge.why_not, box_hint=portrait.framing.box)
+    def __init__(self, cfg: VortexConfig, transcriber: Any, plan: Any, submit: Callable[..., Future],
+                 turn: Callable[[], None], on_sentence: Callable[[dict], None]):
+        v = cfg.verification
+        self.cfg, self.transcriber, self.plan = cfg, transcriber, plan
+        self.submit, self.turn, self.on_sentence = submit, turn, on_sentence
+        self.sample_rate = cfg.buffers.audio.sample_rate
+        self.texts = {c.sentence: c.text for c in plan.chunks}
+        self.judge = speech_judgement(cfg)
+        self.active = transcriber is not None and v.speech_check
+        self.window_samples = int(v.speech_window_sec * self.sample_rate)
+        self._audio: list[np.ndarray] = []
+        self._sentences: list[int] = []
+        self._windows: list[Future] = []
 
+    def add(self, chunk: Any) -> None:
+        if not self.active:
+            return
+        self._audio.append(chunk.audio)
+        if chunk.sentence not in self._sentences:
+            self._sentences.append(chunk.sentence)
+        last = chunk.index + 1 == len(self.plan.chunks)
+        sentence_ends = last or self.plan.chunks[chunk.index + 1].sentence != chunk.sentence
+        if sentence_ends and (last or sum(len(a) for a in self._audio) >= self.window_samples):
+            audio, sentences = np.concatenate(self._audio), tuple(self._sentences)
+            self._audio, self._sentences = [], []
+            self._windows.append(self.submit(self._hear, audio, sentences))
 
-def speech_report(transcriber: Any, cfg: VortexConfig, waveform: np.ndarray, script: str) -> SpeechReport:
-    v = cfg.verification
-    if transcriber is None or not v.speech_check:
-        return SpeechReport(passed=False, enforced=False, max_wer=v.max_wer,
-                            why_not_enforced="verification.speech_check is off in this profile", notes=["not measured"])
-    from ..asr import check_speech
+    def _hear(self, audio: np.ndarray, sentences: tuple[int, ...]) -> Any:
+        from ..asr.check import sentence_errors, transcribe_window
 
-    judge = speech_judgement(cfg)
-    return check_speech(transcriber, waveform, cfg.buffers.audio.sample_rate, script, max_wer=v.max_wer,
-                        enforced=judge.enforced, why_not=judge.why_not)
+        self.turn()
+        window = transcribe_window(self.transcriber, audio, self.sample_rate, sentences)
+        scored, _ = sentence_errors(window, self.texts, self.cfg.verification.max_sentence_wer)
+        for s in scored:
+            self.on_sentence({**s, "heard": window.transcript})
+        return window
+
+    @property
+    def started(self) -> bool:
+        return bool(self._windows)
+
+    def finish(self, token: CancelToken) -> SpeechReport:
+        v = self.cfg.verification
+        if not self.active:
+            return SpeechReport(passed=False, enforced=False, max_wer=v.max_wer,
+                                why_not_enforced="verification.speech_check is off in this profile", notes=["not measured"])
+        windows = []
+        for future in self._windows:
+            while not future.done():
+                token.wait(TICK_S)
+                token.raise_if_cancelled()
+            windows.append(future.result())
+        from ..asr.check import judge_speech
+
+        return judge_speech(windows, self.texts, max_wer=v.max_wer, max_sentence_wer=v.max_sentence_wer,
+                            enforced=self.judge.enforced, why_not=self.judge.why_not)
+
+    def drain(self) -> None:
+        """After a failure: wait for windows in flight (their threads use the shared recogniser)."""
+        for future in self._windows:
+            try:
+                future.result()
+            except BaseException:  # noqa: BLE001 - the slot has already failed
+                pass

@@ -54,13 +54,18 @@ class LipSyncReport(CheckReport):
 
 @dataclass(frozen=True)
 class SpeechReport(CheckReport):
-    """The slot's audio transcribed (faster-whisper tiny.en) and scored against the script.
+    """The slot's audio transcribed (faster-whisper tiny.en) and scored against the script, as a
+    whole and sentence by sentence.
 
     Word error rate after normalisation (case, punctuation, numbers and spelled letters written
     the same way on both sides)."""
 
     transcript: str = ""
-    wer: Optional[float] = None
+    wer: Optional[float] = None  # over the whole slot
     max_wer: float = 0.0  # the threshold
     reference_words: int = 0
     seconds: float = 0.0  # time the transcription took
+    # each sentence's own WER ({"sentence", "words", "errors", "wer", "passed"}): speech that lost a
+    # sentence fails on that sentence even when the slot's WER is low
+    sentences: list[dict] = field(default_factory=list)
+    max_sentence_wer: Optional[float] = None

@@ -1,21 +1,28 @@
-"""Where a slot's frames and audio go: the video stage writes to sinks without knowing which.
+"""Where a slot's media go as they are made: the engine writes to sinks without knowing which.
 
-A sink is opened once per slot with the media's shape, receives the whole audio track once and
-every frame in order, and is then finished (the slot's media are complete) or aborted (the slot
-failed: nothing of it may remain). Implementations: `ArraySink` (frames in memory, which the
-verification samples), `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.engine.outputs
-publishes), and, for a channel, an HLS segmenter.
+A sink is opened once per slot with the media's shape, then receives the audio chunk by chunk
+(in order, `n_samples` in all) and every frame in order, interleaved as the slot streams; it is
+then finished (the slot's media are complete; publishing is the owner's business, after the
+checks passed) or aborted (the slot failed: nothing of it may remain).
+
+Implementations: `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.engine.outputs
+publishes), `ArraySink` (every frame in memory, for callers that ask: 0.85 GB at 45 s), the
+channel's HLS sinks (vortex.channel.feed), and the proof (`ProofSink`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..media import Mp4Writer
+from ..result import ProofHasher
+
+log = logging.getLogger("vortex.engine")
 
 
 @dataclass(frozen=True)
@@ -25,14 +32,18 @@ class MediaShape:
     fps: int
     sample_rate: int
     n_frames: int
+    n_samples: int = 0  # 0: not given (a sink that needs it reads n_frames / fps instead)
 
 
+@runtime_checkable
 class FrameSink(Protocol):
     def open(self, shape: MediaShape) -> None: ...
 
-    def write_audio(self, waveform: np.ndarray) -> None: ...
+    def write_audio(self, chunk: np.ndarray) -> None:
+        """The slot's next samples (float32 mono in [-1, 1]), in order."""
 
-    def write_frame(self, index: int, frame: np.ndarray) -> None: ...
+    def write_frame(self, index: int, frame: np.ndarray) -> None:
+        """Frame `index` ((H, W, 3) uint8 RGB), in order."""
 
     def finish(self) -> None: ...
 
@@ -40,29 +51,34 @@ class FrameSink(Protocol):
 
 
 class ArraySink:
-    """Every frame in one (n, H, W, 3) uint8 array (the verification samples it)."""
+    """Every frame in one (n, H, W, 3) uint8 array, and the audio joined."""
 
     def __init__(self) -> None:
         self.frames: Optional[np.ndarray] = None
+        self._audio: list[np.ndarray] = []
 
     def open(self, shape: MediaShape) -> None:
         self.frames = np.empty((shape.n_frames, shape.height, shape.width, 3), dtype=np.uint8)
 
-    def write_audio(self, waveform: np.ndarray) -> None:
-        pass
+    def write_audio(self, chunk: np.ndarray) -> None:
+        self._audio.append(np.array(chunk, dtype=np.float32, copy=True))
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         self.frames[index] = frame
+
+    @property
+    def waveform(self) -> np.ndarray:
+        return np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
 
     def finish(self) -> None:
         pass
 
     def abort(self) -> None:
-        self.frames = None
+        self.frames, self._audio = None, []
 
 
 class Mp4Sink:
-    """The slot's MP4, muxed while later frames render, at `path` (a temporary name of the caller's)."""
+    """The slot's MP4, muxed as the slot streams, at `path` (a temporary name of the caller's)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -72,8 +88,8 @@ class Mp4Sink:
         self._writer = Mp4Writer(self.path, width=shape.width, height=shape.height, fps=shape.fps,
                                  sample_rate=shape.sample_rate, atomic=False)
 
-    def write_audio(self, waveform: np.ndarray) -> None:
-        self._writer.write_audio(waveform)
+    def write_audio(self, chunk: np.ndarray) -> None:
+        self._writer.write_audio(np.asarray(chunk, dtype=np.float32))
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         self._writer.write_frame(frame)
@@ -86,16 +102,81 @@ class Mp4Sink:
             self._writer.abort()
 
 
-def open_all(sinks: list[FrameSink], shape: MediaShape, waveform: np.ndarray) -> list[FrameSink]:
-    """Open every sink and hand it the slot's audio; on a failure the ones opened are aborted."""
-    opened: list[FrameSink] = []
-    try:
-        for s in sinks:
-            s.open(shape)
-            opened.append(s)
-            s.write_audio(waveform)
-    except BaseException:
-        for s in opened:
-            s.abort()
-        raise
-    return opened
+class ProofSink:
+    """The determinism proof's media hashes, kept as the slot streams (vortex.result.ProofHasher)."""
+
+    def __init__(self) -> None:
+        self.hasher: Optional[ProofHasher] = None
+
+    def open(self, shape: MediaShape) -> None:
+        self.hasher = ProofHasher((shape.n_frames, shape.height, shape.width, 3))
+
+    def write_audio(self, chunk: np.ndarray) -> None:
+        self.hasher.add_audio(chunk)
+
+    def write_frame(self, index: int, frame: np.ndarray) -> None:
+        self.hasher.add_frame(frame)
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.hasher = None
+
+
+class SinkSet:
+    """Every sink of one slot, written together: all finish, or all are aborted."""
+
+    def __init__(self, sinks: list[FrameSink]):
+        self.sinks = list(sinks)
+        self._opened: list[FrameSink] = []
+        self.shape: Optional[MediaShape] = None
+        self.frames_written = 0
+        self.samples_written = 0
+
+    def open(self, shape: MediaShape) -> None:
+        self.shape = shape
+        try:
+            for s in self.sinks:
+                s.open(shape)
+                self._opened.append(s)
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, sink: FrameSink) -> None:
+        """A sink that joins before the first frame (it misses the audio written so far: for
+        sinks that only look at frames, such as the checks)."""
+        if self.frames_written:
+            raise RuntimeError("a sink joins before the first frame")
+        self.sinks.append(sink)
+        sink.open(self.shape)
+        self._opened.append(sink)
+
+    def write_audio(self, chunk: np.ndarray) -> None:
+        for s in self._opened:
+            s.write_audio(chunk)
+        self.samples_written += len(chunk)
+
+    def write_frame(self, index: int, frame: np.ndarray) -> None:
+        if index != self.frames_written:
+            raise ValueError(f"frames must arrive in order: expected frame {self.frames_written}, got {index}")
+        for s in self._opened:
+            s.write_frame(index, frame)
+        self.frames_written += 1
+
+    def finish(self) -> None:
+        try:
+            for s in self._opened:
+                s.finish()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        for s in self._opened:
+            try:
+                s.abort()
+            except Exception:  # noqa: BLE001 - one sink's failure to clean up must not keep the others' files
+                log.exception("a sink failed to abort", extra={"event": "sink_abort_failed", "sink": type(s).__name__})
+        self._opened = []

@@ -22,8 +22,10 @@ _EXPORTS = {
     "frame_portrait": "framing",
     "framing_from_landmarks": "framing",
     "check_identity": "identity",
+    "IdentityMeter": "identity",
     "sample_indices": "identity",
     "measure_lip_sync": "lipsync",
+    "LipSyncMeter": "lipsync",
     "lip_opening": "lipsync",
 }
 

@@ -1,6 +1,7 @@
 """Does the mouth move with the speech? Inner-lip opening by landmarks against the speech's loudness.
 
-Every `step`-th output frame gets dlib's 68 landmarks. The HOG detector costs ~70 ms a frame at
+Every `step`-th output frame gets dlib's 68 landmarks, as the frame passes (`LipSyncMeter`: one
+float per measured frame is kept, never the frames). The HOG detector costs ~70 ms a frame at
 512² (upsampled once), so the face is *tracked*: the next frame's box is placed from this frame's
 eyes and nose (points 27-47, which do not move when the jaw drops), in the same relation to them
 as the detector's box had when the face was last detected; the predictor is trained on the
@@ -166,37 +167,68 @@ def best_lag(opening: np.ndarray, envelope: np.ndarray, max_lag: int) -> tuple[O
     return best
 
 
+class LipSyncMeter:
+    """The lip-sync check as the frames pass: the opening of every step-th frame as it is made,
+    and at the end (`report`) its correlation with the speech's loudness. Holds one float per
+    measured frame, never the frames."""
+
+    def __init__(self, analyzer: FaceAnalyzer, n_frames: int, *, step: int, box_hint: Optional[FaceBox] = None):
+        if n_frames < 1 or step < 1:
+            raise ValueError(f"n_frames and step must be positive, got {n_frames}, {step}")
+        self.step = step
+        self.indices = np.arange(0, n_frames, step)
+        self.opening = np.full(len(self.indices), np.nan)
+        self._tracker = _Tracker(analyzer, box_hint)
+        self._next = 0  # the next index of `indices` to measure
+
+    def wants(self, index: int) -> bool:
+        return index % self.step == 0
+
+    def measure(self, index: int, frame: np.ndarray) -> None:
+        """Frame `index` (one that `wants`), in order."""
+        k = index // self.step
+        if k != self._next:
+            raise ValueError(f"lip sync: frame {index} arrived out of order (expected {self._next * self.step})")
+        pts = self._tracker.points(as_rgb(frame, "frame"))
+        if pts is not None:
+            self.opening[k] = lip_opening(pts)
+        self._next += 1
+
+    def report(self, waveform: np.ndarray, sample_rate: int, fps: float, *, max_lag_ms: float, floor: float,
+               enforced: bool, why_not: Optional[str] = None) -> LipSyncReport:
+        wave = np.asarray(waveform, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"waveform must be 1-D (mono samples), got shape {wave.shape}")
+        if sample_rate <= 0 or fps <= 0:
+            raise ValueError(f"sample_rate and fps must be positive, got {sample_rate}, {fps}")
+        if self._next != len(self.indices):
+            raise ValueError(f"lip sync: {self._next} of {len(self.indices)} frames were measured")
+        envelope = frame_envelope(wave, sample_rate, fps, self.indices)
+        missing = int(np.isnan(self.opening).sum())
+        max_lag = int(np.floor(max_lag_ms / 1000 * fps / self.step + 1e-9))
+        r, lag = best_lag(self.opening, envelope, max_lag)
+        notes = []
+        if missing:
+            notes.append(f"no face in {missing} of {len(self.indices)} measured frames")
+        if r is None:
+            notes.append("no r: too few measured frames with a face, or the lips or the speech did not vary")
+        elif r < floor:
+            notes.append(f"r {r:.2f} is below the floor {floor:.2f}")
+        return LipSyncReport(passed=r is not None and r >= floor, enforced=enforced,
+                             why_not_enforced=None if enforced else why_not, notes=notes, r=r,
+                             lag_ms=lag * self.step / fps * 1000.0, floor=floor, frames_measured=len(self.indices),
+                             frames_without_face=missing, step=self.step, max_lag_ms=max_lag_ms)
+
+
 def measure_lip_sync(analyzer: FaceAnalyzer, frames: np.ndarray, waveform: np.ndarray, sample_rate: int,
                      fps: float, *, step: int, max_lag_ms: float, floor: float, enforced: bool,
                      why_not: Optional[str] = None, box_hint: Optional[FaceBox] = None) -> LipSyncReport:
-    """Landmarks on every step-th frame, lip opening vs speech RMS: the slot's lip-sync report."""
+    """Landmarks on every step-th frame of a whole slot, lip opening vs speech RMS (the meter at once)."""
     if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (N, H, W, 3) uint8, got {getattr(frames, 'shape', None)} "
                          f"{getattr(frames, 'dtype', type(frames).__name__)}")
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim != 1:
-        raise ValueError(f"waveform must be 1-D (mono samples), got shape {wave.shape}")
-    if sample_rate <= 0 or fps <= 0 or step < 1:
-        raise ValueError(f"sample_rate, fps and step must be positive, got {sample_rate}, {fps}, {step}")
-    indices = np.arange(0, frames.shape[0], step)
-    tracker = _Tracker(analyzer, box_hint)
-    opening = np.full(len(indices), np.nan)
-    for k, i in enumerate(indices):
-        pts = tracker.points(as_rgb(frames[i], "frame"))
-        if pts is not None:
-            opening[k] = lip_opening(pts)
-    envelope = frame_envelope(wave, sample_rate, fps, indices)
-    missing = int(np.isnan(opening).sum())
-    max_lag = int(np.floor(max_lag_ms / 1000 * fps / step + 1e-9))
-    r, lag = best_lag(opening, envelope, max_lag)
-    notes = []
-    if missing:
-        notes.append(f"no face in {missing} of {len(indices)} measured frames")
-    if r is None:
-        notes.append("no r: too few measured frames with a face, or the lips or the speech did not vary")
-    elif r < floor:
-        notes.append(f"r {r:.2f} is below the floor {floor:.2f}")
-    return LipSyncReport(passed=r is not None and r >= floor, enforced=enforced,
-                         why_not_enforced=None if enforced else why_not, notes=notes, r=r,
-                         lag_ms=lag * step / fps * 1000.0, floor=floor, frames_measured=len(indices),
-                         frames_without_face=missing, step=step, max_lag_ms=max_lag_ms)
+    meter = LipSyncMeter(analyzer, frames.shape[0], step=step, box_hint=box_hint)
+    for i in meter.indices:
+        meter.measure(int(i), frames[i])
+    return meter.report(waveform, sample_rate, fps, max_lag_ms=max_lag_ms, floor=floor, enforced=enforced,
+                        why_not=why_not)

@@ -251,19 +251,24 @@ def _liveportrait_row(cfg: VortexConfig, on: Placer, facts: Facts) -> PlanRow:
 # ---- buffers, context, activations --------------------------------------------------------------
 
 def _buffer_rows(cfg: VortexConfig, on: Placer) -> Iterator[PlanRow]:
-    """The slot buffers exactly as `SlotBuffers.allocate` makes them, allocated on meta to read
-    their shapes and dtypes."""
+    """The engine's buffers exactly as `SlotBuffers.allocate` makes them (allocated on meta to read
+    their shapes and dtypes), and the portraits of the requests in flight."""
     from .buffers import SlotBuffers
 
     b = cfg.buffers
-    buffers = SlotBuffers.allocate(b, "meta")
-    v = b.video
-    described = (
-        (f"buffers: actor image {b.actor.channels}x{b.actor.height}x{b.actor.width}", buffers.actor, ""),
-        (f"buffers: audio {b.audio.duration_sec:g} s @ {b.audio.sample_rate} Hz", buffers.audio, ""),
+    crop = cfg.faces.crop_size if cfg.faces.framing else None
+    buffers = SlotBuffers.allocate(b, "meta", crop_size=crop)
+    v, a, n = b.video, b.actor, cfg.pipeline.max_in_flight
+    described = [
         (f"buffers: frame ring {v.ring_frames}x{v.channels}x{v.height}x{v.width}", buffers.frame_ring,
-         f"frames stream to the encoder; the {v.max_frames}-frame slot is never held on the GPU"),
-    )
+         f"frames stream to the host; the {v.max_frames}-frame slot is never held on the GPU"),
+    ]
+    if buffers.crop_ring is not None:
+        described.append((f"buffers: face crop ring {v.ring_frames}x{v.channels}x{crop}x{crop}", buffers.crop_ring,
+                          "the animator's crops before paste-back"))
+    portraits = torch.empty((n, a.channels, a.height, a.width), dtype=torch.uint8, device="meta")
+    described.append((f"portraits in flight {n}x{a.channels}x{a.height}x{a.width}", portraits,
+                      f"one per request in flight (pipeline.max_in_flight = {n})"))
     for name, tensor, note in described:
         yield PlanRow(name, on("cuda"), _DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype).removeprefix("torch.")), None,
                       tensor.numel() * tensor.element_size(), "config", note)
@@ -304,15 +309,25 @@ def _activation_estimates(cfg: VortexConfig, on: Placer, facts: Facts,
 
 
 def _phases(cfg: VortexConfig) -> dict[str, list[list[str]]]:
-    """Each phase is a list of groups that run concurrently; a group's activities run one after another."""
+    """Each phase is a list of groups that run concurrently; a group's activities run one after another.
+
+    A streamed slot speaks while it renders. With several requests in flight one slot's actor,
+    another's voice, a third's frames and a fourth's verification can all run at once (each model
+    takes one call at a time: vortex.engine.pipeline), so their peaks add up."""
     actor = ["text_encoders", "flux_denoise", "vae_decode"]
-    voice = ["kokoro"]
-    if cfg.pipeline.parallel_audio_actor:
+    voice, video, verify = ["kokoro"], ["liveportrait"], ["clip_verify"]
+    p = cfg.pipeline
+    if p.max_in_flight > 1:
+        return {f"{p.max_in_flight} requests in flight": [voice, actor, video, verify]}
+    if p.parallel_audio_actor:
         phases = {Phase.VOICE_ACTOR.value: [voice, actor]}
     else:
         phases = {Phase.VOICE.value: [voice], Phase.ACTOR.value: [actor]}
-    phases[Phase.VIDEO.value] = [["liveportrait"]]
-    phases[Phase.VERIFY.value] = [["clip_verify"]]
+    if p.streaming:
+        phases["voice+video"] = [voice, video]
+    else:
+        phases[Phase.VIDEO.value] = [video]
+    phases[Phase.VERIFY.value] = [verify]
     return phases
 
 

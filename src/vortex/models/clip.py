@@ -323,18 +323,30 @@ class ClipVerifier:
 
     def verify(self, frames: np.ndarray, prompt: str, threshold: Optional[float] = None,
                reference: Optional[np.ndarray] = None) -> tuple[VerificationReport, np.ndarray]:
-        """Score the frames against the prompt; return the report and the (512,) B/32 embedding.
+        """Score a whole slot's frames against the prompt: `verify_samples` on its sampled frames."""
+        _check_frames(frames)
+        indices = self.sample_indices(len(frames))
+        return self.verify_samples({i: frames[i] for i in indices}, len(frames), prompt, threshold, reference)
+
+    def verify_samples(self, samples: dict[int, np.ndarray], n_frames: int, prompt: str,
+                       threshold: Optional[float] = None,
+                       reference: Optional[np.ndarray] = None) -> tuple[VerificationReport, np.ndarray]:
+        """Score the sampled frames ({index: (H, W, 3) uint8}, the `sample_indices(n_frames)` taken as
+        the slot streamed) against the prompt; return the report and the (512,) B/32 embedding.
 
         With `reference` (the source portrait, (H, W, 3) uint8), also score each sampled frame's
         image embedding against the portrait's: a collapsed or smeared animation drifts away from
         its own source and fails the identity check."""
-        _check_frames(frames)
         v = self.verification
         threshold = v.ensemble_threshold if threshold is None else float(threshold)
         if not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
-        indices = self.sample_indices(len(frames))
-        images = [np.ascontiguousarray(frames[i]) for i in indices]  # copies K frames, even of a broadcast view
+        indices = self.sample_indices(n_frames)
+        missing = [i for i in indices if i not in samples]
+        if missing:
+            raise ValueError(f"verification needs the sampled frames {missing} of {n_frames}")
+        images = [np.ascontiguousarray(samples[i]) for i in indices]
+        _check_frames(np.stack(images[:1]))
         if reference is not None:
             _check_frames(reference[None])
             images.append(np.ascontiguousarray(reference))  # one batch: frames, then the portrait

@@ -35,10 +35,14 @@ _PAUSES = ".!?…;:,—"
 
 @dataclass(frozen=True)
 class PhonemeChunk:
-    """One Kokoro call: the phoneme chars kept (all in the vocab) and their token ids."""
+    """One Kokoro call: the phoneme chars kept (all in the vocab) and their token ids; `sentence`
+    is the index of the script's sentence it speaks and `text` that sentence's words (a sentence
+    longer than the context is spoken in several chunks that share both)."""
 
     phonemes: str
     token_ids: tuple[int, ...]
+    sentence: int = 0
+    text: str = ""
 
 
 class Phonemizer:
@@ -125,9 +129,9 @@ def split_to_context(phonemes: str, limit: int) -> list[str]:
 def script_chunks(text: str, phonemize: Phonemizer, vocab: dict[str, int], limit: int) -> list[PhonemeChunk]:
     """The script as Kokoro calls: one per sentence, each within the `limit`-phoneme context."""
     chunks = []
-    for sentence in split_sentences(text):
+    for index, sentence in enumerate(split_sentences(text)):
         for piece in split_to_context(to_tokens(phonemize(sentence), vocab).phonemes, limit):
             chunk = to_tokens(piece, vocab)
             if chunk.token_ids:
-                chunks.append(chunk)
+                chunks.append(PhonemeChunk(chunk.phonemes, chunk.token_ids, index, sentence))
     return chunks

@@ -72,6 +72,7 @@ class VisemeTracks:
     spread: np.ndarray  # (K,)
     round: np.ndarray  # (K,)
     stressed_onsets: np.ndarray  # seconds at which a primary-stressed vowel starts
+    voiced: np.ndarray  # (K,) 1 inside a sentence's phonemes, 0 in punctuation, pauses and silence
 
 
 def _is_transparent(char: str) -> bool:
@@ -98,12 +99,14 @@ def _next_letter(phonemes: str, index: int) -> str | None:
 
 
 def viseme_tracks(phonemes: str, starts: np.ndarray, durations: np.ndarray, sample_rate: int,
-                  duration_s: float, lead_s: float = 0.0) -> VisemeTracks:
-    """Targets at CONTROL_RATE over [0, duration_s]; `lead_s` moves every shape that much earlier."""
+                  duration_s: float, lead_s: float = 0.0, pauses: np.ndarray | None = None) -> VisemeTracks:
+    """Targets at CONTROL_RATE over [0, duration_s]; `lead_s` moves every shape that much earlier.
+    `pauses` marks entries that are the pause between two chunks of speech: silence, like punctuation."""
     n_steps = int(np.ceil(duration_s * CONTROL_RATE)) + 1
     times = np.arange(n_steps) / CONTROL_RATE
     # NaN marks transparent steps, filled by interpolation from the neighbours below
     targets = np.zeros((4, n_steps))
+    voiced = np.zeros(n_steps)
     stressed: list[float] = []
     boost = 1.0
     for index, char in enumerate(phonemes):
@@ -111,6 +114,11 @@ def viseme_tracks(phonemes: str, starts: np.ndarray, durations: np.ndarray, samp
         t1 = t0 + durations[index] / sample_rate
         k0, k1 = int(np.ceil(t0 * CONTROL_RATE)), int(np.ceil(t1 * CONTROL_RATE))
         k0, k1 = max(0, min(k0, n_steps)), max(0, min(k1, n_steps))
+        if pauses is not None and pauses[index]:
+            _paint(targets, k0, k1, [SILENCE], 1.0)
+            boost = 1.0
+            continue
+        voiced[k0:k1] = 0.0 if _is_silence(char) else 1.0
         if char in STRESS_BOOST:
             nxt = _next_letter(phonemes, index)
             shapes = _letter_viseme(nxt)[:1] if nxt else [SILENCE]
@@ -134,7 +142,7 @@ def viseme_tracks(phonemes: str, starts: np.ndarray, durations: np.ndarray, samp
     open_, spread, round_ = (_gaussian(t, COARTICULATION_SIGMA_S) for t in targets[:3])
     closure = np.clip(_gaussian(targets[3], CLOSURE_SIGMA_S), 0.0, 1.0)
     return VisemeTracks(times, np.clip(open_ * (1.0 - closure), 0.0, 1.0), np.clip(spread, 0, 1), np.clip(round_, 0, 1),
-                        np.asarray(stressed, dtype=np.float64))
+                        np.asarray(stressed, dtype=np.float64), voiced)
 
 
 def _paint(targets: np.ndarray, k0: int, k1: int, shapes: list[Viseme], boost: float) -> None:

@@ -126,10 +126,9 @@ def _parse_recipe(body: bytes, state: ServiceState) -> tuple[Recipe, dict[str, A
     data = parse_text(decode_text(body, fail), "recipe")
     data = resolve_references(data, state.portraits)
     recipe = Recipe.from_dict(data, source=None)
-    state.config.check_recipe(recipe)
-    from ..motion.expressions import check_expressions
+    from ..engine.admission import admit
 
-    check_expressions(recipe.visual_track.expression_preset, recipe.visual_track.expression_sequence)
+    admit(state.config, recipe)
     return recipe, data
 
 

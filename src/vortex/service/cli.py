@@ -137,11 +137,9 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
             from ..serving import start_local
 
             return start_local(cfg, replicas=args.replicas, address=args.ray_address)
-        from ..engine.pipeline import VortexPipeline
-        from ..engine.process import configure_process
+        from ..engine.factory import build_engine
 
-        configure_process(cfg)
-        return VortexPipeline(cfg)
+        return build_engine(cfg)
 
     worker = Worker(make_engine, store, hub, metrics, data, on_fatal, concurrency=args.replicas)
     state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token)

@@ -84,12 +84,10 @@ def actor_options(cfg: VortexConfig, env: Optional[dict[str, str]] = None) -> di
 class VortexReplica:
     def __init__(self, profile: Optional[str] = None, config: Optional[dict[str, Any]] = None,
                  config_path: Optional[str] = None):
-        from ..engine.pipeline import VortexPipeline
-        from ..engine.process import configure_process
+        from ..engine.factory import build_engine
 
         cfg = resolve_config(profile, config, config_path)
-        configure_process(cfg)  # this process owns its engine: malloc arenas, TF32
-        self.engine = VortexPipeline(cfg)
+        self.engine = build_engine(cfg)  # this process owns its engine: malloc arenas, TF32
         self.identity = replica_identity(serve.get_replica_context().replica_id.unique_id)
         self.identity.update(profile=cfg.profile, generation_timeout_sec=cfg.pipeline.generation_timeout_sec)
         self.running: Optional[str] = None

@@ -30,11 +30,12 @@ only a prosody preset, a bounded speed factor and output gain, never a claim of 
 The preset never pushes the speed past ``models.kokoro.max_speed`` (the recipe's own speed is
 honoured as given), and the gained waveform is clipped to [-1, 1].
 
-Fitting the slot. The slot's length comes from the recipe. Speech longer than the slot is
-re-synthesised at the speed that fits (with a small margin for rounded durations and pads that do
-not scale), at most three times and at most ``max(max_speed, recipe speed)``; if that cannot fit,
-`SpeechTooLongError`. Shorter speech is
-padded with silence at the end.
+Fitting the slot. The slot's length comes from the recipe. Before any audio is made, the duration
+predictor alone runs on every chunk (cut out of the ONNX graph; KModel's own submodules on the
+torch backend): the units at any speed are max(1, round(raw / speed)), so the least speed that fits
+is found by bisection, at most ``max(max_speed, recipe speed)``, else `SpeechTooLongError`. The
+whole timeline is then known, and each chunk is synthesised once, in order, as the slot streams
+(`KokoroVoice.plan`, `.speak`, `.stream`). Shorter speech is padded with silence at the end.
 """
 
 from .common import CONTEXT_PHONEMES, SAMPLE_RATE, SAMPLES_PER_UNIT, STYLE_WIDTH
@@ -49,10 +50,11 @@ from .onnx_export import (
     packaged_duration_model,
     verify_packaged_export,
 )
-from .voice import PROSODY_PRESETS, KokoroVoice, ProsodyPreset, Speech
+from .voice import PROSODY_PRESETS, KokoroVoice, ProsodyPreset, Speech, SpeechChunk, SpeechPlan, Timeline
 
 __all__ = [
     "CONTEXT_PHONEMES", "DURATION_TENSOR", "ONNX_SHA256", "ONNX_SIZE", "PROSODY_PRESETS", "PYPI_SOURCE",
     "SAMPLES_PER_UNIT", "SAMPLE_RATE", "STYLE_WIDTH", "KokoroVoice", "OnnxKokoro", "ProsodyPreset", "Speech",
+    "SpeechChunk", "SpeechPlan", "Timeline",
     "TorchKokoro", "join_packaged_export", "packaged_duration_model", "verify_packaged_export",
 ]

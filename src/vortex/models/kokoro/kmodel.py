@@ -42,6 +42,22 @@ class TorchKokoro:
             raise VortexInitializationError(f"kokoro: cannot move the model to '{device}': {exc}") from None
         return cls(kmodel, {name: pack.to(device) for name, pack in packs.items()}, device)
 
+    def raw_durations(self, token_ids: tuple[int, ...], pack: str) -> np.ndarray:
+        """(len + 2,) float32: the duration predictor's output before the speed divides it (pads
+        included), computed by KModel's own submodules as `forward_with_tokens` does, so that
+        max(1, round(raw / speed)) are the durations a synthesis at that speed will have."""
+        k = self.kmodel
+        style = self.packs[pack][len(token_ids) - 1]
+        tokens = torch.tensor([[0, *token_ids, 0]], dtype=torch.long, device=self.device)
+        lengths = torch.full((1,), tokens.shape[-1], dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(tokens, dtype=torch.bool)  # one sentence, no padding
+        with torch.inference_mode():
+            d_en = k.bert_encoder(k.bert(tokens, attention_mask=(~mask).int())).transpose(-1, -2)
+            d = k.predictor.text_encoder(d_en, style[:, 128:], lengths, mask)
+            x, _ = k.predictor.lstm(d)
+            raw = torch.sigmoid(k.predictor.duration_proj(x)).sum(axis=-1)
+        return raw.float().cpu().numpy().reshape(-1)
+
     def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         style = self.packs[pack][len(token_ids) - 1]  # (1, 256): the row for this sentence length
         tokens = torch.tensor([[0, *token_ids, 0]], dtype=torch.long, device=self.device)

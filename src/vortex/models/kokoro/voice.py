@@ -1,18 +1,31 @@
-"""The voice: a script in, speech fitted to the slot and its per-phoneme timeline out (see the package docstring)."""
+"""The voice: a script in, speech fitted to the slot and its per-phoneme timeline out, chunk by chunk.
+
+Two steps (see the package docstring):
+
+    plan(script, ...)       the duration predictor alone, on every chunk: the speed that fits the
+                            slot and the whole phoneme timeline, before any audio is made
+    speak(plan, k, ...)     chunk k's audio (one Kokoro call); its durations are the plan's
+
+`stream` yields the chunks in order as each is made; `synthesize` collects them into one `Speech`
+(tests, benchmarks). A chunk's audio depends only on its own tokens, speed and seed, so the
+chunks concatenated are the whole slot's speech, however and whenever they are made.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ...engine.cancel import CancelToken
 from ...config import KokoroConfig, placement_device
-from ...errors import RecipeError, SpeechTooLongError, VortexInitializationError
+from ...errors import RecipeError, SpeechTooLongError, VortexError
 from ...recipe import Emotion
 from ..g2p import PhonemeChunk, Phonemizer, script_chunks
 from .common import SAMPLE_RATE, SAMPLES_PER_UNIT
@@ -20,9 +33,6 @@ from .kmodel import TorchKokoro
 from .onnx_export import OnnxKokoro
 
 logger = logging.getLogger(__name__)
-
-FIT_MARGIN = 1.03  # durations are rounded per token: aim a little faster than the exact ratio
-FIT_ATTEMPTS = 3  # re-syntheses at most, each from the last take's measured length
 
 
 @dataclass(frozen=True)
@@ -41,21 +51,120 @@ PROSODY_PRESETS: dict[Emotion, ProsodyPreset] = {
 
 
 @dataclass(frozen=True, eq=False)
+class Timeline:
+    """One entry per char of `phonemes`: where it starts and how long it lasts, in samples.
+
+    Between two chunks a space stands for the pause (the previous chunk's trailing pad plus the
+    next one's leading pad); `pauses` marks those entries, which the motion treats as silence."""
+
+    phonemes: str
+    starts: np.ndarray  # int64
+    samples: np.ndarray  # int64
+    pauses: np.ndarray  # bool
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechPlan:
+    """What the slot will say, fitted to it, before any audio exists."""
+
+    chunks: tuple[PhonemeChunk, ...]
+    pack: str
+    speed: float  # the speed used: recipe speed x emotion factor, raised if needed to fit
+    emotion: Emotion
+    gain: float
+    fitted: bool  # the speed was raised so that the speech fits the slot
+    units: tuple[np.ndarray, ...]  # per chunk: the duration units (pads included) the synthesis will give
+    chunk_starts: tuple[int, ...]  # the sample offset of each chunk's audio
+    n_samples: int  # the slot's samples: speech, then silence
+    speech_samples: int  # samples of speech (pads included)
+    timeline: Timeline
+
+    def chunk_samples(self, index: int) -> int:
+        return int(self.units[index].sum()) * SAMPLES_PER_UNIT
+
+    def summary(self) -> dict[str, Any]:
+        """The result's `speech` section."""
+        return {
+            "speed": round(self.speed, 4), "emotion": self.emotion.value, "fitted": self.fitted,
+            "speech_samples": int(self.speech_samples), "padding_samples": int(self.n_samples - self.speech_samples),
+            "chunks": len(self.chunks), "phonemes": self.timeline.phonemes,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechChunk:
+    """One chunk of the slot's speech, as soon as it exists."""
+
+    index: int
+    sentence: int  # the script's sentence it speaks (a long one spans chunks)
+    text: str  # that sentence's words
+    audio: np.ndarray  # float32 in [-1, 1], the preset's gain applied
+    start: int  # its first sample's offset in the slot
+    synth_ms: float
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.audio)
+
+
+@dataclass(frozen=True, eq=False)
 class Speech:
+    """A whole slot's speech (`KokoroVoice.synthesize`): the chunks joined and padded with silence."""
+
     waveform: np.ndarray  # float32, exactly the slot's n_samples, in [-1, 1]
     sample_rate: int
-    phonemes: str  # what was spoken: vocab chars only; sentences joined by a space (the pause)
-    phoneme_samples: np.ndarray  # int64, the duration of each char of `phonemes`, in samples
-    phoneme_starts: np.ndarray  # int64, the sample offset of each char of `phonemes`
-    speech_samples: int  # samples of speech (pads included) before the silence that fills the slot
-    speed: float  # the speed used: recipe speed x emotion factor, raised if re-synthesised to fit
-    emotion: str
-    resynthesised: bool
+    plan: SpeechPlan
+
+    @classmethod
+    def from_timeline(cls, waveform: np.ndarray, sample_rate: int, phonemes: str, starts: np.ndarray,
+                      samples: np.ndarray, speech_samples: int) -> "Speech":
+        """Speech of one chunk with a written timeline (tests and benchmarks of the motion)."""
+        timeline = Timeline(phonemes, np.asarray(starts, np.int64), np.asarray(samples, np.int64),
+                            np.zeros(len(phonemes), bool))
+        plan = SpeechPlan(chunks=(), pack="", speed=1.0, emotion=Emotion.neutral, gain=1.0, fitted=False, units=(),
+                          chunk_starts=(0,), n_samples=len(waveform), speech_samples=int(speech_samples),
+                          timeline=timeline)
+        return cls(waveform=np.asarray(waveform, np.float32), sample_rate=sample_rate, plan=plan)
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.plan.timeline
+
+    @property
+    def phonemes(self) -> str:
+        return self.plan.timeline.phonemes
+
+    @property
+    def phoneme_starts(self) -> np.ndarray:
+        return self.plan.timeline.starts
+
+    @property
+    def phoneme_samples(self) -> np.ndarray:
+        return self.plan.timeline.samples
+
+    @property
+    def speech_samples(self) -> int:
+        return self.plan.speech_samples
+
+    @property
+    def speed(self) -> float:
+        return self.plan.speed
+
+    @property
+    def emotion(self) -> str:
+        return self.plan.emotion.value
+
+    @property
+    def fitted(self) -> bool:
+        return self.plan.fitted
 
 
 class _Backend(Protocol):
     vocab: dict[str, int]
     context: int
+
+    def raw_durations(self, token_ids: tuple[int, ...], pack: str) -> np.ndarray:
+        """(len + 2,) float32: the duration predictor's output before the speed divides it."""
 
     def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Audio (float32) and the per-token durations (int64, pads included) of one sentence."""
@@ -94,17 +203,10 @@ class KokoroVoice:
     def phoneme_chunks(self, text: str) -> list[PhonemeChunk]:
         return script_chunks(text, self._phonemize, self._backend.vocab, self._backend.context)
 
-    def synthesize(
-        self,
-        text: str,
-        voice_id: str,
-        speed: float,
-        emotion: Emotion | str,
-        n_samples: int,
-        cancel: CancelToken | None = None,
-        *,
-        seed: int = 0,  # seeds KModel's noise source (the ONNX graph has none): same input, same audio
-    ) -> Speech:
+    # -- 1. the plan: the duration predictor alone --------------------------------------------
+    def plan(self, text: str, voice_id: str, speed: float, emotion: Emotion | str, n_samples: int) -> SpeechPlan:
+        """The chunks, the speed that fits `n_samples` and the whole timeline; raises RecipeError or
+        SpeechTooLongError (naming audio_track.script) before any synthesis."""
         if voice_id not in self._voices:
             known = ", ".join(sorted(self._voices))
             raise RecipeError("audio_track.voice_id", f"unknown voice '{voice_id}'; known: {known}")
@@ -117,12 +219,8 @@ class KokoroVoice:
         chunks = self.phoneme_chunks(text)
         if not chunks:
             raise RecipeError("audio_track.script", f"has nothing Kokoro can pronounce: {text[:60]!r}")
-
-        pack = self._voices[voice_id]
-        bound = max(self.max_speed, speed)
-        # Every token (and each sentence's two pads) lasts at least one 25 ms duration unit at any
-        # speed: a script with more tokens than the slot has units cannot fit, and is refused
-        # before seconds of synthesis (a 20 000-word script used to run into the deadline).
+        # Every token (and each chunk's two pads) lasts at least one 25 ms unit at any speed: a
+        # script with more tokens than the slot has units cannot fit (refused before any work).
         shortest = sum(len(c.token_ids) + 2 for c in chunks) * SAMPLES_PER_UNIT
         if shortest > n_samples:
             raise SpeechTooLongError(
@@ -130,91 +228,94 @@ class KokoroVoice:
                 f"{shortest / SAMPLE_RATE:.2f} s at any speed (25 ms each), but the slot holds "
                 f"{n_samples / SAMPLE_RATE:.2f} s. Shorten audio_track.script or raise slot_params.duration_sec."
             )
+        pack = self._voices[voice_id]
+        bound = max(self.max_speed, speed)
         used = min(speed * preset.speed, bound)
-        probe = getattr(self._backend, "raw_durations", None)
-        if probe is not None:  # fit the speed from the durations first: one synthesis, not several
-            raw = [probe(c.token_ids, pack) for c in chunks]
-            needed = _fitting_speed(raw, used, n_samples)
-            if needed > bound:
-                raise _too_long(_units(raw, used) * SAMPLES_PER_UNIT, n_samples, used, needed, bound)
-            if needed > used:
-                logger.info("speech of %d samples would exceed the slot's %d: synthesising at speed %.3f",
-                            _units(raw, used) * SAMPLES_PER_UNIT, n_samples, needed)
-                used = needed
-        take = self._speak(chunks, pack, used, cancel, seed)
-        first = (used, take.length)
-        resynthesised = False
-        # Pads and per-token rounding do not scale with speed, so one step at the exact ratio can
-        # fall short: step again from what each take measured, a bounded number of times.
-        for _ in range(FIT_ATTEMPTS):
-            if take.length <= n_samples:
-                break
-            exact = used * take.length / n_samples
-            if used >= bound or (not resynthesised and exact > bound):
-                raise _too_long(first[1], n_samples, first[0], exact, bound,
-                                tried=(used, take.length) if resynthesised else None)
-            used = min(exact * FIT_MARGIN, bound)
-            logger.info("speech of %d samples exceeds the slot's %d: re-synthesising at speed %.3f",
-                        take.length, n_samples, used)
-            take = self._speak(chunks, pack, used, cancel, seed)
-            resynthesised = True
-        if take.length > n_samples:
-            raise _too_long(first[1], n_samples, first[0], used * take.length / n_samples, bound, tried=(used, take.length))
+        raw = [self._backend.raw_durations(c.token_ids, pack) for c in chunks]
+        needed = _fitting_speed(raw, used, n_samples)
+        if needed > bound:
+            raise _too_long(_units(raw, used) * SAMPLES_PER_UNIT, n_samples, used, needed, bound)
+        fitted = needed > used
+        if fitted:
+            logger.info("speech of %d samples would exceed the slot's %d: speaking at speed %.3f",
+                        _units(raw, used) * SAMPLES_PER_UNIT, n_samples, needed)
+            used = needed
+        units = tuple(_chunk_units(r, used) for r in raw)
+        timeline, starts, speech_samples = _timeline(chunks, units)
+        return SpeechPlan(chunks=tuple(chunks), pack=pack, speed=float(used), emotion=emotion, gain=preset.gain,
+                          fitted=fitted, units=units, chunk_starts=starts, n_samples=int(n_samples),
+                          speech_samples=speech_samples, timeline=timeline)
 
-        waveform = np.zeros(n_samples, dtype=np.float32)
-        waveform[: take.length] = np.clip(take.audio * preset.gain, -1.0, 1.0)
-        return Speech(
-            waveform=waveform, sample_rate=SAMPLE_RATE, phonemes=take.phonemes,
-            phoneme_samples=take.samples, phoneme_starts=take.starts, speech_samples=take.length,
-            speed=float(used), emotion=emotion.value, resynthesised=resynthesised,
-        )
+    # -- 2. the chunks ------------------------------------------------------------------------
+    def speak(self, plan: SpeechPlan, index: int, *, seed: int = 0) -> SpeechChunk:
+        """Chunk `index` of `plan` (one Kokoro call). `seed` is the slot's: the chunk draws from seed + index."""
+        chunk = plan.chunks[index]
+        started = time.perf_counter()
+        wave, units = self._backend.infer(chunk.token_ids, plan.pack, plan.speed, seed + index)
+        if units.shape != (len(chunk.token_ids) + 2,) or len(wave) != int(units.sum()) * SAMPLES_PER_UNIT:
+            raise VortexError(
+                f"kokoro: the model returned {len(wave)} samples and {units.shape} durations for "
+                f"{len(chunk.token_ids)} tokens; expected {SAMPLES_PER_UNIT} samples per duration unit "
+                "and one duration per token plus two pads (is it Kokoro-82M v1.0?)"
+            )
+        if not np.array_equal(units, plan.units[index]):
+            # The timeline (and the motion) were planned from the predictor: speech that disagrees
+            # would drift from the lips, so it is an error, never a silent mismatch.
+            raise VortexError(f"kokoro: chunk {index} came out {int(units.sum())} units long where its duration "
+                              f"predictor said {int(plan.units[index].sum())}: the backend is not deterministic")
+        audio = np.clip(np.asarray(wave, dtype=np.float32) * plan.gain, -1.0, 1.0)
+        return SpeechChunk(index=index, sentence=chunk.sentence, text=chunk.text, audio=audio,
+                           start=plan.chunk_starts[index], synth_ms=(time.perf_counter() - started) * 1000.0)
 
-    def _speak(self, chunks: list[PhonemeChunk], pack: str, speed: float, cancel: CancelToken | None, seed: int) -> "_Take":
-        audio, phonemes, samples, starts = [], [], [], []
-        offset = 0
-        previous_trailing_pad = 0
-        for index, chunk in enumerate(chunks):
+    def stream(self, plan: SpeechPlan, *, seed: int = 0, cancel: CancelToken | None = None) -> Iterator[SpeechChunk]:
+        for index in range(len(plan.chunks)):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            wave, units = self._backend.infer(chunk.token_ids, pack, speed, seed + index)
-            if units.shape != (len(chunk.token_ids) + 2,) or len(wave) != int(units.sum()) * SAMPLES_PER_UNIT:
-                raise VortexInitializationError(
-                    f"kokoro: the model returned {len(wave)} samples and {units.shape} durations for "
-                    f"{len(chunk.token_ids)} tokens; expected {SAMPLES_PER_UNIT} samples per duration unit "
-                    "and one duration per token plus two pads (is it Kokoro-82M v1.0?)"
-                )
-            unit_samples = units.astype(np.int64) * SAMPLES_PER_UNIT
-            leading, chars, trailing = int(unit_samples[0]), unit_samples[1:-1], int(unit_samples[-1])
-            if index > 0:  # the pause between two sentences, spoken as a space
-                phonemes.append(" ")
-                samples.append(np.array([previous_trailing_pad + leading], dtype=np.int64))
-                starts.append(np.array([offset - previous_trailing_pad], dtype=np.int64))
-            phonemes.append(chunk.phonemes)
-            samples.append(chars)
-            starts.append(offset + leading + np.concatenate([[0], np.cumsum(chars)[:-1]]).astype(np.int64))
-            audio.append(np.asarray(wave, dtype=np.float32))
-            offset += len(wave)
-            previous_trailing_pad = trailing
-        return _Take(np.concatenate(audio), "".join(phonemes), np.concatenate(samples), np.concatenate(starts))
+            yield self.speak(plan, index, seed=seed)
+
+    def synthesize(self, text: str, voice_id: str, speed: float, emotion: Emotion | str, n_samples: int,
+                   cancel: CancelToken | None = None, *, seed: int = 0) -> Speech:
+        """The whole speech at once: the plan, every chunk, then silence to `n_samples`."""
+        plan = self.plan(text, voice_id, speed, emotion, n_samples)
+        waveform = np.zeros(n_samples, dtype=np.float32)
+        for chunk in self.stream(plan, seed=seed, cancel=cancel):
+            waveform[chunk.start:chunk.end] = chunk.audio
+        return Speech(waveform=waveform, sample_rate=SAMPLE_RATE, plan=plan)
 
 
-@dataclass(frozen=True, eq=False)
-class _Take:
-    audio: np.ndarray
-    phonemes: str
-    samples: np.ndarray
-    starts: np.ndarray
+def _timeline(chunks: list[PhonemeChunk], units: tuple[np.ndarray, ...]) -> tuple[Timeline, tuple[int, ...], int]:
+    """The per-char timeline of all chunks (see `Timeline`), each chunk's first sample, and the
+    speech's length."""
+    phonemes, starts, samples, pauses, chunk_starts = [], [], [], [], []
+    offset = previous_trailing = 0
+    for index, (chunk, u) in enumerate(zip(chunks, units)):
+        unit_samples = u.astype(np.int64) * SAMPLES_PER_UNIT
+        leading, chars, trailing = int(unit_samples[0]), unit_samples[1:-1], int(unit_samples[-1])
+        if index > 0:
+            phonemes.append(" ")
+            samples.append(np.array([previous_trailing + leading], dtype=np.int64))
+            starts.append(np.array([offset - previous_trailing], dtype=np.int64))
+            pauses.append(np.array([True]))
+        phonemes.append(chunk.phonemes)
+        samples.append(chars)
+        starts.append(offset + leading + np.concatenate([[0], np.cumsum(chars)[:-1]]).astype(np.int64))
+        pauses.append(np.zeros(len(chars), dtype=bool))
+        chunk_starts.append(offset)
+        offset += int(unit_samples.sum())
+        previous_trailing = trailing
+    timeline = Timeline("".join(phonemes), np.concatenate(starts), np.concatenate(samples), np.concatenate(pauses))
+    return timeline, tuple(chunk_starts), offset
 
-    @property
-    def length(self) -> int:
-        return len(self.audio)
+
+def _chunk_units(raw: np.ndarray, speed: float) -> np.ndarray:
+    """The units a synthesis at `speed` gives: max(1, round(raw / speed)) in float32 (round half to
+    even, like torch.round and ONNX Round)."""
+    return np.maximum(np.round(raw / np.float32(speed)), 1).astype(np.int64)
 
 
 def _units(raw: list[np.ndarray], speed: float) -> int:
-    """Duration units of every chunk at `speed`, as the graph computes them: max(1, round(raw / speed))
-    in float32 (round half to even, like torch.round and ONNX Round)."""
-    s = np.float32(speed)
-    return int(sum(np.maximum(np.round(r / s), 1).sum() for r in raw))
+    """Duration units of every chunk at `speed`."""
+    return int(sum(_chunk_units(r, speed).sum() for r in raw))
 
 
 def _fitting_speed(raw: list[np.ndarray], speed: float, n_samples: int) -> float:
@@ -242,13 +343,10 @@ def _as_emotion(emotion: Emotion | str) -> Emotion:
         raise RecipeError("audio_track.emotion", f"unknown emotion {emotion!r}; allowed: {allowed}") from None
 
 
-def _too_long(
-    length: int, n_samples: int, speed: float, needed: float, bound: float, tried: tuple[float, int] | None = None
-) -> SpeechTooLongError:
-    retry = f"; re-synthesised at speed {tried[0]:.2f} it still lasts {tried[1] / SAMPLE_RATE:.2f} s" if tried else ""
+def _too_long(length: int, n_samples: int, speed: float, needed: float, bound: float) -> SpeechTooLongError:
     return SpeechTooLongError(
         f"audio_track.script: the speech lasts {length / SAMPLE_RATE:.2f} s ({length} samples) at speed {speed:.2f}, "
         f"but the slot holds {n_samples / SAMPLE_RATE:.2f} s ({n_samples} samples); fitting it needs speed "
-        f"{needed:.2f}, and the limit is {bound:.2f} (models.kokoro.max_speed){retry}. "
+        f"{needed:.2f}, and the limit is {bound:.2f} (models.kokoro.max_speed). "
         "Shorten audio_track.script or raise slot_params.duration_sec."
     )

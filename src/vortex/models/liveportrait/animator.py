@@ -104,7 +104,13 @@ def compose_driving_keypoints(kp_info: Mapping[str, Tensor], rows: DrivingRows) 
 
 
 class LivePortraitAnimator:
-    """Holds the networks (and adjusts them: keypoint MLPs to fp32, G to NHWC if asked)."""
+    """Holds the networks (and adjusts them: keypoint MLPs to fp32, G to NHWC if asked);
+    a vortex.engine.components.Animator."""
+
+    name = "liveportrait"
+    crops_face = True  # F and M see the framed face crop; the frames are pasted back into the portrait
+    needs_landmarks = False
+    batches_streams = True  # W and G take any mix of sources in one batch: concurrent streams share calls
 
     def __init__(self, networks: LivePortraitNetworks, cfg: LivePortraitConfig, device: str,
                  channels_last: bool = False):
@@ -142,8 +148,9 @@ class LivePortraitAnimator:
         return dict(self.networks.named_networks())
 
     @torch.inference_mode()
-    def prepare(self, portrait: np.ndarray) -> SourceState:
-        """F and M on the portrait's 256² crop (see `source.py`: the whole square portrait, resized)."""
+    def prepare(self, portrait: np.ndarray, landmarks: np.ndarray | None = None) -> SourceState:
+        """F and M on the portrait's 256² crop (see `source.py`: the whole square portrait, resized);
+        the landmarks are not needed (M finds its own keypoints)."""
         image = source_image(portrait, self.device, self.dtype)
         feature = self.networks.F(image)
         motion = {k: v.float() for k, v in self.networks.M(image).items()}  # the public code does this too
@@ -160,6 +167,38 @@ class LivePortraitAnimator:
 
     def track(self, source: SourceState, driving: DrivingSequence) -> "LivePortraitTrack":
         return LivePortraitTrack(self, source, DrivingRows.upload(driving, self.device))
+
+    def render(self, source: SourceState, driving: DrivingSequence, out: Tensor) -> None:
+        """Frames for `driving`'s rows into `out` (B, 3, 512, 512) uint8, in chunks of batch_frames."""
+        self.track(source, driving).render(0, out)
+
+    @torch.inference_mode()
+    def render_many(self, items: list[tuple[SourceState, DrivingSequence, Tensor]]) -> None:
+        """Several streams' frames through W + G together: each call takes up to batch_frames frames,
+        whichever portraits they animate (the warp and the generator are per-frame networks)."""
+        x_s, x_d, features, outs = [], [], [], []
+        for source, driving, out in items:
+            rows = DrivingRows.upload(driving, self.device)
+            b = len(rows)
+            xs = source.x_s.expand(b, -1, -1)
+            xd = compose_driving_keypoints(source.kp_info, rows)
+            if self.cfg.stitching:
+                xd = stitch(self.networks.stitching, xs, xd)
+            x_s.append(xs)
+            x_d.append(xd)
+            features.append(source.feature.expand(b, *source.feature.shape[1:]))
+            outs.extend(out[i] for i in range(b))
+        x_s, x_d = torch.cat(x_s), torch.cat(x_d)
+        chunk = self.cfg.batch_frames
+        for first in range(0, len(outs), chunk):
+            last = min(first + chunk, len(outs))
+            feature = torch.cat(_frames_of(features, first, last))
+            warped = self.networks.W(feature, kp_source=x_s[first:last], kp_driving=x_d[first:last])["out"]
+            if self.channels_last:
+                warped = warped.contiguous(memory_format=torch.channels_last)
+            frames = to_uint8(self.networks.G(warped))
+            for i in range(first, last):
+                outs[i].copy_(frames[i - first])
 
     @torch.inference_mode()
     def render_frames(self, source: SourceState, rows: DrivingRows) -> Tensor:
@@ -206,6 +245,17 @@ class LivePortraitTrack:
                 last = min(first + chunk, stop)
                 frames = a.render_frames(self.source, self.rows.rows(first, last))
                 out[first - start:last - start].copy_(to_uint8(frames))
+
+
+def _frames_of(features: list[Tensor], first: int, last: int) -> list[Tensor]:
+    """Rows first..last-1 of the streams' (b_k, C, D, H, W) feature views taken as one batch."""
+    picked, offset = [], 0
+    for f in features:
+        a, b = max(first - offset, 0), min(last - offset, f.shape[0])
+        if a < b:
+            picked.append(f[a:b])
+        offset += f.shape[0]
+    return picked
 
 
 def to_uint8(frames: Tensor) -> Tensor:

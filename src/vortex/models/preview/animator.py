@@ -54,12 +54,18 @@ class PreviewSource:
     mesh: FaceMesh
     lid_rgb: tuple[np.ndarray, np.ndarray]  # (3,) float32 lid colour per eye (skin above and below it)
     source_gap: float  # px: the source's own inner-lip gap (62 to 66)
+    deformer: Deformer  # the mesh's vertex moves
+    inverse: InverseMap  # its dense inverse map (scratch buffers: one renderer at a time)
 
 
 class PreviewAnimator:
-    """The mesh-warp animator for machines without LivePortrait's weights or a GPU."""
+    """The mesh-warp animator for machines without LivePortrait's weights or a GPU
+    (vortex.engine.components.Animator)."""
 
     name = "preview"
+    crops_face = True  # it animates the framed face crop, pasted back into the portrait
+    needs_landmarks = True  # the mesh is built over the crop's 68 landmarks
+    batches_streams = False  # frame by frame on the CPU: nothing to gain from one call over streams
 
     def __init__(self, size: int = CROP_SIZE):
         self.size = size
@@ -72,18 +78,24 @@ class PreviewAnimator:
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
 
-    def prepare(self, crop: np.ndarray, landmarks: np.ndarray) -> PreviewSource:
+    def prepare(self, crop: np.ndarray, landmarks: np.ndarray | None) -> PreviewSource:
         s = self.size
         crop = np.asarray(crop)
         if crop.shape != (s, s, 3) or crop.dtype != np.uint8:
             raise ValueError(f"crop must be a ({s}, {s}, 3) uint8 RGB face crop, got {crop.shape} {crop.dtype}")
+        if landmarks is None:
+            raise ValueError("the preview animator needs the face's 68 landmarks: faces.framing must be on")
         points = np.asarray(landmarks, dtype=np.float32)
         mesh = build_mesh(points, s)
         lid = tuple(_lid_colour(crop, points, upper, brow) for upper, brow in
                     ((EYE_BROWS[0][:2], EYE_BROWS[0][2:]), (EYE_BROWS[1][:2], EYE_BROWS[1][2:])))
         gap = float(max(0.0, points[66, 1] - points[62, 1]))
         return PreviewSource(np.ascontiguousarray(crop), np.ascontiguousarray(crop.transpose(2, 0, 1)), points, mesh,
-                             lid, gap)
+                             lid, gap, Deformer(mesh), InverseMap(mesh))
+
+    def render(self, source: PreviewSource, driving: DrivingSequence, out: torch.Tensor) -> None:
+        """Frames for `driving`'s rows into `out` (B, 3, S, S) uint8 on the CPU."""
+        PreviewTrack(source, driving).render(0, out)
 
     def track(self, source: PreviewSource, driving: DrivingSequence) -> "PreviewTrack":
         return PreviewTrack(source, driving)
@@ -113,8 +125,8 @@ class PreviewTrack:
     def __init__(self, source: PreviewSource, driving: DrivingSequence):
         self.source = source
         self.poses = _poses(driving)
-        self.deformer = Deformer(source.mesh)
-        self.inverse = InverseMap(source.mesh)
+        self.deformer = source.deformer
+        self.inverse = source.inverse
         self.size = source.mesh.size
 
     @property
