@@ -19,18 +19,27 @@ from vortex.service.harness import Server
 FPS, SR, TS = 24, 24000, 90_000
 
 
-def decode(folder: Path):
-    """(video pts, audio packet pts, pcm, priming samples, frames) of the whole listed stream."""
-    data = b"".join((folder / s.uri).read_bytes() for s in read_playlist(folder).segments)
-    with av.open(io.BytesIO(data), format="mpegts") as c:
+def stream_bytes(folder: Path, uris=None) -> bytes:
+    """The init segment + the listed segments (or ``uris``, e.g. parts) as one fragmented MP4."""
+    playlist = read_playlist(folder)
+    maps = {s.map_uri for s in playlist.segments}
+    assert len(maps) == 1 and None not in maps, f"one fMP4 init segment expected, the playlist names {maps}"
+    uris = [s.uri for s in playlist.segments] if uris is None else uris
+    return b"".join((folder / uri).read_bytes() for uri in [maps.pop(), *uris])
+
+
+def decode(folder: Path, uris=None):
+    """(video pts, audio packet pts, pcm, priming samples, frames) of the whole listed stream; every
+    time in 90 kHz ticks (the fMP4 audio track counts samples: converted)."""
+    data = stream_bytes(folder, uris)
+    with av.open(io.BytesIO(data), format="mp4") as c:
         frames = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
-    with av.open(io.BytesIO(data), format="mpegts") as c:
-        chunks = [(f.pts, f.to_ndarray().reshape(-1)) for f in c.decode(c.streams.audio[0])]
-        v_start, a_start = c.streams.video[0].start_time, c.streams.audio[0].start_time
+    with av.open(io.BytesIO(data), format="mp4") as c:
+        chunks = [(f.pts * TS // SR, f.to_ndarray().reshape(-1)) for f in c.decode(c.streams.audio[0])]
+        v_start, a_start = c.streams.video[0].start_time, c.streams.audio[0].start_time * TS // SR
     priming = (v_start - a_start) * SR // TS
     return ([p for p, _ in frames], [p for p, _ in chunks], np.concatenate([a for _, a in chunks]), priming,
             [f for _, f in frames])
-
 
 
 def chromium(profile: Path):
@@ -71,7 +80,7 @@ def wait_for(server: Server, name: str, ok, timeout: float = 240.0) -> dict:
 
 
 def fetch_stream(server: Server, name: str, into) -> tuple[str, dict[str, bytes]]:
-    """The playlist and every segment it lists, over HTTP, written to `into` for decoding."""
+    """The playlist, its init segment and every segment it lists, over HTTP, written to `into` for decoding."""
     base = f"{server.url}/v1/channels/{name}"
     r = httpx.get(base + "/index.m3u8", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
@@ -79,9 +88,11 @@ def fetch_stream(server: Server, name: str, into) -> tuple[str, dict[str, bytes]
     into.mkdir(parents=True, exist_ok=True)
     (into / "index.m3u8").write_text(r.text)
     segments = {}
-    for seg in parse_playlist(r.text).segments:
-        s = httpx.get(f"{base}/{seg.uri}", timeout=30)
-        assert s.status_code == 200 and s.headers["content-type"] == "video/mp2t"
-        segments[seg.uri] = s.content
-        (into / seg.uri).write_bytes(s.content)
+    listed = parse_playlist(r.text).segments
+    for uri in sorted({seg.map_uri for seg in listed if seg.map_uri}) + [seg.uri for seg in listed]:
+        s = httpx.get(f"{base}/{uri}", timeout=30)
+        assert s.status_code == 200 and s.headers["content-type"] == "video/mp4", (uri, s.headers)
+        assert "immutable" in s.headers["cache-control"]
+        segments[uri] = s.content
+        (into / uri).write_bytes(s.content)
     return r.text, segments

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,10 +25,13 @@ import numpy as np
 import pytest
 
 from vortex.channel import HlsChannelWriter, read_playlist
-from vortex.channel import hls as hls_module
+from vortex.channel import publish as publish_module
+from vortex.channel.pacing import WallClockPacer
 from vortex.channel.playlist import parse_playlist
 from vortex.media import write_mp4
 from vortex.engine.sinks import MediaShape
+
+from streams import stream_bytes
 
 FPS, SR, SIZE = 24, 24000, 128
 DURATIONS = (2.3, 1.7, 3.0)
@@ -78,20 +82,24 @@ def new_writer(folder: Path, **kw) -> HlsChannelWriter:
     return HlsChannelWriter(folder, width=SIZE, height=SIZE, fps=FPS, sample_rate=SR, program_start=START, **kw)
 
 
-def concat(folder: Path) -> bytes:
-    return b"".join((folder / s.uri).read_bytes() for s in read_playlist(folder).segments)
+def parts_on_disk(folder: Path) -> list[str]:
+    """Every part file, in stream order (segment number, then part index)."""
+    def key(p: Path):
+        seg, part = p.name[len("part-"):-len(".m4s")].split(".")
+        return int(seg), int(part)
+    return [p.name for p in sorted(folder.glob("part-*.m4s"), key=key)]
 
 
-def decode(folder: Path):
-    """(frame indices, video pts, audio frames [(pts, samples)], pcm, video start, audio start) of the stream."""
-    data = concat(folder)
-    with av.open(io.BytesIO(data), format="mpegts") as c:
-        vs = c.streams.video[0]
-        frames = [(f.pts, index_of(f.to_ndarray(format="rgb24"))) for f in c.decode(vs)]
-    with av.open(io.BytesIO(data), format="mpegts") as c:
+def decode(folder: Path, uris=None):
+    """(frame indices, video pts, audio frames [(pts, samples)], pcm, video start, audio start) of the
+    listed segments (or of ``uris``, e.g. the parts), times in 90 kHz ticks."""
+    data = stream_bytes(folder, uris)
+    with av.open(io.BytesIO(data), format="mp4") as c:
+        frames = [(f.pts, index_of(f.to_ndarray(format="rgb24"))) for f in c.decode(c.streams.video[0])]
+    with av.open(io.BytesIO(data), format="mp4") as c:
         aus = c.streams.audio[0]
-        chunks = [(f.pts, f.to_ndarray().reshape(-1)) for f in c.decode(aus)]
-        v_start, a_start = c.streams.video[0].start_time, aus.start_time
+        chunks = [(f.pts * TS // SR, f.to_ndarray().reshape(-1)) for f in c.decode(aus)]
+        v_start, a_start = c.streams.video[0].start_time, aus.start_time * TS // SR
     pts = [p for p, _ in frames]
     return ([i for _, i in frames], pts, [(p, a.size) for p, a in chunks],
             np.concatenate([a for _, a in chunks]), v_start, a_start)
@@ -102,20 +110,22 @@ def channel(tmp_path_factory):
     """The three slots through one writer, closed; also records every playlist write."""
     folder = tmp_path_factory.mktemp("hls") / "channel-7"
     listed_missing: list[str] = []
-    real_write = hls_module.write_playlist
+    real_write = publish_module.write_playlist
 
     def checking_write(dest, playlist):
-        # At every playlist write each named segment must already exist under its final name.
-        listed_missing.extend(s.uri for s in playlist.segments if not (Path(dest) / s.uri).is_file())
+        # At every playlist write each named file must already exist under its final name.
+        named = [s.uri for s in playlist.segments] + [p.uri for s in playlist.segments for p in s.parts]
+        named += [s.map_uri for s in playlist.segments] + ([p.uri for p in playlist.open.parts] if playlist.open else [])
+        listed_missing.extend(uri for uri in named if not (Path(dest) / uri).is_file())
         return real_write(dest, playlist)
 
-    hls_module.write_playlist = checking_write
+    publish_module.write_playlist = checking_write
     try:
         writer = new_writer(folder)
         reports = [writer.append_slot(f, w) for f, w in slots()]
         writer.close()
     finally:
-        hls_module.write_playlist = real_write
+        publish_module.write_playlist = real_write
     return folder, reports, listed_missing
 
 
@@ -152,58 +162,145 @@ def test_exact_frames_and_samples_no_gap_at_slot_boundaries(channel):
         lags = range(-1100, 1101, 4)
         best = max(lags, key=lambda k: float(np.dot(ref[window], pcm[priming + boundary - 2048 + k:][:4096])))
         assert abs(best) < 4
+    # The parts, concatenated, are the same stream: each segment is exactly its parts' bytes.
+    playlist = read_playlist(folder)
+    for seg in playlist.segments:
+        n = seg.number
+        assert (folder / seg.uri).read_bytes() == b"".join(
+            (folder / p).read_bytes() for p in parts_on_disk(folder) if p.startswith(f"part-{n:05d}."))
+    by_parts = decode(folder, parts_on_disk(folder))
+    assert by_parts[0] == indices and by_parts[1] == vpts and np.array_equal(by_parts[3], pcm)
 
 
-def test_segments_start_with_keyframes_and_extinf_is_exact(channel):
+def test_segments_and_parts_start_with_keyframes_and_durations_are_exact(channel):
     folder, _, listed_missing = channel
     text = (folder / "index.m3u8").read_text()
-    assert text.startswith("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n")
+    assert text.startswith("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n")
     assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and text.rstrip().endswith("#EXT-X-ENDLIST")
     playlist = parse_playlist(text)
-    assert [s.uri for s in playlist.segments] == [f"seg-{n:05d}.ts" for n in range(1, 5)]
+    assert [s.uri for s in playlist.segments] == [f"seg-{n:05d}.m4s" for n in range(1, 5)]
     assert [round(s.duration_sec * FPS) for s in playlist.segments] == [48, 48, 48, 24]  # last one short
+    init = (folder / playlist.segments[0].map_uri).read_bytes()
     pdt = START
     for seg in playlist.segments:
         assert seg.program_date_time == pdt
-        with av.open(str(folder / seg.uri)) as c:  # read packets while their container is open
+        with av.open(io.BytesIO(init + (folder / seg.uri).read_bytes()), format="mp4") as c:
             demuxed = [(p.stream.type, p.pts, p.is_keyframe) for p in c.demux() if p.size]
         packets = [(pts, key) for kind, pts, key in demuxed if kind == "video"]
-        audio = [pts for kind, pts, _ in demuxed if kind == "audio"]
+        audio = [pts * TS // SR for kind, pts, _ in demuxed if kind == "audio"]
         # The segment holds the AAC frames that start within its span (1024 samples = 3840 ticks;
         # the first segment also the priming frame), so its audio runs to its end.
         seg_start = round((pdt - START).total_seconds() * TS) + TS
         seg_end = seg_start + round(seg.duration_sec * TS)
         assert seg_start - 3840 <= audio[0] < seg_start + 3840
         assert seg_end - 3840 <= audio[-1] < seg_end
-        assert packets[0] == (seg_start, True)  # decode order: the segment opens with its IDR
+        assert packets[0] == (seg_start, True)  # the segment opens with its IDR ...
+        assert not any(key for _, key in packets[1:])  # ... its only keyframe (a GOP of one segment)
         assert abs(seg.duration_sec - len(packets) / FPS) < 1e-6
+        # Its parts: 12 frames each (the last one of the stream may be shorter); only the first independent.
+        assert [round(p.duration_sec * FPS) for p in seg.parts] == [12] * (len(packets) // 12)
+        assert [p.independent for p in seg.parts] == [True] + [False] * (len(seg.parts) - 1)
         pdt += timedelta(seconds=len(packets) / FPS)
     assert "#EXT-X-PROGRAM-DATE-TIME:2026-12-01T21:00:02.000+00:00" in text
     assert listed_missing == []  # renamed before the playlist named it
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-    # ffmpeg's own HLS demuxer plays the playlist through.
+    # ffmpeg's own HLS demuxer (no LL-HLS: it reads the segments) plays the playlist through.
     with av.open(str(folder / "index.m3u8")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 168
 
 
-def test_live_playlist_lists_only_complete_segments(tmp_path):
-    seen: list[tuple[str, int]] = []
-
-    def check(segment):
-        # Called right after the playlist write: the listed file is complete and decodes on its own.
-        playlist = read_playlist(tmp_path)
-        assert not playlist.ended and playlist.segments[-1] == segment
-        with av.open(str(tmp_path / segment.uri)) as c:
-            seen.append((segment.uri, sum(1 for _ in c.decode(video=0))))
-
-    writer = new_writer(tmp_path, on_segment=check)
-    assert read_playlist(tmp_path).segments == ()  # a valid empty live playlist from the start
-    for frames, wave in slots():
+def test_ll_hls_tags_are_present_and_well_formed(tmp_path):
+    """A live playlist mid-stream: server control, part target, parts with exact durations, the next
+    part hinted, parts listed only for the segments within 3 target durations of the end."""
+    writer = new_writer(tmp_path)
+    for frames, wave in slots((3.0, 3.0, 3.0)) + slots((2.5,), first_frame=216):  # 11.5 s
         writer.append_slot(frames, wave)
-        assert writer.frames_published <= writer.frames_appended
-    assert seen == [("seg-00001.ts", 48), ("seg-00002.ts", 48), ("seg-00003.ts", 48)]
+    text = (tmp_path / "index.m3u8").read_text()
+    lines = text.splitlines()
+    assert lines[:8] == ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2",
+                         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500",
+                         "#EXT-X-PART-INF:PART-TARGET=0.500", "#EXT-X-MEDIA-SEQUENCE:0",
+                         "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    assert lines[8].startswith('#EXT-X-MAP:URI="init-') and text.count("#EXT-X-MAP") == 1
+    playlist = parse_playlist(text)
+    assert playlist.part_target == 0.5 and not playlist.ended
+    part_lines = [line for line in lines if line.startswith("#EXT-X-PART:")]
+    for line in part_lines:
+        attrs = dict(a.split("=", 1) for a in line.split(":", 1)[1].split(","))
+        assert 0 < float(attrs["DURATION"]) <= 0.5 and attrs["URI"].startswith('"part-') and attrs["URI"].endswith('.m4s"')
+        assert set(attrs) <= {"DURATION", "URI", "INDEPENDENT"} and attrs.get("INDEPENDENT", "YES") == "YES"
+        assert (tmp_path / attrs["URI"].strip('"')).is_file()
+    # 276 frames appended, the last few still inside the encoders: 5 segments of 48 + open parts.
+    published = writer.frames_published
+    assert [round(s.duration_sec * FPS) for s in playlist.segments] == [48] * 5
+    assert 240 < published <= 276 and published % 12 == 0
+    assert [p.uri for p in playlist.open.parts] == [f"part-00006.{k}.m4s" for k in range((published - 240) // 12)]
+    assert playlist.preload_hint == f"part-00006.{(published - 240) // 12}.m4s" and lines[-1].startswith(
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=")
+    # Parts stay listed for the segments that end within 3 target durations (6 s) of the end.
+    end = sum(s.duration_sec for s in playlist.segments)
+    for seg, ends in zip(playlist.segments, np.cumsum([s.duration_sec for s in playlist.segments])):
+        assert bool(seg.parts) == (end - ends <= 6.0), (seg.uri, ends, end)
+    assert playlist.has_part(5, 0) and not playlist.has_part(5, len(playlist.open.parts))
+    assert playlist.has_part(4, 4)  # past a complete segment's last part: part 0 of the next one
     writer.close()
-    assert seen[-1] == ("seg-00004.ts", 24)
+    closed = (tmp_path / "index.m3u8").read_text()
+    assert "#EXT-X-PRELOAD-HINT" not in closed and closed.rstrip().endswith("#EXT-X-ENDLIST")
+
+
+def test_parts_are_published_while_a_slot_is_encoded(tmp_path):
+    """Each part is listed as soon as the encoders have handed it out: a few frames (the AAC frames
+    that overlap its end) after its last frame went in, in the middle of append_slot."""
+    seen: list[tuple[int, int, int]] = []
+
+    def check(part):
+        playlist = read_playlist(tmp_path)
+        listed = playlist.open.parts if playlist.open is not None else playlist.segments[-1].parts
+        assert listed[-1].uri == part.uri and (tmp_path / part.uri).is_file()
+        assert playlist.next_msn - (playlist.open is None) == part.msn
+        seen.append((part.start_frame, part.end_frame, writer.frames_appended))
+
+    writer = new_writer(tmp_path, on_part=check)
+    (f1, w1), (f2, w2), _ = slots()
+    writer.append_slot(f1, w1)
+    assert [s[:2] for s in seen] == [(0, 12), (12, 24), (24, 36), (36, 48)]  # 55 frames in: 4 parts out
+    for start, end, appended in seen:
+        assert 0 < appended - end <= 4  # 1024-3072 samples of AAC look-ahead: at most 4 frames at 24 fps
+    writer.append_slot(f2, w2)
+    writer.close()
+    assert [s[:2] for s in seen][4:] == [(48, 60), (60, 72), (72, 84), (84, 96)]
+    # init + the parts listed so far decode on their own, exactly.
+    assert decode(tmp_path, parts_on_disk(tmp_path)[:6])[0] == list(range(72))
+
+
+def test_a_streamed_slot_is_the_same_stream_as_a_whole_one(tmp_path):
+    """open_slot: audio chunks ahead of, behind and between frames give the very bytes append_slot gives."""
+    whole = new_writer(tmp_path / "whole")
+    streamed = new_writer(tmp_path / "streamed")
+    for frames, wave in slots():
+        whole.append_slot(frames, wave)
+        feed = streamed.open_slot()
+        rng = np.random.default_rng(len(frames))
+        cuts = np.sort(rng.integers(0, wave.size, 9))
+        chunks = np.split(wave, cuts)
+        feed.write_audio(chunks[0])
+        for i, frame in enumerate(frames):
+            feed.write_frame(frame)
+            if i % 7 == 3 and len(chunks) > 1:
+                feed.write_audio(chunks[1])
+                del chunks[1]
+        for chunk in chunks[1:]:
+            feed.write_audio(chunk)  # the rest after the last frame: held, then fitted
+        report = feed.close()
+        assert report.n_frames == len(frames) and report.n_samples == len(frames) * SR // FPS
+    whole.close()
+    streamed.close()
+    for name in parts_on_disk(tmp_path / "whole") + [s.uri for s in read_playlist(tmp_path / "whole").segments]:
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "streamed" / name).read_bytes(), name
+    with pytest.raises(RuntimeError, match="already open"):
+        w = new_writer(tmp_path / "twice")
+        w.open_slot()
+        w.open_slot()
 
 
 _CRASHING = textwrap.dedent("""
@@ -219,7 +316,7 @@ _CRASHING = textwrap.dedent("""
 """)
 
 
-def test_resume_after_sigkill_keeps_segments_and_continues(tmp_path):
+def test_resume_after_sigkill_keeps_segments_and_parts_and_continues(tmp_path):
     folder, marker = tmp_path / "ch", tmp_path / "published"
     script = _CRASHING.format(tests=str(Path(__file__).parent), folder=str(folder), marker=str(marker))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -233,31 +330,43 @@ def test_resume_after_sigkill_keeps_segments_and_continues(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = read_playlist(folder)
-    assert [s.uri for s in before.segments] == ["seg-00001.ts"] and not before.ended  # 96 frames: 1 full segment
-    digests = {s.uri: hashlib.sha256((folder / s.uri).read_bytes()).hexdigest() for s in before.segments}
-    (folder / ".seg-00002.ts.tmp").write_bytes(b"half a segment")  # what a crash mid-write leaves
-    (folder / "seg-00002.ts").write_bytes(b"renamed, never listed")
+    # 96 frames in, the last few inside the encoders: segment 1 complete, 3 parts of segment 2 listed.
+    assert [s.uri for s in before.segments] == ["seg-00001.m4s"] and not before.ended
+    assert [p.uri for p in before.open.parts] == ["part-00002.0.m4s", "part-00002.1.m4s", "part-00002.2.m4s"]
+    assert before.preload_hint == "part-00002.3.m4s" and int(marker.read_text()) == 84
+    listed = [s.uri for s in before.segments] + [p.uri for s in before.segments for p in s.parts]
+    listed += [p.uri for p in before.open.parts] + [before.segments[0].map_uri]
+    digests = {uri: hashlib.sha256((folder / uri).read_bytes()).hexdigest() for uri in listed}
+    (folder / ".part-00002.3.m4s.tmp").write_bytes(b"half a part")  # what a crash mid-write leaves
+    (folder / "part-00002.3.m4s").write_bytes(b"renamed, never listed")
+    (folder / "seg-00002.m4s").write_bytes(b"renamed, never listed")
 
     air = START + timedelta(seconds=30)
     writer = HlsChannelWriter.resume(folder, width=SIZE, height=SIZE, fps=FPS, sample_rate=SR, air_time=air)
-    assert not (folder / ".seg-00002.ts.tmp").exists()
-    frames, wave = slots((3.0,), first_frame=48)[0]  # the next slot: 72 frames
+    assert not (folder / ".part-00002.3.m4s.tmp").exists() and not (folder / "part-00002.3.m4s").exists()
+    frames, wave = slots((3.0,), first_frame=84)[0]  # the next slot: 72 frames, after the 84 listed
     writer.append_slot(frames, wave)
     writer.close()
 
     after = read_playlist(folder)
     assert after.segments[: len(before.segments)] == before.segments
-    for uri, digest in digests.items():
-        assert hashlib.sha256((folder / uri).read_bytes()).hexdigest() == digest
+    for uri, digest in digests.items():  # nothing listed is lost or rewritten
+        assert hashlib.sha256((folder / uri).read_bytes()).hexdigest() == digest, uri
     new = after.segments[len(before.segments):]
-    assert [s.uri for s in new] == ["seg-00002.ts", "seg-00003.ts"]  # numbering continues
-    assert [s.discontinuity for s in after.segments] == [False, True, False]
-    assert new[0].program_date_time == air and new[1].program_date_time == air + timedelta(seconds=2)
+    # The open segment became a short segment of exactly its listed parts; numbering continues.
+    assert [s.uri for s in new] == ["seg-00002.m4s", "seg-00003.m4s", "seg-00004.m4s"]
+    assert [p.uri for p in new[0].parts] == [p.uri for p in before.open.parts]
+    assert (folder / "seg-00002.m4s").read_bytes() == b"".join((folder / p.uri).read_bytes() for p in before.open.parts)
+    assert [round(s.duration_sec * FPS) for s in new] == [36, 48, 24]
+    assert [s.discontinuity for s in after.segments] == [False, False, True, False]
+    assert new[1].program_date_time == air and new[2].program_date_time == air + timedelta(seconds=2)
+    assert {s.map_uri for s in after.segments} == {before.segments[0].map_uri}  # the same init: reused
     text = (folder / "index.m3u8").read_text()
     assert text.count("#EXT-X-DISCONTINUITY") == 1 and text.rstrip().endswith("#EXT-X-ENDLIST")
     indices, vpts, afr, *_ = decode(folder)
-    assert indices == list(range(48 + 72))  # timestamps run on after the restart
+    assert indices == list(range(84 + 72))  # timestamps run on after the restart
     assert set(np.diff(vpts)) == {TS // FPS}
+    assert decode(folder, parts_on_disk(folder))[0] == indices
 
 
 def test_slot_sink_airs_only_committed_slots(tmp_path):
@@ -310,6 +419,12 @@ def test_errors_name_what_is_wrong(tmp_path):
         writer.append_slot([frame_of(0)] * 24, np.zeros(SR * 2, np.float32))
     with pytest.raises(ValueError, match="frame 0: expected a uint8 RGB frame of shape"):
         writer.append_slot(np.zeros((1, 64, 64, 3), np.uint8), np.zeros(1000, np.float32))
+    for part_seconds, problem in ((0.3, "whole number of frames"), (1.5, "at most 1.0 s"), (0.75, "divide")):
+        with pytest.raises(ValueError, match=problem):
+            new_writer(tmp_path / f"p{part_seconds}", part_seconds=part_seconds)
+    with pytest.raises(ValueError, match="fps 7 does not divide the 90 kHz"):
+        HlsChannelWriter(tmp_path / "e", width=SIZE, height=SIZE, fps=7, sample_rate=SR, program_start=START,
+                         segment_seconds=2.0, part_seconds=1.0)
     with pytest.raises(FileNotFoundError, match="no index.m3u8"):
         HlsChannelWriter.resume(tmp_path / "d", width=SIZE, height=SIZE, fps=FPS, air_time=START)
 
@@ -332,3 +447,59 @@ def test_a_slot_that_breaks_midway_leaves_the_stream_consistent(tmp_path):
     indices, vpts, afr, pcm, v_start, a_start = decode(tmp_path)
     assert indices == list(range(51)) and set(np.diff(vpts)) == {TS // FPS}
     assert 0 <= pcm.size - 1024 - 51_000 < 1024  # audio still ends with video
+
+
+class _Clock:
+    """A wall clock that moves only when the pacer waits (no real sleeping, no timing in the test)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class _ClockStop(threading.Event):
+    def __init__(self, clock: _Clock, stop_at: datetime | None = None) -> None:
+        super().__init__()
+        self.clock, self.stop_at = clock, stop_at
+
+    def wait(self, timeout=None):
+        self.clock.now += timedelta(seconds=timeout)
+        if self.stop_at is not None and self.clock.now >= self.stop_at:
+            self.set()
+        return self.is_set()
+
+
+def test_the_pacer_hands_frames_over_one_part_before_air(tmp_path):
+    clock = _Clock(START - timedelta(seconds=10))  # the slots are made 10 s ahead
+    leads: list[float] = []
+    writer = new_writer(tmp_path, on_part=lambda p: leads.append(
+        (writer.air_time_at(p.end_frame) - clock()).total_seconds()))
+    pacer = WallClockPacer(writer, 0.5, _ClockStop(clock), clock=clock)
+    handed = []
+
+    def watched(frames):
+        for frame in pacer(frames):
+            handed.append((writer.air_time_at(writer.frames_appended) - clock()).total_seconds())
+            yield frame
+
+    for frames, wave in slots():
+        writer.append_slot(watched(frames), wave)
+    assert len(handed) == 168 and max(handed) <= 0.5 + 1e-6  # never more than a part ahead of the clock
+    assert min(handed) > 0.5 - 1 / FPS  # ... and not later than needed
+    # A part is listed when its end is at most a part ahead of the clock (less the AAC look-ahead).
+    assert len(leads) == 13 and all(0 < lead <= 0.5 for lead in leads), leads
+    assert not hasattr(pacer(frame_of(i) for i in range(3)), "__len__")  # no length: none invented
+    assert len(pacer([frame_of(0)] * 3)) == 3  # a known one kept: the writer checks it before encoding
+
+    # Stopped midway: the slot ends at the frame reached; its audio is fitted; the stream goes on.
+    clock2 = _Clock(START)
+    stopped = new_writer(tmp_path / "stopped")
+    stop = _ClockStop(clock2, stop_at=START + timedelta(seconds=1.0))
+    (f1, w1), (f2, w2), _ = slots()
+    report = stopped.append_slot(WallClockPacer(stopped, 0.5, stop, clock=clock2)(f1), w1)
+    assert report.n_frames == 36 and report.n_samples == 36_000  # air time 1.5 s = frame 36 reached at 1.0 s
+    stopped.append_slot([frame_of(36 + i) for i in range(len(f2))], w2)
+    stopped.close()
+    assert decode(tmp_path / "stopped")[0] == list(range(36 + len(f2)))

@@ -1,4 +1,4 @@
-"""The channel's HLS media playlist (``index.m3u8``): a dataclass, its text form, and an atomic write.
+"""The channel's HLS media playlist (``index.m3u8``): dataclasses, their text form, and an atomic write.
 
 The playlist is an EVENT playlist (RFC 8216 §4.3.3.5): segments are only ever appended, so a
 player that joined late can still seek back, and a restart after a crash can trust that every
@@ -6,6 +6,15 @@ listed segment is final. Each segment carries its exact duration (``#EXTINF`` to
 microsecond: frames / fps) and its air time (``#EXT-X-PROGRAM-DATE-TIME``, ISO 8601 with
 milliseconds and the UTC offset), and ``#EXT-X-DISCONTINUITY`` marks where the encoder truly
 restarted (after a crash). ``#EXT-X-ENDLIST`` closes a finished stream.
+
+Low-Latency HLS (RFC 8216bis §4.4.4.9, §4.4.5.3, §6.2.2): with ``part_target`` set the playlist
+also lists the parts (``#EXT-X-PART``) of the segments near its end and of the segment being made
+(``open``), declares ``#EXT-X-PART-INF`` and ``#EXT-X-SERVER-CONTROL`` (blocking reload, and
+PART-HOLD-BACK = 3 part targets: the spec's floor is 2, 3 is its recommendation), and hints the
+next part (``#EXT-X-PRELOAD-HINT``). Parts are listed for the segments that end within three
+target durations of the playlist's end (§6.2.2: "SHOULD be removed ... after they are greater than
+three Target Durations from the end"); an EVENT playlist may drop only those tags. ``#EXT-X-MAP``
+names the fMP4 init segment, again wherever it changes (after a restart).
 """
 
 from __future__ import annotations
@@ -17,26 +26,54 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 PLAYLIST_NAME = "index.m3u8"
-VERSION = 3  # EXTINF as decimal seconds needs version 3; nothing here needs more
-_SEGMENT_NUMBER = re.compile(r"seg-(\d+)\.ts$")
+VERSION = 6  # EXT-X-MAP in a media playlist needs version 6 (RFC 8216 §7); the LL-HLS tags need none
+PART_HOLD_BACK_PARTS = 3  # PART-HOLD-BACK in part targets: ≥ 2 by the spec, 3 recommended
+PART_WINDOW_TARGETS = 3  # parts stay listed while their segment ends within 3 target durations of the end
+_SEGMENT_NUMBER = re.compile(r"seg-(\d+)\.(?:ts|m4s)$")
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+
+
+@dataclass(frozen=True)
+class PlaylistPart:
+    uri: str  # "part-00012.3.m4s": part 3 of segment 12
+    duration_sec: float  # exact: the part's frames / fps
+    independent: bool = False  # starts with a keyframe (INDEPENDENT=YES)
 
 
 @dataclass(frozen=True)
 class PlaylistSegment:
-    uri: str  # relative to the playlist: "seg-00001.ts"
+    uri: str  # relative to the playlist: "seg-00001.m4s" (or "seg-00001.ts" from before LL-HLS)
     duration_sec: float  # exact: the segment's frames / fps
     program_date_time: datetime  # air time of the segment's first frame (timezone-aware)
     discontinuity: bool = False  # the encoder restarted before this segment
+    map_uri: Optional[str] = None  # the fMP4 init segment (EXT-X-MAP) it decodes with; None: MPEG-TS
+    # Listed while near the live edge only; not part of a segment's identity.
+    parts: tuple[PlaylistPart, ...] = field(default=(), compare=False)
 
     @property
     def number(self) -> int:
-        """The number in the file name (``seg-00012.ts`` → 12)."""
+        """The number in the file name (``seg-00012.m4s`` → 12)."""
         match = _SEGMENT_NUMBER.search(self.uri)
         if match is None:
-            raise ValueError(f"segment URI {self.uri!r} is not named seg-NNNNN.ts")
+            raise ValueError(f"segment URI {self.uri!r} is not named seg-NNNNN.m4s (or .ts)")
         return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class OpenSegment:
+    """The segment being made: its parts so far (no URI of its own until it is complete)."""
+
+    program_date_time: datetime
+    parts: tuple[PlaylistPart, ...]
+    discontinuity: bool = False
+    map_uri: Optional[str] = None
+
+    @property
+    def duration_sec(self) -> float:
+        return sum(p.duration_sec for p in self.parts)
 
 
 @dataclass(frozen=True)
@@ -45,28 +82,82 @@ class MediaPlaylist:
     segments: tuple[PlaylistSegment, ...] = field(default_factory=tuple)
     media_sequence: int = 0
     ended: bool = False
+    part_target: Optional[float] = None  # seconds; None: plain HLS, no LL-HLS tags
+    open: Optional[OpenSegment] = None
+    preload_hint: Optional[str] = None  # URI of the next part
 
     def with_segment(self, segment: PlaylistSegment) -> MediaPlaylist:
-        return replace(self, segments=self.segments + (segment,))
+        return replace(self, segments=_trim_parts(self.segments + (segment,), self.target_duration), open=None)
+
+    def with_part(self, part: PlaylistPart, *, program_date_time: datetime, discontinuity: bool,
+                  map_uri: Optional[str], hint: Optional[str]) -> MediaPlaylist:
+        """Add ``part`` to the open segment (opening one with these attributes if there is none)."""
+        current = self.open or OpenSegment(program_date_time, (), discontinuity, map_uri)
+        return replace(self, open=replace(current, parts=current.parts + (part,)), preload_hint=hint)
+
+    @property
+    def next_msn(self) -> int:
+        """The media sequence number of the segment being made (or of the next one)."""
+        return self.media_sequence + len(self.segments)
+
+    def listed_frames(self, fps: int) -> int:
+        """Frames the playlist lists: every segment's and the open segment's parts."""
+        parts = self.open.parts if self.open is not None else ()
+        return sum(round(s.duration_sec * fps) for s in self.segments) + sum(round(p.duration_sec * fps) for p in parts)
+
+    def has_part(self, msn: int, part: int) -> bool:
+        """Whether part ``part`` of segment ``msn`` (or anything after it) is listed (RFC 8216bis §6.2.5.2)."""
+        if msn < self.media_sequence:
+            return True
+        if msn < self.next_msn:
+            parts = self.segments[msn - self.media_sequence].parts
+            # A part index past the segment's last part asks for part 0 of the next segment (§6.2.5.2).
+            return not parts or part < len(parts) or self.has_part(msn + 1, 0)
+        return msn == self.next_msn and self.open is not None and part < len(self.open.parts)
 
     def render(self) -> str:
-        lines = [
-            "#EXTM3U",
-            f"#EXT-X-VERSION:{VERSION}",
-            f"#EXT-X-TARGETDURATION:{self.target_duration}",
+        lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}", f"#EXT-X-TARGETDURATION:{self.target_duration}"]
+        if self.part_target is not None:
+            lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="
+                         f"{PART_HOLD_BACK_PARTS * self.part_target:.3f}")
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={self.part_target:.3f}")
+        lines += [
             f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
             "#EXT-X-PLAYLIST-TYPE:EVENT",
             "#EXT-X-INDEPENDENT-SEGMENTS",  # every segment starts with an IDR frame
         ]
-        for seg in self.segments:
-            if seg.discontinuity:
+        current_map = None
+        items: list = list(self.segments) + ([self.open] if self.open is not None else [])
+        for item in items:
+            if item.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_date_time(seg.program_date_time)}")
-            lines.append(f"#EXTINF:{seg.duration_sec:.6f},")
-            lines.append(seg.uri)
+            if item.map_uri is not None and item.map_uri != current_map:
+                lines.append(f'#EXT-X-MAP:URI="{item.map_uri}"')
+                current_map = item.map_uri
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_date_time(item.program_date_time)}")
+            for part in item.parts:
+                lines.append(f'#EXT-X-PART:DURATION={part.duration_sec:.5f},URI="{part.uri}"'
+                             + (",INDEPENDENT=YES" if part.independent else ""))
+            if isinstance(item, PlaylistSegment):
+                lines.append(f"#EXTINF:{item.duration_sec:.6f},")
+                lines.append(item.uri)
+        if self.preload_hint is not None and not self.ended:
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+
+def _trim_parts(segments: tuple[PlaylistSegment, ...], target: int) -> tuple[PlaylistSegment, ...]:
+    """Drop the part lists of segments that end more than ``PART_WINDOW_TARGETS`` target durations from the end."""
+    out, behind = list(segments), 0.0
+    for i in range(len(out) - 1, -1, -1):
+        if behind > PART_WINDOW_TARGETS * target:
+            if not out[i].parts:
+                break  # older ones were trimmed before
+            out[i] = replace(out[i], parts=())
+        behind += out[i].duration_sec
+    return tuple(out)
 
 
 def format_date_time(moment: datetime) -> str:
@@ -80,40 +171,62 @@ def target_duration_for(segment_seconds: float) -> int:
     return max(1, math.ceil(segment_seconds - 1e-9))
 
 
+def attributes(value: str) -> dict[str, str]:
+    """An attribute list (``DURATION=0.5,URI="x"``) as a dict, quotes removed."""
+    return {k: v[1:-1] if v.startswith('"') else v for k, v in _ATTRIBUTE.findall(value)}
+
+
 def parse_playlist(text: str, source: str = PLAYLIST_NAME) -> MediaPlaylist:
     """Read a playlist this module wrote; anything it does not understand is an error naming the line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines or lines[0] != "#EXTM3U":
         raise ValueError(f"{source}: not an HLS playlist (first line must be #EXTM3U)")
-    target, sequence, ended = None, 0, False
+    target, sequence, ended, part_target, hint = None, 0, False, None, None
     segments: list[PlaylistSegment] = []
     duration: float | None = None
     pdt: datetime | None = None
-    discontinuity = False
+    discontinuity, map_uri, parts = False, None, []
     for number, line in enumerate(lines[1:], start=2):
         tag, _, value = line.partition(":")
-        if tag == "#EXT-X-TARGETDURATION":
-            target = int(value)
-        elif tag == "#EXT-X-MEDIA-SEQUENCE":
-            sequence = int(value)
-        elif tag == "#EXT-X-DISCONTINUITY":
-            discontinuity = True
-        elif tag == "#EXT-X-PROGRAM-DATE-TIME":
-            pdt = datetime.fromisoformat(value)
-        elif tag == "#EXTINF":
-            duration = float(value.split(",", 1)[0])
-        elif tag == "#EXT-X-ENDLIST":
-            ended = True
-        elif line.startswith("#"):
-            continue  # VERSION, PLAYLIST-TYPE, INDEPENDENT-SEGMENTS: fixed by render()
-        else:
-            if duration is None or pdt is None:
-                raise ValueError(f"{source} line {number}: segment {line!r} lacks #EXTINF or #EXT-X-PROGRAM-DATE-TIME")
-            segments.append(PlaylistSegment(line, duration, pdt, discontinuity))
-            duration, pdt, discontinuity = None, None, False
+        try:
+            if tag == "#EXT-X-TARGETDURATION":
+                target = int(value)
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                sequence = int(value)
+            elif tag == "#EXT-X-PART-INF":
+                part_target = float(attributes(value)["PART-TARGET"])
+            elif tag == "#EXT-X-DISCONTINUITY":
+                discontinuity = True
+            elif tag == "#EXT-X-MAP":
+                map_uri = attributes(value)["URI"]
+            elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+                pdt = datetime.fromisoformat(value)
+            elif tag == "#EXT-X-PART":
+                a = attributes(value)
+                parts.append(PlaylistPart(a["URI"], float(a["DURATION"]), a.get("INDEPENDENT") == "YES"))
+            elif tag == "#EXT-X-PRELOAD-HINT":
+                hint = attributes(value)["URI"]
+            elif tag == "#EXTINF":
+                duration = float(value.split(",", 1)[0])
+            elif tag == "#EXT-X-ENDLIST":
+                ended = True
+            elif line.startswith("#"):
+                continue  # VERSION, PLAYLIST-TYPE, INDEPENDENT-SEGMENTS, SERVER-CONTROL: fixed by render()
+            else:
+                if duration is None or pdt is None:
+                    raise ValueError("lacks #EXTINF or #EXT-X-PROGRAM-DATE-TIME")
+                segments.append(PlaylistSegment(line, duration, pdt, discontinuity, map_uri, tuple(parts)))
+                duration, pdt, discontinuity, parts = None, None, False, []
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{source} line {number}: {line[:120]!r}: {exc}") from None
     if target is None:
         raise ValueError(f"{source}: no #EXT-X-TARGETDURATION")
-    return MediaPlaylist(target_duration=target, segments=tuple(segments), media_sequence=sequence, ended=ended)
+    open_segment = None
+    if parts:
+        if pdt is None:
+            raise ValueError(f"{source}: the parts after the last segment lack #EXT-X-PROGRAM-DATE-TIME")
+        open_segment = OpenSegment(pdt, tuple(parts), discontinuity, map_uri)
+    return MediaPlaylist(target, tuple(segments), sequence, ended, part_target, open_segment, hint)
 
 
 def read_playlist(folder: Path) -> MediaPlaylist:
