@@ -59,7 +59,7 @@ def standby(name: str, n_frames: int, width: int, height: int, fps: int, sample_
 
 def last_good(mp4: Path, n_frames: int, fps: int, sample_rate: int):
     """(frames, waveform) of a good slot's MP4 fitted to ``n_frames``: trimmed, or frozen + silence."""
-    frames, waveform, _ = read_mp4_slot(mp4)
+    frames, waveform, _ = read_mp4_slot(mp4, rgb=False)  # decoded frames go to the encoder as they are
     n_samples = n_frames * sample_rate // fps
     if waveform.size >= n_samples:
         waveform = waveform[:n_samples]

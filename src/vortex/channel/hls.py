@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+import av
 import numpy as np
 
 from .cutter import PartCutter
@@ -162,7 +163,7 @@ class HlsChannelWriter:
         ``pace`` wraps the frame iterator (e.g. to hand frames over with the wall clock)."""
         from .feed import read_mp4_slot
 
-        frames, waveform, n_frames = read_mp4_slot(path)
+        frames, waveform, n_frames = read_mp4_slot(path, rgb=False)  # yuv420p frames straight to x264
         return self._append(frames if pace is None else pace(frames), waveform, n_frames)
 
     def close(self, *, end: bool = True) -> MediaPlaylist:
@@ -198,9 +199,13 @@ class HlsChannelWriter:
 
     # -- what a SlotFeed drives ------------------------------------------------------------------
 
-    def _encode_frame(self, frame: np.ndarray) -> None:
+    def _encode_frame(self, frame: np.ndarray | av.VideoFrame) -> None:
         expected = (self.height, self.width, 3)
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != expected:
+        if isinstance(frame, av.VideoFrame):  # decoded from a slot MP4 (append_mp4): passed through
+            if frame.format.name != "yuv420p" or (frame.height, frame.width) != expected[:2]:
+                raise ValueError(f"frame {self._frames_in}: a decoded frame must be yuv420p {self.width}x{self.height}, "
+                                 f"got {frame.format.name} {frame.width}x{frame.height}")
+        elif not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != expected:
             got = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"frame {self._frames_in}: expected a uint8 RGB frame of shape {expected}, got {got}")
         index = self._frames_in
