@@ -29,6 +29,9 @@ def add_channel_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--config", type=Path, help="a config.yaml (may start with `extends: <profile>`)")
     r.add_argument("--pace", choices=("realtime", "asap"), default="realtime",
                    help="realtime: publish with the wall clock (a live stream); asap: as fast as slots are made")
+    r.add_argument("--part-seconds", type=float, default=0.5,
+                   help="LL-HLS part length (a whole number of frames dividing the 2 s segment, at most 1 s; "
+                        "default 0.5); realtime hands media over this long before air")
     r.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     r.set_defaults(func=_run)
     return c
@@ -65,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         logs.quiet_libraries(load=True)
     pipeline = build_engine(cfg)
     options = RunOptions(out=args.out, width=v.width, height=v.height, sample_rate=cfg.buffers.audio.sample_rate,
-                         pace=args.pace, max_slots=args.max_slots)
+                         pace=args.pace, max_slots=args.max_slots, part_seconds=args.part_seconds)
     runner = ChannelRunner(definition, pipeline, options, cfg.pipeline.generation_timeout_sec,
                            say=lambda line: print(line, flush=True))
     stopped = []

@@ -12,9 +12,9 @@ slot is decided before its air time: never a gap. With ``--pace realtime`` at mo
 made slots wait for their air time (fillers cost nothing and do not count).
 
 The appender thread owns the ``HlsChannelWriter`` and appends decided slots in order. With
-``realtime`` it holds each until one segment before its air time, so the published stream follows
-the wall clock (the writer publishes a slot's media up to about a segment before its end at
-once, the rest with the next append); with ``asap`` it appends at once (tests, batch runs).
+``realtime`` it hands every frame over one part (``part_seconds``) before its air time
+(pacing.py), so the published stream (LL-HLS parts, published as they are encoded) runs at most
+about a part ahead of the wall clock; with ``asap`` it appends at once (tests, batch runs).
 
 Schedules and restarts (``DIR/channel.json``, see records.py): ``start: now`` airs the first slot
 once it is ready (asap) or once the ``lookahead - 1`` slots after it can be made too, judged by
@@ -45,6 +45,7 @@ from ..errors import VortexError
 from . import filler
 from .definition import ChannelDefinition, ChannelError
 from .hls import HlsChannelWriter
+from .pacing import WallClockPacer
 from .playlist import PLAYLIST_NAME, read_playlist
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
 
@@ -64,6 +65,7 @@ class RunOptions:
     pace: Pace = "asap"
     max_slots: Optional[int] = None  # the channel's total slot count (across restarts); None: run until stopped
     segment_seconds: float = 2.0
+    part_seconds: float = 0.5  # LL-HLS parts; realtime also hands frames over this long before air
 
 
 @dataclass
@@ -149,7 +151,7 @@ class ChannelRunner:
             old = {k: getattr(state, k) for k in shape}
             if old != shape:
                 raise VortexError(f"{self.out} holds a stream of {old}; this run would make {shape}: use another --out")
-            listed = sum(round(s.duration_sec * d.fps) for s in read_playlist(self.out).segments)
+            listed = read_playlist(self.out).listed_frames(d.fps)  # segments and the parts of an open one
             # A slot with any frame listed aired (part of it, at worst); the rest is made anew.
             index = sum(1 for r in state.slots if r.first_frame is not None and r.first_frame < listed)
             state.slots = state.slots[:index]
@@ -364,7 +366,7 @@ class ChannelRunner:
                 if self._stop.is_set():
                     continue  # drain to the end marker
                 if self.options.pace == "realtime":
-                    hold = parse_iso(item.record.air_time) - timedelta(seconds=self.options.segment_seconds)
+                    hold = parse_iso(item.record.air_time) - timedelta(seconds=self.options.part_seconds)
                     if self._stop.wait(max(0.0, (hold - _now()).total_seconds())):
                         continue
                 if writer is None:
@@ -384,7 +386,8 @@ class ChannelRunner:
 
     def _open_writer(self, air: datetime) -> HlsChannelWriter:
         o, fps = self.options, self.definition.fps
-        shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds)
+        shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
+                     part_seconds=o.part_seconds)
         if self._resuming:
             return HlsChannelWriter.resume(self.out, air_time=air, **shape)
         return HlsChannelWriter(self.out, program_start=air, **shape)
@@ -394,13 +397,17 @@ class ChannelRunner:
         with self._lock:  # recorded before the append: a restart then knows where the slot began
             record.first_frame, record.appended_at = writer.frames_appended, iso(_now())
             self._save()
+        # realtime: each frame goes in one part before its air time (stop ends the slot there)
+        pace = WallClockPacer(writer, o.part_seconds, self._stop) if o.pace == "realtime" else (lambda frames: frames)
         if item.kind == "aired":
-            writer.append_mp4(self._mp4(item.source))
+            writer.append_mp4(self._mp4(item.source), pace=pace)
         elif item.kind == "last_good":
-            writer.append_slot(*filler.last_good(self._mp4(item.source), record.n_frames, fps, o.sample_rate))
+            frames, waveform = filler.last_good(self._mp4(item.source), record.n_frames, fps, o.sample_rate)
+            writer.append_slot(pace(frames), waveform)
         else:
-            writer.append_slot(*filler.standby(self.definition.name, record.n_frames, o.width, o.height, fps,
-                                               o.sample_rate))
+            frames, waveform = filler.standby(self.definition.name, record.n_frames, o.width, o.height, fps,
+                                              o.sample_rate)
+            writer.append_slot(pace(frames), waveform)
         self.appended += 1
         if item.source is not None:
             with self._lock:
