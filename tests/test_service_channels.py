@@ -2,7 +2,7 @@
 POSTed with inline and `job:` recipes becomes a live HLS stream served by the API, decoded here
 exactly and gaplessly; bad definitions are 422 naming the field; one name runs once; DELETE stops
 it; kill -9 of the service and a restart resume the channel after a DISCONTINUITY, no listed
-segment lost or rewritten.
+segment lost or rewritten; LL-HLS blocking playlist reload, parts and the init segment are served.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -110,17 +112,92 @@ def test_kill9_of_the_service_resumes_the_channel_after_a_discontinuity(tmp_path
         assert post(s, body, pace="asap").status_code == 201
         wait_for(s, "crash-1", lambda st: st["counts"]["slots"] >= 3)
         s.kill9()
-        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                  for p in (s.data / "channels" / "crash-1").glob("seg-*.ts")}
-        listed_before = parse_playlist((s.data / "channels" / "crash-1" / "index.m3u8").read_text()).segments
+        folder = s.data / "channels" / "crash-1"
+        old = parse_playlist((folder / "index.m3u8").read_text())
+        listed_before = old.segments
+        named = [g.uri for g in old.segments] + [p.uri for g in old.segments for p in g.parts]
+        named += [p.uri for p in old.open.parts] if old.open else []
+        named += sorted({g.map_uri for g in old.segments})
+        before = {uri: hashlib.sha256((folder / uri).read_bytes()).hexdigest() for uri in named}
         s.start()
         wait_for(s, "crash-1", lambda st: len(parse_playlist(httpx.get(
             f"{s.url}/v1/channels/crash-1/index.m3u8", timeout=30).text).segments) > len(listed_before) + 1)
         text, segments = fetch_stream(s, "crash-1", tmp_path / "after")
         after = parse_playlist(text)
         assert [g.uri for g in after.segments[:len(listed_before)]] == [g.uri for g in listed_before]
-        for seg in listed_before:  # no listed segment lost or rewritten
-            assert hashlib.sha256(segments[seg.uri]).hexdigest() == before[seg.uri]
+        for uri, digest in before.items():  # no listed segment, part or init lost or rewritten
+            r = httpx.get(f"{s.url}/v1/channels/crash-1/{uri}", timeout=30)
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest, uri
         assert "#EXT-X-DISCONTINUITY" in text
+        vpts, apts, pcm, priming, _ = decode(tmp_path / "after")  # the fetched stream decodes without a gap
+        assert len(vpts) == sum(round(g.duration_sec * FPS) for g in after.segments)
+        assert set(np.diff(vpts)) == {TS // FPS}
     finally:
         s.stop()
+
+
+def test_ll_hls_blocking_reload_returns_the_part_asked_for_and_parts_are_served(server, tmp_path):
+    """A realtime channel over `vortex serve`: `index.m3u8?_HLS_msn=M&_HLS_part=N` for the part after
+    the last listed one is held until that part is published and answered with a playlist that
+    lists it; the part, the hinted part (asked for before it exists) and the init segment are
+    served, immutable; directives the spec rejects are 400; a wait that outlasts 3 target
+    durations (the channel stopped) is 503."""
+    body = channel("ll-1", [short_recipe(slot_id=1, seed=3, duration=2.0, script="Live, and low latency.")])
+    assert post(server, body).status_code == 201  # pace realtime: parts follow the wall clock
+    base = f"{server.url}/v1/channels/ll-1"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        r = httpx.get(base + "/index.m3u8", timeout=30)
+        if r.status_code == 200 and len(parse_playlist(r.text).segments) >= 1 and parse_playlist(r.text).open:
+            break
+        time.sleep(0.3)
+    now = parse_playlist(r.text)
+    assert now.part_target == 0.5 and now.open is not None, r.text
+    msn, index = now.next_msn, len(now.open.parts)
+    assert not now.has_part(msn, index)
+
+    r = httpx.get(base + "/index.m3u8", params={"_HLS_msn": msn, "_HLS_part": index}, timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    got = parse_playlist(r.text)
+    assert got.has_part(msn, index), r.text  # held until the part asked for was published
+    parts = got.open.parts if got.next_msn == msn else got.segments[msn - got.media_sequence].parts
+    asked = parts[index] if index < len(parts) else got.open.parts[0]  # past a segment's last: the next one's 0
+    for uri in (asked.uri, got.open.map_uri if got.open else got.segments[-1].map_uri):
+        m = httpx.get(f"{base}/{uri}", timeout=30)
+        assert m.status_code == 200 and m.headers["content-type"] == "video/mp4", uri
+        assert m.headers["cache-control"] == "public, max-age=86400, immutable"
+
+    hint = got.preload_hint  # not written yet: the request is held until it is
+    assert hint and not (server.data / "channels" / "ll-1" / hint).exists()
+    m = httpx.get(f"{base}/{hint}", timeout=30)
+    assert m.status_code == 200 and m.content == (server.data / "channels" / "ll-1" / hint).read_bytes()
+
+    r = httpx.get(base + "/index.m3u8", params={"_HLS_msn": got.next_msn}, timeout=30)  # a whole segment
+    assert r.status_code == 200 and parse_playlist(r.text).next_msn > got.next_msn
+
+    # Every part listed now, with the init segment, decodes to exactly the frames it claims.
+    listed = parse_playlist(r.text)
+    uris = [p.uri for s in listed.segments for p in s.parts] + [p.uri for p in (listed.open.parts if listed.open else ())]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    init = httpx.get(f"{base}/{listed.segments[-1].map_uri}", timeout=30).content
+    data = init + b"".join(httpx.get(f"{base}/{u}", timeout=30).content for u in uris)
+    (folder / "all.mp4").write_bytes(data)
+    with av.open(str(folder / "all.mp4")) as c:
+        vpts = [f.pts for f in c.decode(video=0)]
+    claimed = sum(round(p.duration_sec * FPS) for s in listed.segments for p in s.parts)
+    claimed += sum(round(p.duration_sec * FPS) for p in (listed.open.parts if listed.open else ()))
+    assert len(vpts) == claimed and set(np.diff(vpts)) == {TS // FPS}
+
+    for params, status in (({"_HLS_part": 0}, 400), ({"_HLS_msn": "x"}, 400),
+                           ({"_HLS_msn": listed.next_msn + 5}, 400),
+                           ({"_HLS_msn": listed.next_msn + 1, "_HLS_part": 40}, 400)):
+        assert httpx.get(base + "/index.m3u8", params=params, timeout=30).status_code == status, params
+    for bad in ("init.mp4", "part-1.0.m4s", "part-00001.0.mp4", "..%2Findex.m3u8", "part-99999.0.m4s"):
+        assert httpx.get(f"{base}/{bad}", timeout=30).status_code == 404, bad
+
+    assert httpx.delete(base, headers=server.headers(), timeout=90).status_code == 200
+    stopped = parse_playlist(httpx.get(base + "/index.m3u8", timeout=30).text)
+    assert stopped.open is None and stopped.preload_hint is None and not stopped.ended
+    r = httpx.get(base + "/index.m3u8", params={"_HLS_msn": stopped.next_msn, "_HLS_part": 0}, timeout=30)
+    assert r.status_code == 503, r.text  # nothing more comes: 3 target durations, then Service Unavailable

@@ -4,7 +4,9 @@
     GET    /v1/channels                                  every channel's status
     GET    /v1/channels/{name}                           on air now, the next slots and their state, lead time
     DELETE /v1/channels/{name}                           stop it (a restart of the service leaves it off)
-    GET    /v1/channels/{name}/index.m3u8                the live playlist; segments beside it
+    GET    /v1/channels/{name}/index.m3u8                the live LL-HLS playlist; blocking reload with
+                                                         ?_HLS_msn=M&_HLS_part=N (hls_serving.py)
+    GET    /v1/channels/{name}/{init,part,segment}       its init segment, parts and segments (immutable)
 
 Over HTTP a slot's recipe is inline (a mapping, its actor image a `portrait:<sha256>` reference)
 or `job:<id>`, the recipe of a job submitted before: a definition sent to the server never names
@@ -18,7 +20,7 @@ import re
 from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from ..channel.definition import ChannelDefinition, ChannelError
 from ..channel.playlist import PLAYLIST_NAME
@@ -26,12 +28,11 @@ from ..errors import RecipeError, VortexError
 from ..inputs import decode_text, parse_text
 from .app import ServiceState, _error, _read_limited, get_state, require_token
 from .channels import ChannelConflict, ChannelHost, HostedChannel
+from .hls_serving import media_response, playlist_response
 from .security import RECIPE_MAX_BYTES, resolve_references
 
 CHANNEL_MAX_BYTES = 16 * RECIPE_MAX_BYTES  # a list of inline recipes
 _JOB_REF = re.compile(r"^job:([A-Za-z0-9_-]{1,64})$")
-_SEGMENT = re.compile(r"^seg-\d{5,}\.ts$")  # the writer's names (channel/hls.py); nothing else is served
-PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 router = APIRouter()
 
@@ -126,21 +127,14 @@ async def stop_channel(name: str, state: ServiceState = Depends(get_state)):
 
 
 @router.get("/v1/channels/{name}/" + PLAYLIST_NAME)
-async def playlist(name: str, state: ServiceState = Depends(get_state)):
+async def playlist(name: str, request: Request, state: ServiceState = Depends(get_state)):
     ch = _channel_or_404(state, name)
-    path = ch.folder / PLAYLIST_NAME
-    if not path.is_file():
-        raise HTTPException(status_code=404, detail=f"channel '{name}' has published no segment yet "
-                                                    f"(status {ch.status}); try again in a few seconds")
-    # A live playlist changes with every segment: never cached. It is replaced atomically (hls.py).
-    return FileResponse(path, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-cache"})
+    return await playlist_response(ch.folder, request.query_params, f"channel '{name}' has published no segment yet "
+                                                                    f"(status {ch.status}); try again in a few seconds")
 
 
 @router.get("/v1/channels/{name}/{segment}")
 async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
     ch = _channel_or_404(state, name)
-    path = ch.folder / segment
-    if not _SEGMENT.match(segment) or not path.is_file():
-        raise HTTPException(status_code=404, detail=f"channel '{name}' has no segment {segment!r}")
-    # A listed segment is never rewritten (a restart continues the numbering), so it may be cached.
-    return FileResponse(path, media_type="video/mp2t", headers={"Cache-Control": "public, max-age=86400, immutable"})
+    # Only the writer's names (channel/publish.py); a listed file is never rewritten, so it may be cached.
+    return await media_response(ch.folder, segment, f"channel '{name}' has no segment or part {segment!r}")
