@@ -1,7 +1,8 @@
 // One channel: the live stream in hls.js (native HLS where the browser has it, e.g. Safari), and
 // the schedule polled every 2 s: on air, the next slots and their state, every decision and why.
 // window.vxPlayer counts what a viewer would notice (the browser test reads it): stalls after
-// playback started, fatal errors, and whether an audio track was found.
+// playback started, fatal errors, whether an audio track was found, and how far the picture is
+// behind the wall clock (wall clock − hls.playingDate, the program date-time at the playhead).
 "use strict";
 
 (() => {
@@ -10,7 +11,7 @@
   const base = "/v1/channels/" + encodeURIComponent(name);
   const video = document.getElementById("video");
   const note = document.getElementById("player-note");
-  const stats = { started: false, waiting: 0, errors: [], audio: false, video: false };
+  const stats = { started: false, waiting: 0, errors: [], audio: false, video: false, behind: null };
   window.vxPlayer = stats;
   document.getElementById("channel-name").textContent = name;
 
@@ -21,8 +22,19 @@
   function startPlayer() {
     const src = base + "/index.m3u8";
     if (window.Hls && Hls.isSupported()) {
-      hls = new Hls({ liveSyncDurationCount: 3, manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 2000 });
-      hls.on(Hls.Events.BUFFER_CODECS, (e, d) => { stats.audio = !!d.audio; stats.video = !!d.video; });
+      // Low-Latency HLS: parts, blocking playlist reload, and the playhead PART-HOLD-BACK (1.5 s) behind
+      // the live edge. No liveSync* option: any of them would put it back at 3 target durations (6 s).
+      // Up to 1.25x speed (pitch kept) wins back latency that a late part or a slow start cost.
+      hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.25, manifestLoadingMaxRetry: 30,
+                      manifestLoadingRetryDelay: 2000 });
+      window.vxHls = hls;
+      video.addEventListener("timeupdate", () => {
+        if (hls.playingDate) stats.behind = (Date.now() - hls.playingDate.getTime()) / 1000;
+      });
+      // Our fMP4 muxes both tracks: hls.js buffers them as one "audiovideo" track.
+      hls.on(Hls.Events.BUFFER_CODECS, (e, d) => {
+        stats.audio = !!(d.audio || d.audiovideo); stats.video = !!(d.video || d.audiovideo);
+      });
       hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) stats.errors.push(d.type + ":" + d.details); });
       hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((err) => stats.errors.push("play:" + err)));
       hls.loadSource(src);
@@ -68,7 +80,8 @@
       ["fillers", "last good " + c.fillers.last_good + ", stand-by " + c.fillers.standby],
       ["retries", c.retries + " (skipped as too slow: " + c.skipped + ")"], ["stalls", c.stalls],
       ["lead time", "last " + fmtLead(lead.last) + " · min " + fmtLead(lead.min) + " · P50 " + fmtLead(lead.p50)],
-      ["player", stats.started ? "playing · waits " + stats.waiting + (stats.audio ? " · audio" : "") : "starting"],
+      ["player", stats.started ? "playing · waits " + stats.waiting + (stats.audio ? " · audio" : "") +
+        (typeof stats.behind === "number" ? " · " + stats.behind.toFixed(1) + " s behind the wall clock" : "") : "starting"],
     ];
     const dl = Vx.clear(document.getElementById("facts"));
     for (const [k, v] of facts) { dl.appendChild(Vx.el("dt", {}, k)); dl.appendChild(Vx.el("dd", {}, v === undefined ? "—" : v)); }
