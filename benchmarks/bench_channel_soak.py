@@ -7,8 +7,9 @@ the end, and prints from DIR/channel.json and the watch:
 - lead time (air time − ready time) of the aired slots: min and P50 (negative: made late, filled);
 - retries (attempts beyond the first), attempts skipped as too slow for the time left, fillers;
 - late appends: slots appended after their air time;
-- stalls: times the published edge (last segment's program date-time + duration) fell behind the
-  wall clock minus 3 target durations, where hls.js plays a live stream: a player would wait there;
+- stalls: times the published edge (the end of the last listed part or segment) fell behind the
+  wall clock minus PART-HOLD-BACK (3 part targets; 3 target durations without parts), where hls.js
+  plays a live stream: a player would wait there;
 - the child's RSS (VmRSS) once the first slot is decided, and at the end: flat means no leak.
 """
 
@@ -74,11 +75,12 @@ def main() -> int:
             if not (out / "index.m3u8").is_file():
                 continue
             playlist = read_playlist(out)
-            if not playlist.segments:
+            last = playlist.open or (playlist.segments[-1] if playlist.segments else None)
+            if last is None:
                 continue
-            last = playlist.segments[-1]
             edge = last.program_date_time + timedelta(seconds=last.duration_sec)
-            lag = (datetime.now(timezone.utc) - timedelta(seconds=3 * playlist.target_duration) - edge).total_seconds()
+            hold = 3 * (playlist.part_target or playlist.target_duration)
+            lag = (datetime.now(timezone.utc) - timedelta(seconds=hold) - edge).total_seconds()
             worst_behind = max(worst_behind, lag)
             if lag > 0 and not behind:
                 stalls += 1

@@ -503,3 +503,49 @@ def test_the_pacer_hands_frames_over_one_part_before_air(tmp_path):
     stopped.append_slot([frame_of(36 + i) for i in range(len(f2))], w2)
     stopped.close()
     assert decode(tmp_path / "stopped")[0] == list(range(36 + len(f2)))
+
+
+def test_the_servers_quick_read_of_a_playlist_agrees_with_the_parser(tmp_path):
+    """`vortex serve` answers blocking reloads from a light read of the playlist text (it grows all
+    day); for every segment/part a client may ask for it must say what the full parser says."""
+    from vortex.service.hls_serving import PlaylistState
+
+    writer = new_writer(tmp_path)
+    for frames, wave in slots((3.0, 3.0)) + slots((2.3,), first_frame=144):
+        writer.append_slot(frames, wave)
+        text = (tmp_path / "index.m3u8").read_bytes()
+        full, quick = parse_playlist(text.decode()), PlaylistState.of(text)
+        assert (quick.next_msn, quick.open_parts, quick.hint, quick.ended) == (
+            full.next_msn, len(full.open.parts) if full.open else 0, full.preload_hint, full.ended)
+        for msn in range(full.next_msn + 2):
+            assert quick.has(msn, None) == (msn < full.next_msn)
+            for part in range(6):
+                assert quick.has(msn, part) == full.has_part(msn, part), (msn, part)
+    writer.close()
+    assert PlaylistState.of((tmp_path / "index.m3u8").read_bytes()).ended
+
+
+def test_a_channel_from_before_ll_hls_resumes_in_fmp4_after_a_discontinuity(tmp_path):
+    """A folder the MPEG-TS writer made (seg-*.ts, version 3, no parts) goes on: its segments stay
+    listed as they are, the new ones are fMP4 with parts after #EXT-X-DISCONTINUITY and #EXT-X-MAP."""
+    (tmp_path / "seg-00001.ts").write_bytes(b"old segment 1")
+    (tmp_path / "seg-00002.ts").write_bytes(b"old segment 2")
+    (tmp_path / "index.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-PROGRAM-DATE-TIME:2026-12-01T21:00:00.000+00:00\n#EXTINF:2.000000,\n"
+        "seg-00001.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-12-01T21:00:02.000+00:00\n#EXTINF:1.500000,\nseg-00002.ts\n")
+    air = START + timedelta(seconds=60)
+    writer = HlsChannelWriter.resume(tmp_path, width=SIZE, height=SIZE, fps=FPS, sample_rate=SR, air_time=air)
+    frames, wave = slots((2.0,), first_frame=84)[0]
+    writer.append_slot(frames, wave)
+    writer.close()
+    text = (tmp_path / "index.m3u8").read_text()
+    after = parse_playlist(text)
+    assert [s.uri for s in after.segments] == ["seg-00001.ts", "seg-00002.ts", "seg-00003.m4s"]
+    assert [s.map_uri is None for s in after.segments] == [True, True, False]
+    assert after.segments[2].discontinuity and after.segments[2].program_date_time == air
+    assert text.index("#EXT-X-DISCONTINUITY") < text.index("#EXT-X-MAP") < text.index("seg-00003.m4s")
+    assert (tmp_path / "seg-00001.ts").read_bytes() == b"old segment 1"
+    init = (tmp_path / after.segments[2].map_uri).read_bytes()
+    with av.open(io.BytesIO(init + (tmp_path / "seg-00003.m4s").read_bytes()), format="mp4") as c:
+        assert [index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)] == list(range(84, 132))
