@@ -7,14 +7,15 @@ origin), so timestamps run on across slots; the only AAC priming (one 1024-sampl
 Low-latency settings (``tune=zerolatency``: no B-frames, no rate-control look-ahead, no macroblock
 tree, sliced threads). A part can only be cut once the encoder has handed out its frames; with
 x264's defaults at ``veryfast`` it holds 11 frames (458 ms at 24 fps), nearly a whole 0.5 s part.
-Measured on a 12 s cpu-preview slot at 512², 2 busy cores (benchmarks/bench_hls.py --encoders):
+x264 alone on a 12 s cpu-preview slot at 512², 2-core box at load 1.5 (benchmarks/bench_hls.py
+--encoders --slot-mp4):
 
-    veryfast, CRF 20, defaults      2.0 ms/frame   11 frames held   234 kbps   PSNR-Y 46.1 dB
-    veryfast, CRF 20, zerolatency   2.1 ms/frame    0 frames held   465 kbps   PSNR-Y 50.0 dB
-    veryfast, CRF 25, zerolatency   2.0 ms/frame    0 frames held   299 kbps   PSNR-Y 46.3 dB
+    veryfast, CRF 20, defaults (before)   1.19 ms/frame   11 frames held   234 kbps   PSNR-Y 46.1 dB
+    veryfast, CRF 20, zerolatency         1.15 ms/frame    0 frames held   465 kbps   PSNR-Y 50.0 dB
+    veryfast, CRF 25, zerolatency (now)   0.99 ms/frame    0 frames held   299 kbps   PSNR-Y 46.3 dB
 
-Without the look-ahead and mb-tree CRF means a higher quality, so the channel's default CRF moves
-from 20 to 25: the same PSNR as before for 28% more bits, and no frame held back. The GOP is one
+Without the look-ahead and mb-tree, a CRF means a higher quality, so the channel's default CRF
+moves from 20 to 25: the PSNR of before for 28% more bits, and no frame held back. The GOP is one
 segment (an IDR forced at every segment start, no scene cuts), as before.
 """
 
