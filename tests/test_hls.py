@@ -112,12 +112,14 @@ def channel(tmp_path_factory):
     listed_missing: list[str] = []
     real_write = publish_module.write_playlist
 
-    def checking_write(dest, playlist):
-        # At every playlist write each named file must already exist under its final name.
+    def checking_write(dest, playlist, text=None):
+        # At every playlist write each named file must already exist under its final name ...
         named = [s.uri for s in playlist.segments] + [p.uri for s in playlist.segments for p in s.parts]
         named += [s.map_uri for s in playlist.segments] + ([p.uri for p in playlist.open.parts] if playlist.open else [])
         listed_missing.extend(uri for uri in named if not (Path(dest) / uri).is_file())
-        return real_write(dest, playlist)
+        # ... and the writer's incremental rendering is the playlist's own text.
+        assert text is None or text.render(playlist) == playlist.render()
+        return real_write(dest, playlist, text)
 
     publish_module.write_playlist = checking_write
     try:
@@ -223,6 +225,7 @@ def test_ll_hls_tags_are_present_and_well_formed(tmp_path):
                          "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-INDEPENDENT-SEGMENTS"]
     assert lines[8].startswith('#EXT-X-MAP:URI="init-') and text.count("#EXT-X-MAP") == 1
     playlist = parse_playlist(text)
+    assert playlist.render() == text  # the writer's incremental text is the whole playlist's, line for line
     assert playlist.part_target == 0.5 and not playlist.ended
     part_lines = [line for line in lines if line.startswith("#EXT-X-PART:")]
     for line in part_lines:
@@ -363,6 +366,7 @@ def test_resume_after_sigkill_keeps_segments_and_parts_and_continues(tmp_path):
     assert {s.map_uri for s in after.segments} == {before.segments[0].map_uri}  # the same init: reused
     text = (folder / "index.m3u8").read_text()
     assert text.count("#EXT-X-DISCONTINUITY") == 1 and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert parse_playlist(text).render() == text
     indices, vpts, afr, *_ = decode(folder)
     assert indices == list(range(84 + 72))  # timestamps run on after the restart
     assert set(np.diff(vpts)) == {TS // FPS}

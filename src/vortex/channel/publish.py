@@ -27,7 +27,7 @@ from typing import Optional
 
 from . import fmp4
 from .cutter import CutPart
-from .playlist import PART_WINDOW_TARGETS, MediaPlaylist, PlaylistPart, PlaylistSegment, write_playlist
+from .playlist import PART_WINDOW_TARGETS, MediaPlaylist, PlaylistPart, PlaylistSegment, PlaylistText, write_playlist
 
 TEMP = re.compile(r"^\..*\.tmp$")
 SEGMENT = re.compile(r"^seg-(\d+)\.(?:ts|m4s)$")
@@ -80,6 +80,7 @@ class Publisher:
         self._parts_on_disk: deque[list[str]] = deque(
             [p.uri for p in s.parts] for s in playlist.segments if s.parts)
         self.frames_published: Optional[int] = None
+        self._text = PlaylistText()
 
     def publish(self, part: CutPart) -> None:
         if part.segment_start != (self._index == 0):
@@ -105,7 +106,7 @@ class Publisher:
         else:
             self._index += 1
         self.playlist = playlist
-        write_playlist(self.folder, playlist)
+        write_playlist(self.folder, playlist, self._text)
         self.frames_published = part.end
         if self._on_part is not None:
             self._on_part(PublishedPart(uri, msn, index, part.start, part.end, part.segment_start))
@@ -115,7 +116,7 @@ class Publisher:
     def finish(self, *, ended: bool) -> MediaPlaylist:
         """The run is over: no part will be hinted any more; ``ended`` adds ``#EXT-X-ENDLIST``."""
         self.playlist = replace(self.playlist, preload_hint=None, ended=ended)
-        write_playlist(self.folder, self.playlist)
+        write_playlist(self.folder, self.playlist, self._text)
         return self.playlist
 
     # -- internals -------------------------------------------------------------------------------
