@@ -553,3 +553,31 @@ def test_a_channel_from_before_ll_hls_resumes_in_fmp4_after_a_discontinuity(tmp_
     init = (tmp_path / after.segments[2].map_uri).read_bytes()
     with av.open(io.BytesIO(init + (tmp_path / "seg-00003.m4s").read_bytes()), format="mp4") as c:
         assert [index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)] == list(range(84, 132))
+
+
+def test_a_live_sink_airs_an_engine_slot_while_it_is_made(tmp_path):
+    """HlsLiveSink: the engine's FrameSink protocol straight into a SlotFeed. Parts are published
+    between the engine's frames; finish fits the audio; a wrong shape or order is refused."""
+    from vortex.channel import HlsLiveSink
+
+    seen: list[int] = []
+    writer = new_writer(tmp_path, on_part=lambda p: seen.append(writer.frames_appended))
+    (frames, wave), *_ = slots()
+    sink = HlsLiveSink(writer)
+    sink.open(MediaShape(SIZE, SIZE, FPS, SR, len(frames), wave.size))
+    for k, chunk in enumerate(np.array_split(wave, 5)):  # audio by chunk, ahead of the frames
+        sink.write_audio(chunk)
+        for i in range(k * 11, (k + 1) * 11):
+            sink.write_frame(i, frames[i])
+    with pytest.raises(ValueError, match="in order"):
+        sink.write_frame(99, frames[0])
+    sink.finish()
+    assert (sink.report.n_frames, sink.report.n_samples, sink.report.fitted_samples) == (55, 55_000, -200)
+    assert seen[:4] and all(n < 55 for n in seen[:4])  # the first parts were out before the last frame came
+    writer.close()
+    assert decode(tmp_path)[0] == list(range(55))
+    with pytest.raises(ValueError, match="do not match the channel"):
+        HlsLiveSink(new_writer(tmp_path / "other")).open(MediaShape(256, 256, FPS, SR, 10))
+    stopped = threading.Event()
+    stopped.set()
+    assert not WallClockPacer(writer, 0.5, stopped).wait_for(10**6)  # a cut ends the slot at once

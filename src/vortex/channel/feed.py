@@ -218,10 +218,12 @@ class SlotFeed:
 
 class HlsLiveSink:
     """A ``FrameSink`` that airs a slot while it is made: every frame and chunk goes straight to the
-    channel's encoders. ``finish`` and ``abort`` both close the slot (what was encoded has aired)."""
+    channel's encoders. ``finish`` and ``abort`` both close the slot (what was encoded has aired).
+    With ``pacer`` (pacing.WallClockPacer) a frame that comes early waits until one part before its
+    air time, so the published stream keeps within a part of the wall clock."""
 
-    def __init__(self, writer: HlsChannelWriter) -> None:
-        self.writer = writer
+    def __init__(self, writer: HlsChannelWriter, pacer=None) -> None:
+        self.writer, self.pacer = writer, pacer
         self.feed: Optional[SlotFeed] = None
         self.report: Optional[AppendedSlot] = None
 
@@ -238,6 +240,8 @@ class HlsLiveSink:
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         if index != self.feed.n_frames:
             raise ValueError(f"frames must arrive in order: expected frame {self.feed.n_frames}, got {index}")
+        if self.pacer is not None:
+            self.pacer.wait_for(self.writer.frames_appended)
         self.feed.write_frame(np.ascontiguousarray(frame, dtype=np.uint8))
 
     def finish(self) -> None:

@@ -43,7 +43,13 @@ class WallClockPacer:
         return _PacedSized(self, frames) if hasattr(frames, "__len__") else _Paced(self, frames)
 
     def wait_for(self, frame: int) -> bool:
-        """Block until frame ``frame`` may be handed over; False if stopped first."""
+        """Block until frame ``frame`` may be handed over; False if stopped first (or already).
+
+        ``stop`` may be the run's stop or a cut of this one slot (a live insert taking over at the
+        first frame not yet handed over: ``writer.frames_appended``, airing at
+        ``writer.air_time_at(writer.frames_appended)``)."""
+        if self.stop.is_set():
+            return False
         due = self.writer.air_time_at(frame) - self.lead
         wait = (due - self.clock()).total_seconds()
         return wait <= 0 or not self.stop.wait(wait)

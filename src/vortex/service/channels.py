@@ -2,7 +2,7 @@
 
 Each channel lives in DATA/channels/NAME/: ``definition.json`` (what was POSTed: inline recipes,
 portrait references unresolved, the pace and slot limit), the stream itself (``index.m3u8``,
-``seg-*.ts``, ``channel.json``, ``slots/``) and, once a client stopped it, a ``stopped`` marker.
+``init-*.mp4``, ``part-*.m4s``, ``seg-*.m4s``, ``channel.json``, ``slots/``) and, once a client stopped it, a ``stopped`` marker.
 When the service starts it resumes every channel without the marker: the runner continues the
 playlist after an ``EXT-X-DISCONTINUITY`` (channel/scheduler.py), so a kill -9 of the service
 costs the stream the slots it had not yet appended, never a listed segment.
