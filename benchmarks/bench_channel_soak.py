@@ -8,7 +8,7 @@ the end, and prints from DIR/channel.json and the watch:
 - retries (attempts beyond the first), attempts skipped as too slow for the time left, fillers;
 - late appends: slots appended after their air time;
 - stalls: times the published edge (the end of the last listed part or segment) fell behind the
-  wall clock minus PART-HOLD-BACK (3 part targets; 3 target durations without parts), where hls.js
+  wall clock minus PART-HOLD-BACK (PART_HOLD_BACK_PARTS part targets; 3 target durations without parts), where hls.js
   plays a live stream: a player would wait there;
 - the child's RSS (VmRSS) once the first slot is decided, and at the end: flat means no leak.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vortex.channel.playlist import read_playlist
+from vortex.channel.playlist import PART_HOLD_BACK_PARTS, read_playlist
 from vortex.channel.records import ChannelState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def main() -> int:
             if last is None:
                 continue
             edge = last.program_date_time + timedelta(seconds=last.duration_sec)
-            hold = 3 * (playlist.part_target or playlist.target_duration)
+            hold = PART_HOLD_BACK_PARTS * playlist.part_target if playlist.part_target else 3 * playlist.target_duration
             lag = (datetime.now(timezone.utc) - timedelta(seconds=hold) - edge).total_seconds()
             worst_behind = max(worst_behind, lag)
             if lag > 0 and not behind:

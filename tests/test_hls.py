@@ -220,7 +220,7 @@ def test_ll_hls_tags_are_present_and_well_formed(tmp_path):
     text = (tmp_path / "index.m3u8").read_text()
     lines = text.splitlines()
     assert lines[:8] == ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2",
-                         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500",
+                         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=2.000",
                          "#EXT-X-PART-INF:PART-TARGET=0.500", "#EXT-X-MEDIA-SEQUENCE:0",
                          "#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-INDEPENDENT-SEGMENTS"]
     assert lines[8].startswith('#EXT-X-MAP:URI="init-') and text.count("#EXT-X-MAP") == 1

@@ -13,14 +13,15 @@ numbers) and a part waits only for the AAC frames that overlap its end (cutter.p
 (``segment_seconds``, 2 s) are listed as before; each starts with a forced IDR.
 
 Container: fragmented MP4 (fmp4.py), one moof+mdat per part, a segment being the concatenation of
-its parts, one init segment (EXT-X-MAP). Measured with hls.js 1.7 in headless Chromium
-(benchmarks/bench_llhls_player.py, synthetic 512² channel paced like the realtime channel, 40 s):
-fMP4 parts played 1.16 s behind the wall clock, the same parts remuxed to MPEG-TS 1.18 s, both
-without a stall; the TS parts were 14% larger (41.2 against 36.2 KiB: 188-byte packets, PAT/PMT
-and PES headers in every part), hls.js must transmux them to fMP4 in the browser before Media
-Source Extensions take them, and MPEG-TS's 33-bit 90 kHz clock wraps after 26.5 h, which an
-always-on channel reaches (fMP4 decode times are 64-bit). Plain HLS of the same stream (3
-segments back, the channel page before) played 7.17 s behind.
+its parts, one init segment (EXT-X-MAP). Measured with hls.js 1.7.4 in headless Chromium
+(benchmarks/bench_llhls_player.py, synthetic 512² channel paced like the realtime channel, 40 s a
+mode, 2-core box at load 4.9): fMP4 parts played 1.67 s (P50) behind the wall clock, the same parts
+remuxed to MPEG-TS 1.67 s, both without a stall: hls.js plays either smoothly. fMP4 because the TS
+parts were 14% larger (41.2 against 36.2 KiB: 188-byte packets, PAT/PMT and PES headers in every
+part), hls.js must transmux TS to fMP4 in the browser before Media Source Extensions take it, and
+MPEG-TS's 33-bit 90 kHz clock wraps after 26.5 h, which an always-on channel reaches (fMP4 decode
+times are 64-bit). Plain HLS of the same stream (3 segments back: the channel page before) played
+6.8 s behind.
 
 Audio is fitted to video: it is encoded only up to where the video has got (the frames encoded so
 far x sample_rate / fps), and when a slot ends its audio is trimmed or padded with silence to the

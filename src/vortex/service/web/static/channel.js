@@ -22,7 +22,7 @@
   function startPlayer() {
     const src = base + "/index.m3u8";
     if (window.Hls && Hls.isSupported()) {
-      // Low-Latency HLS: parts, blocking playlist reload, and the playhead PART-HOLD-BACK (1.5 s) behind
+      // Low-Latency HLS: parts, blocking playlist reload, and the playhead PART-HOLD-BACK (2 s) behind
       // the live edge. No liveSync* option: any of them would put it back at 3 target durations (6 s).
       // Up to 1.25x speed (pitch kept) wins back latency that a late part or a slow start cost.
       hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.25, manifestLoadingMaxRetry: 30,
