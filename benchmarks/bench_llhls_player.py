@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from fractions import Fraction
 from pathlib import Path
 
 import av
