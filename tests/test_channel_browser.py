@@ -50,7 +50,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>channel</title
 <script src="/hls.min.js"></script>
 <script>
 const v = document.getElementById('v');
-window.stats = {started: false, waiting: 0, stalled: 0, errors: [], audio: false, video: false};
+window.stats = {started: false, waiting: 0, stalled: 0, errors: [], audio: false, video: false, events: []};
 const hls = new Hls({lowLatencyMode: false, liveSyncDurationCount: 3});
 window.hls = hls;
 hls.on(Hls.Events.BUFFER_CODECS, (e, d) => { stats.audio = !!(d.audio || d.audiovideo); stats.video = !!(d.video || d.audiovideo); });
@@ -58,6 +58,9 @@ hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) stats.errors.push(d.type + ':'
 v.addEventListener('playing', () => { stats.started = true; });
 v.addEventListener('waiting', () => { if (stats.started) stats.waiting += 1; });
 v.addEventListener('stalled', () => { if (stats.started) stats.stalled += 1; });
+for (const ev of ['waiting', 'stalled', 'seeking', 'playing']) {  // what happened when, for a failure message
+  v.addEventListener(ev, () => stats.events.push([ev, +v.currentTime.toFixed(2), Math.round(performance.now())]));
+}
 hls.loadSource('/index.m3u8');
 hls.attachMedia(v);
 hls.on(Hls.Events.MANIFEST_PARSED, () => v.play().catch(err => stats.errors.push('play:' + err)));
