@@ -189,6 +189,13 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
         shown = float(browser.find_element(By.CSS_SELECTOR, f"#{chart} svg text.value").text)
         assert shown == pytest.approx(value, abs=5e-4), chart
     assert v["speech"]["transcript"] in browser.find_element(By.ID, "transcript").text
+
+    # the speech, chunk by chunk: each sentence as it was made, then as it was heard
+    chunks = browser.find_elements(By.CSS_SELECTOR, "#chunks li[data-sentence]")
+    assert len(chunks) == len(sidecar["chunks"]) >= 2
+    assert all("heard, WER" in c.text and "✓" in c.text for c in chunks), [c.text for c in chunks]
+    facts = browser.find_element(By.ID, "facts").text
+    assert "first audio" in facts and "first frame" in facts
     assert js_errors(browser) == []
 
     # the screenshot: the whole page, the video paused on a frame

@@ -81,7 +81,7 @@ def _now() -> datetime:
 
 
 class ChannelRunner:
-    """Runs ``definition`` through ``engine`` (a ``VortexPipeline``: ``run(request, on_event)``, ``cancel(id)``)."""
+    """Runs ``definition`` through ``engine`` (a ``vortex.engine.Engine``), its slots at channel priority."""
 
     def __init__(self, definition: ChannelDefinition, engine: Any, options: RunOptions,
                  generation_timeout_sec: float, say: Callable[[str], None] = print,
@@ -233,7 +233,7 @@ class ChannelRunner:
                 return False
 
     def _make(self, recipe, record: SlotRecord, deadline: Optional[datetime]) -> bool:
-        from ..engine.requests import SlotRequest
+        from ..engine.requests import Priority, SlotRequest
 
         seed = recipe.slot_params.seed
         if seed is None:  # a stable seed per channel slot: a rerun makes the same slot
@@ -252,7 +252,7 @@ class ChannelRunner:
                                                    f"(recent slots); {left:.1f} s were left", 0.0))
                     self._save()
                 break
-            request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed,
+            request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
                                   deadline_s=self.timeout if left is None else left, output=self._mp4(record.index))
             self._current_request = request.id
             if self._stop.is_set():
@@ -262,7 +262,7 @@ class ChannelRunner:
                 result = self.engine.run(request, on_event=None)
             finally:
                 self._current_request = None
-            replica = getattr(result, "replica", None)  # a RayEngine's result says which replica ran it
+            replica = result.replica  # a RayEngine's result says which replica ran it
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
                               result.error_msg, round(time.monotonic() - began, 3),
                               replica.get("id") if isinstance(replica, dict) else None)

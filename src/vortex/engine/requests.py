@@ -24,7 +24,7 @@ EventKind = Literal[
     "phase_started", "phase_done", "phase_failed",
     "first_audio",  # the first chunk of speech exists: {"samples", "seconds"}
     "chunk",  # a chunk of speech was made: {"index", "sentence", "text", "start_s", "seconds", "synth_ms"}
-    "chunk_checked",  # a sentence's speech was heard: {"sentence", "wer", "heard", "passed"}
+    "chunk_checked",  # a sentence's speech was heard: {"sentences", "words", "errors", "wer", "passed", "heard"}
     "first_frame",
     "progress",  # once a second of video: {"frames", "total"}
     "result",  # the last event: the result's metadata
