@@ -168,7 +168,7 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
     """`vortex serve` runs a channel; its page (/channels/NAME: hls.js served by the service, the
     schedule polled from the API) plays it live without a stall. With VORTEX_UPDATE_DOCS=1 the
     screenshot also refreshes docs/channel-page.png."""
-    from vortex.service.harness import Server, free_port
+    from support.harness import Server, free_port
 
     server = Server(data=tmp_path / "data", port=free_port())
     server.data.mkdir()
