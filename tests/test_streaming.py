@@ -167,3 +167,32 @@ def test_a_channel_fills_a_slot_whose_speech_check_fails_after_it_streamed(engin
     assert [a.outcome for a in record.attempts] == ["failed"] and record.attempts[0].error_kind == "verification"
     assert "sentence 1 has word error rate" in record.attempts[0].error
     assert not any(out.glob("slots/*.mp4"))
+
+
+def test_a_live_request_judges_each_chunk_while_the_next_is_made(engine):
+    """At live priority every sentence is heard in its own window (4 words at least) and one frame of
+    each chunk is identity-checked as it passes: a delay line knows each chunk's verdict before the
+    slot ends, and the made-up sentence's chunk airs as the stand-by card."""
+    from vortex.channel.delay import DelayLine
+
+    card = np.zeros((512, 512, 3), np.uint8)
+    line = DelayLine(card)
+    events: list[SlotEvent] = []
+
+    def on_event(event: SlotEvent) -> None:
+        events.append(event)
+        line.on_event(event)
+
+    script = "Breaking news from the harbour tonight. Zorblax quindrel fesh mordok plith wugga. The ferry is safe."
+    result = engine.run(SlotRequest(recipe=recipe(script, duration=9.0), priority=Priority.LIVE, sinks=(line,)),
+                        on_event=on_event)
+    kinds = [e.kind for e in events]
+    checked = [e.data for e in events if e.kind == "chunk_checked"]
+    assert [c["sentences"] for c in checked] == [[0], [1], [2]]
+    assert kinds.count("frame_checked") == 3
+    first_verdict = kinds.index("chunk_checked")
+    assert first_verdict < len(kinds) - 1 - kinds[::-1].index("progress")  # before the last frame
+    assert not result.success and result.error_kind == "verification"  # the made-up sentence fails the slot
+    released = line.take(10_000)
+    assert len(released.frames) == result.n_frames and released.replaced == [1]
+    assert [c["state"] for c in line.status()] == ["aired", "replaced", "aired"]
