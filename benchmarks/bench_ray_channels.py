@@ -22,9 +22,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from vortex.service.harness import Server, free_port, rss_bytes
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the harness lives with the tests
+
+from support.harness import Server, free_port, rss_bytes  # noqa: E402
+
 REPLICA_TITLE = "ray::ServeReplica:vortex:VortexReplica"
 
 

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness lives with the tests
 
 import httpx  # noqa: E402
 
 from vortex.bench.stats import PERCENTILE_METHOD, Percentiles  # noqa: E402
-from vortex.service.harness import Server, free_port, rss_bytes, short_recipe  # noqa: E402
+from support.harness import Server, free_port, rss_bytes, short_recipe  # noqa: E402
 
 PROBE_INTERVAL_S = 0.05  # one GET every 50 ms and one POST every 250 ms while the queue drains
 MIB = 2**20

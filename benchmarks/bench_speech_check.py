@@ -8,6 +8,11 @@ slot is. Wrong audio, scored against a script: silence, white noise, the speech 
 script, the same speech time-reversed, and (for scale, not a verdict) only its first half. Prints
 one row per case (WER, transcription seconds per audio second, the transcript) and the gap
 between the worst correct case and the best wrong one: `max_wer` belongs in that gap.
+
+Per sentence (`--sentences`): every script of several sentences is heard whole, as the check hears
+a window, and scored by judged unit (a sentence, joined with its neighbour when under 3 words);
+then once per unit with that unit's speech replaced by silence ("lost"). `max_sentence_wer`
+belongs between the worst correct unit and the best lost one.
 """
 
 from __future__ import annotations
@@ -99,6 +104,55 @@ def calibrate(voice, asr, voices: list[str], pad_s: float, seed: int = 1) -> lis
     return cases
 
 
+def sentence_cases(voice, asr, voices: list[str], pad_s: float, max_sentence_wer: float, seed: int = 1) -> list[tuple]:
+    """(kind, voice, script, unit sentences, WER, heard) per judged unit: correct, and lost (silenced)."""
+    from vortex.asr.check import HeardWindow, sentence_errors
+
+    rows = []
+    for v in voices:
+        for key, script in SCRIPTS.items():
+            plan = voice.plan(script, v, 1.0, "neutral", 45 * SAMPLE_RATE)
+            texts = {c.sentence: c.text for c in plan.chunks}
+            if len(texts) < 2:
+                continue
+            audio = np.zeros(plan.speech_samples + round(pad_s * SAMPLE_RATE), np.float32)
+            for chunk in voice.stream(plan, seed=seed):
+                audio[chunk.start:chunk.end] = chunk.audio
+
+            def heard(samples: np.ndarray) -> tuple[list[dict], str]:
+                text = asr.transcribe(samples, SAMPLE_RATE).text
+                units, _ = sentence_errors(HeardWindow(tuple(texts), text, 0.0, 0.0), texts, max_sentence_wer)
+                return units, text
+
+            units, text = heard(audio)
+            units = [u for u in units if u["judged"]]  # spelled letters and short windows are not judged
+            rows += [("correct", v, key, u["sentences"], u["wer"], text) for u in units]
+            for unit in units:
+                silenced = audio.copy()
+                for k, chunk in enumerate(plan.chunks):
+                    if chunk.sentence in unit["sentences"]:
+                        silenced[plan.chunk_starts[k]:plan.chunk_starts[k] + plan.chunk_samples(k)] = 0.0
+                lost, text = heard(silenced)
+                match = next(u for u in lost if set(u["sentences"]) & set(unit["sentences"]))
+                rows.append(("lost", v, key, unit["sentences"], match["wer"], text))
+    return rows
+
+
+def sentence_summary(rows: list[tuple], max_sentence_wer: float) -> str:
+    correct = [r for r in rows if r[0] == "correct"]
+    lost = [r for r in rows if r[0] == "lost"]
+    worst, best = max(correct, key=lambda r: r[4]), min(lost, key=lambda r: r[4])
+    lines = [f"{kind:<8} {v:<10} {key:<13} {'+'.join(map(str, s)):<8} {wer:>6.3f}  {text[:70]}"
+             for kind, v, key, s, wer, text in rows]
+    lines += [
+        f"sentences correct: {len(correct)} units, WER max {worst[4]:.3f} ({worst[1]}/{worst[2]} {worst[3]})",
+        f"sentences lost:    {len(lost)} units, WER min {best[4]:.3f} ({best[1]}/{best[2]} {best[3]})",
+        f"max_sentence_wer {max_sentence_wer:g}: correct passing {sum(r[4] <= max_sentence_wer for r in correct)}/"
+        f"{len(correct)}, lost failing {sum(r[4] > max_sentence_wer for r in lost)}/{len(lost)}",
+    ]
+    return "\n".join(lines)
+
+
 def table(cases: list[Case], max_wer: float) -> str:
     lines = [f"{'case':<22} {'voice':<10} {'script':<13} {'WER':>6} {'err/words':>9} {'audio s':>7} "
              f"{'asr s':>6} {'s/s':>5} {'loop':<4} {'verdict':<7} transcript"]
@@ -142,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pad", type=float, default=1.0, help="seconds of silence after the speech")
     parser.add_argument("--beam", type=int, default=None, help="beam size (default: models.whisper.beam_size)")
     parser.add_argument("--vad", action="store_true", help="decode with faster-whisper's Silero VAD filter")
+    parser.add_argument("--sentences", action="store_true", help="only the per-sentence calibration")
     args = parser.parse_args(argv)
 
     from vortex.asr.whisper import WhisperTranscriber
@@ -159,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_speech_check · profile {cfg.profile} · Kokoro {cfg.models.kokoro.backend} · "
           f"whisper {asr.model_dir} ({'multilingual' if asr.is_multilingual else 'English-only'}) "
           f"{w.compute_type} beam {w.beam_size} threads {w.cpu_threads} vad {args.vad} · pad {args.pad:g} s")
-    cases = calibrate(voice, asr, voices, args.pad)
-    print(table(cases, max_wer))
-    print(summary(cases, max_wer))
+    if args.sentences:
+        print(sentence_summary(sentence_cases(voice, asr, voices, args.pad, cfg.verification.max_sentence_wer),
+                               cfg.verification.max_sentence_wer))
+    else:
+        cases = calibrate(voice, asr, voices, args.pad)
+        print(table(cases, max_wer))
+        print(summary(cases, max_wer))
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 

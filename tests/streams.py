@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 
 from vortex.channel import parse_playlist, read_playlist
-from vortex.service.harness import Server
+from support.harness import Server
 
 FPS, SR, TS = 24, 24000, 90_000
 

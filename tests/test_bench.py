@@ -12,6 +12,7 @@ import pytest
 
 from vortex.bench import (
     BENCH_SCRIPT,
+    FIRST_AUDIO,
     FIRST_FRAME,
     TOTAL,
     BenchReport,
@@ -84,7 +85,7 @@ def test_report_fields(report):
         assert all(v == 0 for p in s.vram_peaks.values() for v in p.values())  # no GPU here
         assert 0 < s.voice_actor_overlap_ms <= min(s.timings_ms["voice"], s.timings_ms["actor"]) + 1.0
     phases = report.phases()
-    assert set(phases) == set(report.samples[0].timings_ms) | {TOTAL, FIRST_FRAME}
+    assert set(phases) == set(report.samples[0].timings_ms) | {TOTAL, FIRST_AUDIO, FIRST_FRAME}
     totals = sorted(s.generation_time_ms for s in report.samples)
     # nearest-rank over two slots: P50 is the faster one, P95 and P99 the slower one
     assert (phases[TOTAL].p50, phases[TOTAL].p95, phases[TOTAL].p99) == (totals[0], totals[1], totals[1])

@@ -178,7 +178,7 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
     the schedule polled from the API) plays it as Low-Latency HLS without a stall, at most 3 s
     behind the wall clock (wall clock − `hls.playingDate`, read in the page). With
     VORTEX_UPDATE_DOCS=1 the screenshot also refreshes docs/channel-page.png."""
-    from vortex.service.harness import Server, free_port
+    from support.harness import Server, free_port
 
     server = Server(data=tmp_path / "data", port=free_port())
     server.data.mkdir()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vortex.engine.cancel import CancelToken, SlotCancelled
-from vortex.config import BuffersConfig, VortexConfig
+from vortex.config import VortexConfig
 from vortex.errors import MemoryPressureError, VortexInitializationError
 from vortex.memory.buffers import SlotBuffers
 from vortex.memory.monitor import VRAMMonitor

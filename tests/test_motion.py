@@ -368,3 +368,42 @@ def test_unknown_expressions_and_emotions_name_the_recipe_field(driver):
     assert info.value.field == "audio_track.emotion"
     with pytest.raises(ValueError):
         driver.drive(speech, 0, FPS, seed=0)
+
+
+# ---- streamed ---------------------------------------------------------------------------------
+# Per-frame change allowed where one chunk of speech meets the next (measured: expression 0.0004,
+# head 0.32°; anywhere in the slot: 0.042 and 0.44°, a syllable's mouth and the head's sway).
+BOUNDARY_STEP = {"exp_delta": 0.01, "rotation_delta": 0.5, "translation_delta": 0.001, "scale_factor": 0.001}
+
+
+def test_motion_streamed_chunk_by_chunk_is_the_whole_motion_and_continuous_at_the_boundaries(driver, voice):
+    """The motion is final frame by frame as each chunk's audio arrives: the same arrays as the whole
+    slot's, bit for bit, with no jump in head, eyes, mouth or expression where the chunks meet."""
+    n = 9 * FPS
+    speech = voice.synthesize("Good evening. The weather turns cold tonight. Stay with us for sports.",
+                              "rick_c137", 1.0, "neutral", n_samples=9 * SR, seed=2)
+    plan = speech.plan
+    whole = driver.drive(speech, n, FPS, seed=4)
+    stream = driver.start(plan.timeline, sample_rate=SR, n_samples=len(speech.waveform),
+                          speech_samples=plan.speech_samples, chunk_starts=plan.chunk_starts, n_frames=n, fps=FPS,
+                          seed=4)
+    parts, final = [], [0]
+    for k in range(len(plan.chunks)):
+        stream.add_audio(speech.waveform[plan.chunk_starts[k]:plan.chunk_starts[k] + plan.chunk_samples(k)])
+        final.append(stream.final_frames)
+        if final[-1] > final[-2]:
+            parts.append(stream.rows(final[-2], final[-1]))
+    with pytest.raises(IndexError, match="are final"):
+        stream.rows(0, n)  # the silence after the speech is not known yet
+    stream.finish_audio()
+    parts.append(stream.rows(final[-1], n))
+    assert len(parts) == len(plan.chunks) + 1 and 0 < final[1] < final[2] < n
+    for name in ("exp_delta", "rotation_delta", "translation_delta", "scale_factor", "mouth_open", "eye_open",
+                 "mouth_spread", "mouth_round"):
+        assert np.array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name)), name
+    heard_at = [int(s / SR * FPS) for s in plan.chunk_starts[1:]]  # where the next sentence begins
+    for name, bound in BOUNDARY_STEP.items():
+        values = getattr(whole, name).reshape(n, -1)
+        step = np.abs(np.diff(values, axis=0)).max(axis=1)
+        for frame in heard_at + final[1:-1]:
+            assert step[max(frame - 2, 0):frame + 2].max() <= bound, (name, frame)

@@ -18,7 +18,7 @@ import pytest
 from vortex.errors import RecipeError
 from vortex.media import probe_mp4
 from vortex.recipe import Recipe
-from vortex.service.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port, short_recipe
 from vortex.service.store import JobStore
 
 N_FRAMES, N_SAMPLES = 36, 36000  # 1.5 s at 24 fps, 24 kHz

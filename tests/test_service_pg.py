@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from vortex.service.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port, short_recipe
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture
 

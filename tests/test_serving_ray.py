@@ -136,7 +136,7 @@ def test_cancel_reaches_the_replica_s_engine(engine, tmp_path):
     assert (tmp_path / "cancelled.failed.json").is_file() and not (tmp_path / "cancelled.mp4").exists()
     # The replica's handler got CancelledError and stopped its engine's slot: both replicas go idle.
     wait_for(lambda: sum(r["cancelled"] for r in engine.replicas()) == cancelled_before + 1
-             and all(r["running"] is None for r in engine.replicas()), 60, "the replica to stop the slot")
+             and all(r["running"] == [] for r in engine.replicas()), 60, "the replica to stop the slot")
     assert not engine.cancel(request.id)  # nothing in flight any more
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vortex.service.harness import Server, free_port
+from support.harness import Server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "rick_intro.json"
@@ -189,6 +189,13 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
         shown = float(browser.find_element(By.CSS_SELECTOR, f"#{chart} svg text.value").text)
         assert shown == pytest.approx(value, abs=5e-4), chart
     assert v["speech"]["transcript"] in browser.find_element(By.ID, "transcript").text
+
+    # the speech, chunk by chunk: each sentence as it was made, then as it was heard
+    chunks = browser.find_elements(By.CSS_SELECTOR, "#chunks li[data-sentence]")
+    assert len(chunks) == len(sidecar["chunks"]) >= 2
+    assert all("heard, WER" in c.text and "✓" in c.text for c in chunks), [c.text for c in chunks]
+    facts = browser.find_element(By.ID, "facts").text
+    assert "first audio" in facts and "first frame" in facts
     assert js_errors(browser) == []
 
     # the screenshot: the whole page, the video paused on a frame
@@ -206,7 +213,7 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
 def test_a_cancelled_job_shows_its_exact_seed_and_no_player(server, browser):
     from selenium.webdriver.common.by import By
 
-    from vortex.service.harness import short_recipe
+    from support.harness import short_recipe
 
     job = server.submit(short_recipe(slot_id=7)).json()  # no seed: the server draws one below 2^63
     httpx.delete(f"{server.url}/v1/slots/{job['id']}", timeout=30)

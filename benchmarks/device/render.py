@@ -1,6 +1,8 @@
 """LivePortrait render measurements for the device check: W + G per batch size, a whole 45 s slot
-(with and without the encoder), fp32 frame by frame, channels-last, cuDNN autotuning, a captured
-CUDA graph, torch.compile, and the public LivePortrait networks' frame-by-frame inference.
+through the engine's render queue (with and without the encoder), 1, 4 and 16 streams rendered at
+once (the queue batches their frames into shared W + G calls), fp32 frame by frame, channels-last,
+cuDNN autotuning, a captured CUDA graph, torch.compile, and the public LivePortrait networks'
+frame-by-frame inference.
 
 Every function takes the animator the engine uses (`LivePortraitAnimator`) and a driving sequence
 from the real motion driver; each returns `vortex.bench.timing.Timing` rows (or a dict for the public
@@ -24,7 +26,8 @@ from vortex.bench.timing import Timing, time_calls
 from vortex.media import Mp4Writer
 from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator, compose_driving_keypoints
 from vortex.models.liveportrait.stitching_retargeting import stitch
-from vortex.engine.render import stream_frames
+from vortex.engine.cancel import CancelToken
+from vortex.engine.render import RenderQueue, SlotVideo
 
 SAMPLE_RATE = 24000
 PUBLIC_FOLDER = ".device-public/LivePortrait"  # src/modules/*.py and src/config/models.yaml of KwaiVGI/LivePortrait
@@ -71,25 +74,86 @@ def _nan():
     return Percentiles(0, *(float("nan"),) * 6)
 
 
+def _video(animator: LivePortraitAnimator, source) -> SlotVideo:
+    size = animator.output_size
+    return SlotVideo(animator, source, None, torch.zeros(3, size, size, dtype=torch.uint8, device=animator.device))
+
+
+def _stream(queue: RenderQueue, video: SlotVideo, driving, sink, priority: int = 1) -> None:
+    """One slot's frames through the queue as the engine streams them: batches at multiples of the
+    ring, two in flight, each written to `sink` while the next renders."""
+    token, ring, n = CancelToken(), queue.capacity, driving.n_frames
+    jobs, start = [], 0
+    while start < n or jobs:
+        while start < n and len(jobs) < 2:
+            stop = min(start + ring, n)
+            jobs.append(queue.submit(video, start, driving.slice(start, stop), priority))
+            start = stop
+        job = jobs.pop(0)
+        for i, frame in enumerate(job.result(token)):
+            sink(job.start + i, frame)
+
+
 def slot_render(animator: LivePortraitAnimator, source, driving, ring_frames: int, fps: int = 24,
                 encode: bool = False, label: str = "") -> Timing:
-    """A whole slot through vortex.engine.render.stream_frames (ring on the device → host → sink), once warm."""
+    """A whole slot through the engine's render queue (ring on the device → host → sink), once warm."""
     n = driving.n_frames
-    track = animator.track(source, driving)
     size = animator.output_size
-    ring = torch.empty(ring_frames, 3, size, size, dtype=torch.uint8, device=animator.device)
-    with tempfile.TemporaryDirectory(prefix="vortex-render-") as tmp:
-        def run() -> None:
-            if not encode:
-                stream_frames(track, n, ring, lambda i, frame: None)
-                return
-            with Mp4Writer(Path(tmp) / "slot.mp4", width=size, height=size, fps=fps, sample_rate=SAMPLE_RATE) as w:
-                w.write_audio(np.zeros(n * SAMPLE_RATE // fps, dtype=np.float32))
-                stream_frames(track, n, ring, lambda i, frame: w.write_frame(frame))
+    queue = RenderQueue(torch.empty(ring_frames, 3, size, size, dtype=torch.uint8, device=animator.device), None, True)
+    video = _video(animator, source)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vortex-render-") as tmp:
+            def run() -> None:
+                if not encode:
+                    _stream(queue, video, driving, lambda i, frame: None)
+                    return
+                with Mp4Writer(Path(tmp) / "slot.mp4", width=size, height=size, fps=fps, sample_rate=SAMPLE_RATE) as w:
+                    w.write_audio(np.zeros(n * SAMPLE_RATE // fps, dtype=np.float32))
+                    _stream(queue, video, driving, lambda i, frame: w.write_frame(frame))
 
-        what = "render + H.264 encode (overlapped)" if encode else "render → host, no encode"
-        t = time_calls(f"{n}-frame slot, {what}{label}", run, device=animator.device, repeat=1, warmup=1)
+            what = "render + H.264 encode (overlapped)" if encode else "render → host, no encode"
+            t = time_calls(f"{n}-frame slot, {what}{label}", run, device=animator.device, repeat=1, warmup=1)
+    finally:
+        queue.close()
     return per_frame(t, n, f"; batch {animator.cfg.batch_frames}, ring {ring_frames}")
+
+
+def concurrent_streams(animator: LivePortraitAnimator, sources: list, driving, streams=(1, 4, 16),
+                       frames: int = 96) -> list[Timing]:
+    """N slots streaming at once (one thread each, as N channels would), through one render queue
+    whose ring holds batch_frames x N frames: the queue batches the streams' frames into shared
+    W + G calls (render_many). Frames per second of all streams together, no encode."""
+    import threading
+
+    out = []
+    size, batch = animator.output_size, animator.cfg.batch_frames
+    part = driving.slice(0, min(frames, driving.n_frames))
+    for n in streams:
+        queue = RenderQueue(torch.empty(batch * n, 3, size, size, dtype=torch.uint8, device=animator.device), None, True)
+        videos = [_video(animator, sources[i % len(sources)]) for i in range(n)]
+
+        def run() -> None:
+            threads = [threading.Thread(target=_stream, args=(queue, v, part, lambda i, f: None)) for v in videos]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        try:
+            t = time_calls(f"{n} concurrent stream(s), {part.n_frames} frames each", run, device=animator.device,
+                           repeat=1, warmup=1)
+        except torch.OutOfMemoryError as exc:
+            out.append(Timing(f"{n} concurrent stream(s)", _nan(), note=f"out of memory: {str(exc).splitlines()[0]}"))
+            torch.cuda.empty_cache()
+            continue
+        finally:
+            queue.close()
+        total = part.n_frames * n
+        ms = t.ms.p50 / total
+        out.append(Timing(t.label, t.ms, t.peak_allocated, t.peak_reserved,
+                          f"{1000 / ms:.0f} frames/s in all, {queue.jobs_rendered / max(queue.batches, 1):.1f} "
+                          f"streams a call, ring {batch * n}"))
+    return out
 
 
 def frame_by_frame(animator: LivePortraitAnimator, source, rows: DrivingRows, frames: int, label: str,

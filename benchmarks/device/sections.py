@@ -286,6 +286,10 @@ def liveportrait_section(check: "Check", pipeline: "VortexPipeline", cfg: Vortex
     timings += render.batch_sweep(animator, source, rows, batches)
     timings.append(render.slot_render(animator, source, driving, cfg.buffers.video.ring_frames, fps, encode=False))
     timings.append(render.slot_render(animator, source, driving, cfg.buffers.video.ring_frames, fps, encode=True))
+    # Streaming: several slots at once through one render queue (the road to many channels a GPU).
+    others = [animator.prepare(np.ascontiguousarray(np.roll(portrait, 16 * k, axis=1))) for k in range(4)]
+    timings += render.concurrent_streams(animator, [source] + others, driving,
+                                         streams=(1, 4, 16) if not check.dry_run else (1, 4), frames=96 if gpu else 8)
     fbf = 24 if not check.dry_run else 4
     timings.append(render.frame_by_frame(animator, source, rows, fbf, f"{str(dtype).split('.')[-1]}"))
     # fp32, frame by frame: the slow baseline of the fast path

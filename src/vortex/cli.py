@@ -256,7 +256,7 @@ class _ProgressPrinter:
             what = f"chunk {d['index']} ({d['seconds']:.2f} s of speech at {d['start_s']:.2f} s): {d['text'][:48]!r}"
         elif event.kind == "chunk_checked":
             verdict = "ok" if d["passed"] else "NOT HEARD"
-            what = f"sentence {d['sentence']} heard, WER {d['wer']:.2f} {verdict}"
+            what = f"sentence {'+'.join(map(str, d['sentences']))} heard, WER {d['wer']:.2f} {verdict}"
         else:
             what = {"phase_started": "started", "phase_done": "done", "phase_failed": "failed",
                     "first_frame": "first frame", "first_audio": "first audio"}[event.kind]

@@ -76,8 +76,9 @@ class VerificationReport:
                 wer = "no words" if s.wer is None else f"word error rate {s.wer:.2f}"
                 reasons.append(f"speech: {wer} above {s.max_wer:.2f} (heard: {s.transcript[:80]!r})")
             for x in lost:
-                reasons.append(f"speech: sentence {x['sentence']} has word error rate {x['wer']:.2f}, above the "
-                               f"per-sentence {s.max_sentence_wer:.2f} ({x['errors']} of {x['words']} words lost)")
+                which = "sentence " + "+".join(str(k) for k in x["sentences"])
+                reasons.append(f"speech: {which} has word error rate {x['wer']:.2f}, above the per-sentence "
+                               f"{s.max_sentence_wer:.2f} ({x['errors']} errors in {x['words']} words)")
         return reasons
 
 
@@ -115,6 +116,7 @@ class GenerationResult:
     recipe_sha256: str = ""
     proof: Optional[dict[str, str]] = None
     report_path: Optional[Path] = None  # the sidecar written (OUT.json, or OUT.failed.json for a failed slot)
+    replica: Optional[dict[str, Any]] = None  # where it ran, when an engine spreads slots (vortex.serving); None: here
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the media arrays, as JSON-ready values (the MP4's sidecar)."""

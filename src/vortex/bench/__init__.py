@@ -22,7 +22,7 @@ import importlib
 
 _EXPORTS = {
     "stats": ("PERCENTILES", "PERCENTILE_METHOD", "Percentiles", "nearest_rank"),
-    "report": ("FIRST_FRAME", "GIB", "TOTAL", "BenchReport", "LoadFigure", "SlotSample"),
+    "report": ("FIRST_AUDIO", "FIRST_FRAME", "GIB", "TOTAL", "BenchReport", "LoadFigure", "SlotSample"),
     "recipes": ("BENCH_PROMPT", "BENCH_SCRIPT", "DEFAULT_DURATION_CPU", "DEFAULT_DURATION_GPU", "WORDS_PER_SECOND",
                 "bench_recipe", "default_duration", "with_duration"),
     "run": ("SlotCallback", "run_bench"),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 GIB = 2**30
 FIRST_FRAME = "first frame"  # the row name of the first-frame latency
+FIRST_AUDIO = "first audio"  # ... and of the first chunk of speech
 TOTAL = "total"  # the row name of the whole slot
 
 
@@ -36,6 +37,7 @@ class SlotSample:
     generation_time_ms: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     first_frame_ms: Optional[float] = None
+    first_audio_ms: Optional[float] = None
     voice_actor_overlap_ms: Optional[float] = None  # how long voice and actor ran at the same time
     vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)
     error: Optional[str] = None
@@ -55,7 +57,8 @@ class SlotSample:
         return cls(
             slot_id=result.slot_id, seed=result.seed, success=result.success, duration_sec=duration_sec,
             generation_time_ms=result.generation_time_ms, timings_ms=dict(result.timings_ms),
-            first_frame_ms=result.first_frame_ms, voice_actor_overlap_ms=_overlap_ms(result.spans_ms),
+            first_frame_ms=result.first_frame_ms, first_audio_ms=result.first_audio_ms,
+            voice_actor_overlap_ms=_overlap_ms(result.spans_ms),
             vram_peaks={k: dict(v) for k, v in result.vram_peaks.items()},
             error=result.error_msg, failed_phase=result.failed_phase, **_check_figures(result),
         )
@@ -138,9 +141,10 @@ class BenchReport:
             names += [n for n in s.timings_ms if n not in names]
         rows = {n: Percentiles.of([s.timings_ms[n] for s in ok if n in s.timings_ms]) for n in names}
         rows[TOTAL] = Percentiles.of([s.generation_time_ms for s in ok])
-        firsts = [s.first_frame_ms for s in ok if s.first_frame_ms is not None]
-        if firsts:
-            rows[FIRST_FRAME] = Percentiles.of(firsts)
+        for row, attr in ((FIRST_AUDIO, "first_audio_ms"), (FIRST_FRAME, "first_frame_ms")):
+            firsts = [getattr(s, attr) for s in ok if getattr(s, attr) is not None]
+            if firsts:
+                rows[row] = Percentiles.of(firsts)
         return rows
 
     def voice_actor_overlap(self) -> Optional[Percentiles]:

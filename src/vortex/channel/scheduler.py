@@ -1,37 +1,27 @@
-"""The channel scheduler: air times, lookahead, retries, fillers, and the order of appends.
+"""The channel runner: its two threads, its files and the order of appends. What it decides (air
+times and deadlines, retries, skips, fillers, a "now" start's preroll, where a restart resumes) is
+asked of policy.py, pure functions that carry the rules.
 
-Two threads. The generator (the caller's thread) owns the engine and makes slots one at a time,
-in order: slot k airs at its epoch's start + the durations of the slots before it; its deadline
-is its air time − ``margin_sec``; each attempt gets the time left to the deadline, a failed one is
-retried with seed + 1 while time and ``max_attempts`` allow (an ``input`` error never: the same
-recipe fails the same way), and otherwise the slot's air time is given to the filler. An attempt
-that recent slots say cannot finish in the time left (median seconds per slot second x duration)
-is not started ("skipped" in the record): its engine time goes to the next slot instead. Since a
-slot starts only after the one before it is decided, and deadlines grow with air times, every
-slot is decided before its air time: never a gap. With ``--pace realtime`` at most ``lookahead``
-made slots wait for their air time (fillers cost nothing and do not count).
+The generator (the caller's thread) owns the engine and makes slots one at a time, in order, each
+within its deadline; a slot that is not made gets a filler. Since a slot starts only after the one
+before it is decided, and deadlines grow with air times, every slot is decided before its air
+time: never a gap. With ``--pace realtime`` at most ``lookahead`` made slots wait for their air
+time (fillers cost nothing and do not count).
 
 The appender thread owns the ``HlsChannelWriter`` and appends decided slots in order. With
 ``realtime`` it hands every frame over one part (``part_seconds``) before its air time
 (pacing.py), so the published stream (LL-HLS parts, published as they are encoded) runs at most
 about a part ahead of the wall clock; with ``asap`` it appends at once (tests, batch runs).
 
-Schedules and restarts (``DIR/channel.json``, see records.py): ``start: now`` airs the first slot
-once it is ready (asap) or once the ``lookahead - 1`` slots after it can be made too, judged by
-its own cost (realtime: the preroll). A restart resumes at the first slot none of whose frames the playlist
-lists (a slot half listed when the process died counts as aired) with a new epoch: it keeps the
-old timetable if the next slot's deadline is still ahead, else starts anew as "now"; with
-``asap`` the timetable always continues. ``HlsChannelWriter.resume`` marks the DISCONTINUITY.
-
-``--pace asap`` runs ahead of any clock, so air-time deadlines do not apply there: each attempt
-gets the profile's ``generation_timeout_sec``; air times are still computed (the program
-date-times) and lead times recorded.
+A restart (``DIR/channel.json``, see records.py) resumes with a new epoch;
+``HlsChannelWriter.resume`` marks the DISCONTINUITY. ``--pace asap`` runs ahead of any clock:
+each attempt gets the profile's ``generation_timeout_sec``; air times are still computed (the
+program date-times) and lead times recorded.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import queue
 import threading
 import time
@@ -39,21 +29,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import VortexError
-from . import filler
+from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
 from .hls import HlsChannelWriter
 from .pacing import WallClockPacer
 from .playlist import PLAYLIST_NAME, read_playlist
+from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
-
-Pace = Literal["realtime", "asap"]
-MIN_ATTEMPT_SEC = 1.0  # an attempt with less time than this left cannot make even a 1 s CPU slot
-NO_RETRY = ("input", "cancelled")  # the same recipe fails the same way; a cancel means stop
-SEED_SPACE = 2**63  # the recipe's seed range
-COST_HISTORY = 5  # successful attempts whose seconds-per-slot-second estimate the next one's cost
 
 
 @dataclass(frozen=True)
@@ -83,7 +68,7 @@ def _now() -> datetime:
 
 
 class ChannelRunner:
-    """Runs ``definition`` through ``engine`` (a ``VortexPipeline``: ``run(request, on_event)``, ``cancel(id)``)."""
+    """Runs ``definition`` through ``engine`` (a ``vortex.engine.Engine``), its slots at channel priority."""
 
     def __init__(self, definition: ChannelDefinition, engine: Any, options: RunOptions,
                  generation_timeout_sec: float, say: Callable[[str], None] = print,
@@ -103,6 +88,10 @@ class ChannelRunner:
         self._error: Optional[BaseException] = None
         self.appended = 0  # slots appended in this run
         self._costs: list[float] = []  # attempt seconds / slot seconds of recent successes
+        self.state: Optional[ChannelState] = None  # channel.json, once run() has read or made it
+        self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
+        self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
+        self._ended = False  # the generator reached the end of the list or max_slots (a stop is no end)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -116,14 +105,13 @@ class ChannelRunner:
     def snapshot(self) -> Optional[ChannelState]:
         """A consistent copy of the state for the service's pages (None before the run prepared it)."""
         with self._lock:
-            state = getattr(self, "state", None)
-            return None if state is None else copy.deepcopy(state)
+            return None if self.state is None else copy.deepcopy(self.state)
 
     def run(self) -> ChannelState:
         self.out.mkdir(parents=True, exist_ok=True)
         self.slots_dir.mkdir(exist_ok=True)
         index = self._prepare()
-        if self.state.ended and self.options.max_slots is not None and index >= self.options.max_slots:
+        if self.state.ended and not policy.more_to_air(index, self.options.max_slots):
             self.say(f"channel {self.definition.name}: {index} slots already aired and the playlist ended; nothing to do")
             return self.state
         appender = threading.Thread(target=self._append_loop, name="channel-appender", daemon=True)
@@ -151,9 +139,11 @@ class ChannelRunner:
             old = {k: getattr(state, k) for k in shape}
             if old != shape:
                 raise VortexError(f"{self.out} holds a stream of {old}; this run would make {shape}: use another --out")
-            listed = read_playlist(self.out).listed_frames(d.fps)  # segments and the parts of an open one
-            # A slot with any frame listed aired (part of it, at worst); the rest is made anew.
-            index = sum(1 for r in state.slots if r.first_frame is not None and r.first_frame < listed)
+            playlist = read_playlist(self.out)  # its segments, and the listed parts of one still open
+            durations = [g.duration_sec for g in playlist.segments]
+            durations += [p.duration_sec for p in (playlist.open.parts if playlist.open else ())]
+            listed = policy.listed_frames(durations, d.fps)
+            index = policy.resume_index((r.first_frame for r in state.slots), listed)
             state.slots = state.slots[:index]
             self._resuming = True
         else:
@@ -163,41 +153,29 @@ class ChannelRunner:
             state = ChannelState(d.name, d.source, **shape)
             index, self._resuming = 0, False
         self.state = state
-        self._next_air = self._epoch_start(index)
+        last = state.record(index - 1)
+        previous_end = None
+        if last is not None and last.air_time is not None:
+            previous_end = policy.air_after(parse_iso(last.air_time), last.duration_sec)
+        self._next_air = policy.epoch_start(previous_end, d.start, d.margin_sec, o.pace, _now(), d.source)
         state.epochs.append(Epoch(index, iso(self._next_air), self._resuming, iso(_now())))
-        if state.last_good is not None and (state.last_good >= index or not self._mp4(state.last_good).is_file()):
-            # Made but never appended (it is made again, into the same file name), or gone.
-            state.last_good = None
+        good = state.last_good
+        state.last_good = policy.kept_last_good(good, index, good is not None and self._mp4(good).is_file())
         if state.last_good is not None:
             self._refs[state.last_good] += 1
-        for stale in self.slots_dir.glob("slot-*"):  # MP4s of slots that never aired
-            if state.last_good is None or not stale.name.startswith(f"slot-{state.last_good:05d}."):
-                stale.unlink(missing_ok=True)
-        if self.options.max_slots is None or index < self.options.max_slots:
+        stale = policy.stale_slot_files((p.name for p in self.slots_dir.glob("slot-*")), state.last_good)
+        for name in stale:  # MP4s of slots that never aired
+            (self.slots_dir / name).unlink(missing_ok=True)
+        if policy.more_to_air(index, o.max_slots):
             state.ended = False
         self._save()
         return index
 
-    def _epoch_start(self, index: int) -> Optional[datetime]:
-        d, now = self.definition, _now()
-        last = self.state.record(index - 1)
-        if last is not None and last.air_time is not None:
-            follow = parse_iso(last.air_time) + timedelta(seconds=last.duration_sec)
-            if self.options.pace == "asap" or follow - timedelta(seconds=d.margin_sec) > now:
-                return follow
-            return None  # the old timetable is gone: air again as soon as a slot is ready
-        if d.start is None:
-            return None  # "now": the first slot airs the moment it is ready
-        if self.options.pace == "realtime" and d.start - timedelta(seconds=d.margin_sec) <= now:
-            raise ChannelError(d.source, "start", f"{d.start.isoformat()} minus margin_sec is already past: "
-                               "use 'now' or a later time")
-        return d.start
-
     # -- the generator ---------------------------------------------------------------------------
 
     def _generate_loop(self, index: int) -> None:
-        d, max_slots = self.definition, self.options.max_slots
-        while not self._stop.is_set() and (max_slots is None or index < max_slots):
+        d = self.definition
+        while not self._stop.is_set() and policy.more_to_air(index, self.options.max_slots):
             slot = d.slot_at(index)
             if slot is None:
                 break  # the list is done and does not loop
@@ -205,10 +183,8 @@ class ChannelRunner:
                 break
             record = SlotRecord(index, slot.position, slot.source, slot.duration_sec, slot.n_frames,
                                 air_time=iso(self._next_air))
-            deadline = None
-            if self.options.pace == "realtime" and self._next_air is not None:
-                deadline = self._next_air - timedelta(seconds=d.margin_sec)
-                record.deadline = iso(deadline)
+            deadline = policy.deadline_for(self._next_air, d.margin_sec, self.options.pace)
+            record.deadline = iso(deadline)
             with self._lock:
                 self.state.slots.append(record)
             ok = self._make(slot.recipe, record, deadline)
@@ -220,41 +196,35 @@ class ChannelRunner:
         self._ended = not self._stop.is_set()
 
     def _wait_for_lookahead(self, index: int) -> bool:
-        """Realtime: at most ``lookahead`` made slots wait for their air time. A filler costs no engine
-        time and does not count, so after a slot that was filled the next one starts at once."""
+        """Realtime: wait while ``lookahead`` made slots wait for air (False: stopped meanwhile)."""
         if self.options.pace != "realtime":
             return True
         while True:
             now = _now()
             with self._lock:
-                ahead = sorted(t for t in (parse_iso(r.air_time) for r in self.state.slots if r.decision == "aired")
-                               if t > now)
-            if len(ahead) < self.definition.lookahead:
+                aired = [parse_iso(r.air_time) for r in self.state.slots if r.decision == "aired"]
+            wait = policy.lookahead_wait(aired, now, self.definition.lookahead)
+            if wait is None:
                 return True
-            if self._stop.wait((ahead[0] - now).total_seconds()):
+            if self._stop.wait(wait):
                 return False
 
     def _make(self, recipe, record: SlotRecord, deadline: Optional[datetime]) -> bool:
-        from ..engine.requests import SlotRequest
+        from ..engine.requests import Priority, SlotRequest
 
-        seed = recipe.slot_params.seed
-        if seed is None:  # a stable seed per channel slot: a rerun makes the same slot
-            digest = hashlib.sha256(f"{self.definition.name}/{record.index}".encode()).digest()
-            seed = int.from_bytes(digest[:8], "big") % SEED_SPACE
+        seed = policy.slot_seed(self.definition.name, record.index, recipe.slot_params.seed)
         for _ in range(self.definition.max_attempts):
-            left = None if deadline is None else (deadline - _now()).total_seconds()
-            if left is not None and left < MIN_ATTEMPT_SEC:
+            left = policy.seconds_left(deadline, _now())
+            need = policy.expected_seconds(self._costs, record.duration_sec)
+            verdict = policy.attempt_verdict(left, need)
+            if verdict == "too_late":
                 break
-            need = self._expected_seconds(record.duration_sec)
-            if left is not None and need is not None and need > left:
-                # It would miss its deadline anyway: the filler airs now, and the engine's time goes
-                # to the next slot, whose deadline is a slot duration further away.
+            if verdict == "skip":
                 with self._lock:
-                    record.attempts.append(Attempt(seed, "skipped", "deadline", f"an attempt takes about {need:.1f} s "
-                                                   f"(recent slots); {left:.1f} s were left", 0.0))
+                    record.attempts.append(Attempt(seed, "skipped", "deadline", policy.skip_reason(need, left), 0.0))
                     self._save()
                 break
-            request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed,
+            request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
                                   deadline_s=self.timeout if left is None else left, output=self._mp4(record.index))
             self._current_request = request.id
             if self._stop.is_set():
@@ -264,7 +234,7 @@ class ChannelRunner:
                 result = self.engine.run(request, on_event=None)
             finally:
                 self._current_request = None
-            replica = getattr(result, "replica", None)  # a RayEngine's result says which replica ran it
+            replica = result.replica  # a RayEngine's result says which replica ran it
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
                               result.error_msg, round(time.monotonic() - began, 3),
                               replica.get("id") if isinstance(replica, dict) else None)
@@ -272,52 +242,28 @@ class ChannelRunner:
                 record.attempts.append(attempt)
                 self._save()
             if result.success:
-                self._costs = (self._costs + [attempt.seconds / record.duration_sec])[-COST_HISTORY:]
+                self._costs = policy.remember_cost(self._costs, attempt.seconds, record.duration_sec)
                 return True
-            if result.error_kind in NO_RETRY or self._stop.is_set():
+            if not policy.may_retry(result.error_kind) or self._stop.is_set():
                 break
-            seed = (int(result.seed) + 1) % SEED_SPACE
+            seed = policy.retry_seed(result.seed)
         return False
-
-    def _preroll_seconds(self, index: int) -> float:
-        """Realtime, "now": how long the first slot waits for air, so that the next ``lookahead - 1``
-        slots are made before it ends. Airing it at once leaves slot 2 its predecessor's duration
-        minus the margin: measured on cpu-preview (2 cores), a 6 s slot then a 5 s one made in 5.7 s
-        with 4.0 s left, so the second slot aired as a filler; the first slot's own cost (its warm-up
-        included) estimates the rest."""
-        if self.options.pace != "realtime" or not self._costs:
-            return 0.0
-        following = (self.definition.slot_at(index + k) for k in range(1, self.definition.lookahead))
-        return self._costs[-1] * sum(s.duration_sec for s in following if s is not None)
-
-    def _expected_seconds(self, duration: float) -> Optional[float]:
-        """A new attempt's likely time: the median recent cost x the slot's duration (None: no history)."""
-        if not self._costs:
-            return None
-        return sorted(self._costs)[len(self._costs) // 2] * duration
 
     def _decide(self, record: SlotRecord, ok: bool) -> None:
         now = _now()
-        ready = now.replace(microsecond=now.microsecond // 1000 * 1000)  # channel.json keeps milliseconds
         with self._lock:
+            record.decision, record.filler_of = policy.decision_for(ok, self.definition.filler, self.state.last_good)
             if ok:
-                record.decision = "aired"
                 if self.state.last_good is not None:
                     self._release(self.state.last_good)
                 self.state.last_good = record.index
                 self._refs[record.index] += 1
-            elif self.definition.filler == "last_good" and self.state.last_good is not None:
-                record.decision, record.filler_of = "filler:last_good", self.state.last_good
-            else:
-                record.decision = "filler:standby"
-            if self._next_air is None:  # "now": the epoch airs once the lookahead can be made
-                start = ready + timedelta(seconds=self._preroll_seconds(record.index))
-                self._next_air = start.replace(microsecond=start.microsecond // 1000 * 1000)
-                record.air_time = iso(self._next_air)
-                self.state.epochs[-1].start = record.air_time
-            air = parse_iso(record.air_time)
-            record.ready_at, record.lead_time_sec = iso(ready), round((air - ready).total_seconds(), 3) + 0.0
-            self._next_air = air + timedelta(seconds=record.duration_sec)
+            preroll = self._preroll_seconds(record.index) if self._next_air is None else 0.0
+            times = policy.air_times(now, self._next_air, record.duration_sec, preroll)
+            if times.epoch_started:  # "now": the epoch airs once the lookahead can be made
+                self.state.epochs[-1].start = iso(times.air)
+            record.air_time, record.ready_at, record.lead_time_sec = iso(times.air), iso(times.ready), times.lead_sec
+            self._next_air = times.next_air
             self._save()
         last = record.attempts[-1] if record.attempts else None
         why = "" if ok or last is None else f" ({last.error_kind}: {(last.error or '')[:120]})"
@@ -327,15 +273,16 @@ class ChannelRunner:
         if self.on_record is not None:
             self.on_record(record, "decided")
 
+    def _preroll_seconds(self, index: int) -> float:
+        following = (self.definition.slot_at(index + k) for k in range(1, self.definition.lookahead))
+        return policy.preroll_seconds(self.options.pace, self._costs,
+                                      (s.duration_sec for s in following if s is not None))
+
     def _source_of(self, record: SlotRecord) -> tuple[str, Optional[int]]:
-        if record.decision == "aired":
-            source, kind = record.index, "aired"
-        elif record.decision == "filler:last_good":
-            source, kind = record.filler_of, "last_good"
-        else:
-            return "standby", None
-        with self._lock:
-            self._refs[source] += 1
+        kind, source = policy.source_of(record.decision, record.index, record.filler_of)
+        if source is not None:
+            with self._lock:
+                self._refs[source] += 1
         return kind, source
 
     def _put(self, item) -> None:

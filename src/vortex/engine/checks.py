@@ -23,6 +23,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..asr.check import MIN_JUDGED_WORDS
+from ..asr.normalize import normalize_words
 from ..config import MINIATURE, VortexConfig
 from .cancel import CancelToken
 from .portrait import ActorPortrait
@@ -64,7 +66,11 @@ class FrameChecks:
     """A sink: the face checks and CLIP's samples, taken as the frames pass."""
 
     def __init__(self, cfg: VortexConfig, analyzer: Any, portrait: ActorPortrait, n_frames: int,
-                 clip_indices: list[int], turn: Callable[[], None], token: CancelToken):
+                 clip_indices: list[int], turn: Callable[[], None], token: CancelToken,
+                 chunk_frames: Optional[dict[int, int]] = None,
+                 on_chunk_frame: Optional[Callable[[dict], None]] = None):
+        """`chunk_frames` ({frame: chunk}): one frame per chunk of speech whose identity is measured
+        as it passes and told to `on_chunk_frame` (a live insert's delay line waits for it)."""
         from ..faces import IdentityMeter, LipSyncMeter
 
         v = cfg.verification
@@ -72,8 +78,10 @@ class FrameChecks:
         self.faces = face_judgement(cfg, portrait)
         self.lip = lip_judgement(cfg, self.faces)
         framed = portrait.framing is not None and analyzer is not None
-        self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance) \
-            if framed else None
+        self.chunk_frames = dict(chunk_frames or {}) if framed else {}
+        self.on_chunk_frame = on_chunk_frame
+        self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance,
+                                      extra=tuple(self.chunk_frames)) if framed else None
         self.lips = LipSyncMeter(analyzer, n_frames, step=v.lip_sync_step, box_hint=portrait.framing.box) \
             if framed and cfg.pipeline.animation != "still" else None
         self.clip_indices = set(clip_indices)
@@ -152,6 +160,11 @@ class FrameChecks:
                 self.turn()
                 if self.identity is not None and self.identity.wants(index):
                     self.identity.measure(index, frame)
+                    if index in self.chunk_frames and self.on_chunk_frame is not None:
+                        d = self.identity.distances.get(index)
+                        self.on_chunk_frame({"chunk": self.chunk_frames[index], "frame": index, "distance": d,
+                                             "passed": d is not None and d < self.identity.max_distance,
+                                             "enforced": self.faces.enforced})
                 if self.lips is not None and self.lips.wants(index):
                     self.lips.measure(index, frame)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the slot's thread by finish()
@@ -162,10 +175,14 @@ class FrameChecks:
 class SpeechChecks:
     """The speech check riding the voice: sentences transcribed in windows of at least
     `verification.speech_window_sec` of audio (a sentence never split), each window while the next
-    chunks are made; each sentence scored as soon as its window is heard."""
+    chunks are made; each sentence scored as soon as its window is heard.
+
+    `per_sentence` (a live insert, aired while it is made): a window closes at the first sentence
+    end that gives it enough words to be judged (4), so each sentence's verdict comes as early as
+    it can, whatever Whisper's cost per window."""
 
     def __init__(self, cfg: VortexConfig, transcriber: Any, plan: Any, submit: Callable[..., Future],
-                 turn: Callable[[], None], on_sentence: Callable[[dict], None]):
+                 turn: Callable[[], None], on_sentence: Callable[[dict], None], per_sentence: bool = False):
         v = cfg.verification
         self.cfg, self.transcriber, self.plan = cfg, transcriber, plan
         self.submit, self.turn, self.on_sentence = submit, turn, on_sentence
@@ -173,7 +190,8 @@ class SpeechChecks:
         self.texts = {c.sentence: c.text for c in plan.chunks}
         self.judge = speech_judgement(cfg)
         self.active = transcriber is not None and v.speech_check
-        self.window_samples = int(v.speech_window_sec * self.sample_rate)
+        self.window_samples = 0 if per_sentence else int(v.speech_window_sec * self.sample_rate)
+        self.min_words = MIN_JUDGED_WORDS if per_sentence else 0
         self._audio: list[np.ndarray] = []
         self._sentences: list[int] = []
         self._windows: list[Future] = []
@@ -186,7 +204,9 @@ class SpeechChecks:
             self._sentences.append(chunk.sentence)
         last = chunk.index + 1 == len(self.plan.chunks)
         sentence_ends = last or self.plan.chunks[chunk.index + 1].sentence != chunk.sentence
-        if sentence_ends and (last or sum(len(a) for a in self._audio) >= self.window_samples):
+        enough = (sum(len(a) for a in self._audio) >= self.window_samples
+                  and sum(len(normalize_words(self.texts[k])) for k in self._sentences) >= self.min_words)
+        if sentence_ends and (last or enough):
             audio, sentences = np.concatenate(self._audio), tuple(self._sentences)
             self._audio, self._sentences = [], []
             self._windows.append(self.submit(self._hear, audio, sentences))

@@ -267,8 +267,10 @@ class VortexPipeline:
         media = work.media = SinkSet(sinks + ([kept] if kept is not None else []))
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,
                               sample_rate=sr, n_frames=p.n_frames, n_samples=n_samples))
+        live = slot.request.priority is Priority.LIVE  # aired while it is made: every chunk judged at once
         speech = work.speech = SpeechChecks(cfg, c.transcriber, plan, self.workers.submit, lambda: self._turn(slot),
-                                            lambda s: slot.emit("chunk_checked", Phase.SPEECH_CHECK.value, **s))
+                                            lambda s: slot.emit("chunk_checked", Phase.SPEECH_CHECK.value, **s),
+                                            per_sentence=live)
 
         # 5. Stream: speech chunk by chunk, frames as soon as their motion is final.
         if not cfg.pipeline.parallel_audio_actor:  # the lower peak on a tight card: the actor first
@@ -281,7 +283,7 @@ class VortexPipeline:
         stream = SlotStream(slot, renderer=self.renderer, media=media, motion=motion, speech=speech,
                             waveform=waveform, speech_samples=plan.speech_samples, streaming=cfg.pipeline.streaming,
                             turn=lambda: self._turn(slot),
-                            make_checks=lambda portrait: self._frame_checks(slot, portrait, result),
+                            make_checks=lambda portrait: self._frame_checks(slot, portrait, result, plan if live else None),
                             on_actor=lambda: self._checkpoint(slot, Phase.VOICE_ACTOR.value))
         checks = work.checks = stream.run(chunks, actor)
         result.audio_waveform, result.n_frames, result.animation = waveform, p.n_frames, self.animation
@@ -361,11 +363,19 @@ class VortexPipeline:
         slot.end(Phase.ACTOR)
         return portrait, SlotVideo(animator, source, framing, image)
 
-    def _frame_checks(self, slot: Slot, portrait: ActorPortrait, result: GenerationResult) -> FrameChecks:
+    def _frame_checks(self, slot: Slot, portrait: ActorPortrait, result: GenerationResult,
+                      live_plan: Any = None) -> FrameChecks:
+        """The face checks and CLIP's samples; a live insert's plan adds one identity sample per chunk
+        of speech (its middle frame), told as a `frame_checked` event for the channel's delay line."""
         result.actor = portrait.summary()
-        p = slot.recipe.slot_params
+        p, sr = slot.recipe.slot_params, self.config.buffers.audio.sample_rate
+        chunk_frames = {} if live_plan is None else {
+            min(int((live_plan.chunk_starts[k] + live_plan.chunk_samples(k) / 2) * p.fps / sr), p.n_frames - 1): k
+            for k in range(len(live_plan.chunks))}
         return FrameChecks(self.config, self.components.faces, portrait, p.n_frames,
-                           self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot), slot.token)
+                           self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot), slot.token,
+                           chunk_frames=chunk_frames,
+                           on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
 
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:

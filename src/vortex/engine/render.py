@@ -81,6 +81,7 @@ class RenderQueue:
         self.crop_ring = crop_ring  # (R, 3, S, S) uint8, where faces are framed
         self.batch_streams = batch_streams
         self.batches = 0  # render calls made (a batch across streams counts once)
+        self.jobs_rendered = 0
         self.streams_batched = 0  # jobs that shared a call with another stream's
         self._jobs: list[RenderJob] = []
         self._cond = threading.Condition()
@@ -161,6 +162,7 @@ class RenderQueue:
         else:
             animator.render(*items[0])
         self.batches += 1
+        self.jobs_rendered += len(batch)
         offset = 0
         for job, (_, _, rendered) in zip(batch, items):
             out = self.ring[offset:offset + job.count]

@@ -65,7 +65,7 @@ class SpeechReport(CheckReport):
     max_wer: float = 0.0  # the threshold
     reference_words: int = 0
     seconds: float = 0.0  # time the transcription took
-    # each sentence's own WER ({"sentence", "words", "errors", "wer", "passed"}): speech that lost a
-    # sentence fails on that sentence even when the slot's WER is low
+    # each sentence's own WER ({"sentences", "words", "errors", "wer", "passed"}; a sentence under 3
+    # words is judged with its neighbour): speech that lost a sentence fails even when the slot's WER is low
     sentences: list[dict] = field(default_factory=list)
     max_sentence_wer: Optional[float] = None

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 EventKind = Literal[
     "phase_started", "phase_done", "phase_failed",
     "first_audio",  # the first chunk of speech exists: {"samples", "seconds"}
-    "chunk",  # a chunk of speech was made: {"index", "sentence", "text", "start_s", "seconds", "synth_ms"}
-    "chunk_checked",  # a sentence's speech was heard: {"sentence", "wer", "heard", "passed"}
+    "chunk",  # a chunk of speech was made: {"index", "of", "sentence", "text", "start", "samples" (in samples),
+    #           "start_s", "seconds", "synth_ms"}
+    "chunk_checked",  # a sentence's speech was heard: {"sentences", "words", "errors", "wer", "passed", "heard"}
+    "frame_checked",  # a live insert's chunk: its sampled frame's identity {"chunk", "frame", "distance", "passed"}
     "first_frame",
     "progress",  # once a second of video: {"frames", "total"}
     "result",  # the last event: the result's metadata
@@ -34,7 +36,8 @@ EventKind = Literal[
 class Priority(IntEnum):
     """Who goes first when several requests are in flight: a lower value first (see scheduling.py)."""
 
-    LIVE = 0  # a live insert on a channel: on air while it is made
+    LIVE = 0  # a live insert on a channel, aired while it is made: each chunk is judged at once
+    # (its sentences heard in their own window, one frame's identity) for the channel's delay line
     CHANNEL = 1  # a channel's next slot, made ahead of its air time
     JOB = 2  # a batch job (`vortex generate`, POST /v1/slots)
 

@@ -108,7 +108,8 @@ class SlotStream:
                    seconds=round(len(chunk.audio) / self.speech.sample_rate, 3))
         self.waveform[chunk.start:chunk.end] = chunk.audio
         self.motion.add_audio(chunk.audio)
-        record = {"index": chunk.index, "sentence": chunk.sentence, "text": chunk.text,
+        record = {"index": chunk.index, "of": len(self.speech.plan.chunks), "sentence": chunk.sentence,
+                  "text": chunk.text, "start": chunk.start, "samples": len(chunk.audio),
                   "start_s": round(chunk.start / self.speech.sample_rate, 3),
                   "seconds": round(len(chunk.audio) / self.speech.sample_rate, 3),
                   "synth_ms": round(chunk.synth_ms, 1), "at_ms": round(s.elapsed_ms(), 1)}

@@ -25,13 +25,15 @@ def sample_indices(n_frames: int, k: int) -> list[int]:
 
 
 class IdentityMeter:
-    """The identity check as the frames pass: the K sampled frames' descriptors are computed when
-    those frames are made; `report` judges them. Holds K distances, never the frames."""
+    """The identity check as the frames pass: the sampled frames' descriptors are computed when
+    those frames are made; `report` judges the K evenly spread ones. Holds distances, never frames.
+    `extra` frames are measured too (a live insert's one frame per chunk), outside the report."""
 
-    def __init__(self, analyzer: FaceAnalyzer, portrait: np.ndarray, n_frames: int, k: int, max_distance: float):
+    def __init__(self, analyzer: FaceAnalyzer, portrait: np.ndarray, n_frames: int, k: int, max_distance: float,
+                 extra: tuple[int, ...] = ()):
         self.analyzer, self.max_distance = analyzer, max_distance
         self.indices = sample_indices(n_frames, k)
-        self._wanted = set(self.indices)
+        self._wanted = set(self.indices) | set(extra)
         self.distances: dict[int, Optional[float]] = {}
         self.notes: list[str] = []
         portrait = as_rgb(portrait, "portrait")
@@ -62,7 +64,7 @@ class IdentityMeter:
                                   notes=["no face found in the source portrait: nothing to compare against"],
                                   frame_indices=self.indices, distances=[None] * len(self.indices),
                                   max_distance=self.max_distance)
-        missing = [i for i in self.indices if i not in self.distances]
+        missing = [i for i in self.indices if i not in self.distances]  # the report: the K spread frames only
         if missing:
             raise ValueError(f"identity: sampled frames {missing} were never measured")
         distances = [self.distances[i] for i in self.indices]

@@ -37,6 +37,15 @@ class DrivingSequence:
     def n_frames(self) -> int:
         return int(self.exp_delta.shape[0])
 
+    def slice(self, start: int, stop: int) -> "DrivingSequence":
+        """Frames start..stop-1 (a batch for the renderer)."""
+        return DrivingSequence(fps=self.fps, exp_delta=self.exp_delta[start:stop],
+                               rotation_delta=self.rotation_delta[start:stop],
+                               translation_delta=self.translation_delta[start:stop],
+                               scale_factor=self.scale_factor[start:stop], mouth_open=self.mouth_open[start:stop],
+                               eye_open=self.eye_open[start:stop], mouth_spread=self.mouth_spread[start:stop],
+                               mouth_round=self.mouth_round[start:stop], from_template=self.from_template)
+
     def __post_init__(self) -> None:
         n = self.exp_delta.shape[0]
         for name in ("mouth_spread", "mouth_round"):

@@ -97,7 +97,8 @@ def _usage(message: str) -> Exception:
 def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
     import uvicorn
 
-    from .app import ServiceState, create_app
+    from .app import create_app
+    from .deps import ServiceState
     from .events import EventHub
     from .metrics import ServiceMetrics
     from ..errors import VortexError
@@ -143,7 +144,7 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
 
     worker = Worker(make_engine, store, hub, metrics, data, on_fatal, concurrency=args.replicas)
     state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token)
-    from .channel_api import parse_channel
+    from .routers.channels import parse_channel
     from .channels import ChannelHost
 
     state.channels = ChannelHost(data, cfg, lambda: worker.engine, worker.engine_loaded, metrics,

@@ -20,27 +20,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from ..errors import EngineClosed, EngineDead
 from ..recipe import Recipe
-from ..engine.requests import SlotEvent, SlotRequest
+from ..engine.protocol import Engine
+from ..engine.requests import Priority, SlotEvent, SlotRequest
 from .events import END, EventHub
 from .metrics import ServiceMetrics
 from .store import DEFAULT_LEASE_S, Job, JobStore
 from .store_lease import LeaseKeeper
 
 log = logging.getLogger("vortex.service")
-
-
-class Engine(Protocol):
-    """What the worker needs of `vortex.engine.pipeline.VortexPipeline`."""
-
-    def run(self, request: SlotRequest, on_event: Optional[Callable[[SlotEvent], None]] = None) -> Any: ...
-
-    def cancel(self, request_id: str) -> bool: ...
-
-    def close(self) -> None: ...
 
 
 def job_dir(data: Path, job_id: str) -> Path:
@@ -173,7 +164,7 @@ class Worker:
             self._run(job)
             # A CUDA fault fails its slot (recorded as the engine said, so a job that faults the
             # device cannot loop) and leaves the engine dead: exit now, for a fresh process.
-            dead = getattr(self._engine, "dead", None)
+            dead = self._engine.dead
             if dead and not self.status.dead:
                 self.status.dead = dead
                 self._on_fatal(f"the engine is dead: {dead}")
@@ -206,7 +197,7 @@ class Worker:
         t0 = time.monotonic()
         try:
             recipe = Recipe.from_dict(job.recipe, source=f"job {job.id}")
-            request = SlotRequest(recipe=recipe, id=job.id, seed=job.seed, output=out / "video.mp4")
+            request = SlotRequest(recipe=recipe, id=job.id, seed=job.seed, output=out / "video.mp4", priority=Priority.JOB)
             with self._lease(job):
                 result = self._engine.run(request, on_event=lambda ev: self._on_event(job.id, ev))
         except EngineDead as exc:
@@ -253,7 +244,7 @@ class Worker:
             self.store.requeue(job.id)  # shutdown's cancel, not the client's: the next process runs it
             self._end(job.id)
             return
-        replica = getattr(result, "replica", None) or {"id": "local", "host": socket.gethostname(), "pid": os.getpid()}
+        replica = result.replica or {"id": "local", "host": socket.gethostname(), "pid": os.getpid()}
         self.store.set_replica(job.id, json.dumps(replica, separators=(",", ":"), default=str))
         state = "succeeded" if result.success else ("cancelled" if cancelled else "failed")
         error = None if result.success else {"kind": result.error_kind, "phase": result.failed_phase,

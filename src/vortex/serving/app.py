@@ -42,7 +42,8 @@ def build_app(args: dict[str, Any]) -> Application:
     """The application for `args` (a dict, as a Serve config passes it, or an `AppArgs`)."""
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
     cfg = resolve_config(a.profile, a.config, a.config_path)  # a bad profile fails here, not in every replica
-    options: dict[str, Any] = {"num_replicas": a.replicas, "ray_actor_options": actor_options(cfg, a.env)}
+    options: dict[str, Any] = {"num_replicas": a.replicas, "ray_actor_options": actor_options(cfg, a.env),
+                               "max_ongoing_requests": cfg.pipeline.max_in_flight}
     if a.health_check_period_s is not None:
         options["health_check_period_s"] = a.health_check_period_s
     return VortexReplica.options(**options).bind(profile=a.profile, config=a.config, config_path=a.config_path)

@@ -1,9 +1,11 @@
 """The Ray Serve deployment: one replica holds one `VortexPipeline` (one GPU on a GPU profile).
 
-`max_ongoing_requests=1`: the engine runs one slot at a time, so a second request waits in Serve's
-router for a free replica instead of queueing behind a busy one. Handlers are async (one event
-loop per replica) and run the blocking `engine.run` in a thread, so the loop stays free for
-health checks and for the cancellation of the slot in flight.
+`max_ongoing_requests` is the profile's `pipeline.max_in_flight` (`build_app` sets it): a replica
+streams several slots at once and serves them by priority (live, channel, job: a channel slot that
+lands on a replica busy with a job goes first, chunk by chunk), and frames of concurrent slots
+share the animator's batches. Requests beyond that wait in Serve's router. Handlers are async (one
+event loop per replica) and run the blocking `engine.run` in a thread, so the loop stays free for
+health checks and for the cancellation of the slots in flight.
 
 A replica whose engine is closed or dead (a CUDA fault) fails `check_health`; Serve then replaces
 it with a fresh process. Until it does, such a replica refuses slots before accepting them, so the
@@ -76,7 +78,7 @@ def actor_options(cfg: VortexConfig, env: Optional[dict[str, str]] = None) -> di
 
 @serve.deployment(
     name="VortexReplica",
-    max_ongoing_requests=1,
+    max_ongoing_requests=1,  # build_app sets the profile's pipeline.max_in_flight
     health_check_period_s=5.0,  # the check reads two flags: cheap
     health_check_timeout_s=30.0,
     graceful_shutdown_timeout_s=60.0,  # a redeploy or scale-down lets the running slot finish first
@@ -90,7 +92,7 @@ class VortexReplica:
         self.engine = build_engine(cfg)  # this process owns its engine: malloc arenas, TF32
         self.identity = replica_identity(serve.get_replica_context().replica_id.unique_id)
         self.identity.update(profile=cfg.profile, generation_timeout_sec=cfg.pipeline.generation_timeout_sec)
-        self.running: Optional[str] = None
+        self.running: list[str] = []  # the request ids in flight
         self.served = 0
         self.cancelled = 0
         self._workdir = _fresh_workdir()
@@ -106,9 +108,10 @@ class VortexReplica:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         job: Optional[asyncio.Future] = None
+        request = None
         try:
             request = decode_request(payload, workdir)
-            self.running = request.id
+            self.running.append(request.id)
             job = loop.run_in_executor(None, self.engine.run, request,
                                        lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev))
             # Queued after every event: the engine emits them all before run() returns.
@@ -126,7 +129,8 @@ class VortexReplica:
                 await self._stop(request.id, job)
             raise
         finally:
-            self.running = None
+            if request is not None and request.id in self.running:
+                self.running.remove(request.id)
             shutil.rmtree(workdir, ignore_errors=True)
 
     async def _stop(self, request_id: str, job: asyncio.Future) -> None:
@@ -141,7 +145,7 @@ class VortexReplica:
     # ---- control --------------------------------------------------------------------------------
     async def identify(self) -> dict[str, Any]:
         """Who this replica is and what it is doing (the tests, and an operator's `replicas()`)."""
-        return {**self.identity, "running": self.running, "served": self.served, "cancelled": self.cancelled,
+        return {**self.identity, "running": list(self.running), "served": self.served, "cancelled": self.cancelled,
                 "closed": self.engine.closed, "dead": self.engine.dead}
 
     async def close_engine(self) -> None:

@@ -1,4 +1,5 @@
-"""`RayEngine`: the service worker's `Engine` (run / cancel / close) on a Ray Serve deployment.
+"""`RayEngine`: the `vortex.engine.Engine` protocol (run / cancel / close / closed / dead) on a Ray
+Serve deployment.
 
 `run(request, on_event)` blocks the calling thread like `VortexPipeline.run`, and is thread-safe:
 N threads calling it at once use N replicas (each replica takes one slot at a time; a request
@@ -90,6 +91,10 @@ class RayEngine:
     def dead(self) -> Optional[str]:
         """Set when the Serve application is gone: restart the process (the worker reads it)."""
         return self._dead
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ---- the Engine protocol ----------------------------------------------------------------------
     def run(self, request: SlotRequest, on_event: Optional[EventFn] = None) -> RemoteResult:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..recipe import Recipe
-from ..engine.requests import SlotRequest
+from ..engine.requests import Priority, SlotRequest
 
 FILE_FIELDS = ("actor_image", "driving_source")
 MIN_BUDGET_S = 0.05  # a request whose time ran out in the queue still reaches the engine, which fails it as "deadline"
@@ -50,6 +50,7 @@ def encode_request(request: SlotRequest, *, slot_id: int, seed: int, deadline_s:
         "sent_at": time.time(),  # the queue wait counts against the deadline (clocks agree to ms under NTP)
         "files": files,
         "want_mp4": request.output is not None,
+        "priority": int(request.priority),
     }
 
 
@@ -72,6 +73,7 @@ def decode_request(payload: dict[str, Any], workdir: Path) -> SlotRequest:
         seed=payload["seed"],
         deadline_s=max(MIN_BUDGET_S, payload["deadline_s"] - waited),
         output=workdir / "slot.mp4" if payload["want_mp4"] else None,
+        priority=Priority(payload.get("priority", Priority.JOB)),
     )
 
 

@@ -1,4 +1,4 @@
-"""The web view of `vortex serve`: a jobs page, a job page and a submit form over the JSON API.
+"""The web view's files: `static/` holds the pages, their scripts and styles (package data).
 
-`vortex.service.web.routes.router` is included by the service app; the pages need nothing else.
+Their routes are `vortex.service.routers.web.router`, included by the service app.
 """

@@ -6,7 +6,8 @@ const Vx = (() => {
   const TOKEN_KEY = "vortex.token";
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
   // the engine's kinds, plus the service's "state" (queued → running, with the attempt)
-  const KINDS = ["phase_started", "phase_done", "phase_failed", "first_frame", "progress", "result", "state"];
+  const KINDS = ["phase_started", "phase_done", "phase_failed", "first_audio", "chunk", "chunk_checked", "first_frame",
+                 "progress", "result", "state"];
 
   class ApiError extends Error {
     constructor(status, body) {

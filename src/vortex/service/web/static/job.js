@@ -1,5 +1,6 @@
-// The job page: state and facts, the live event stream while it runs, then the player, the
-// phase timeline and the verification charts from the sidecar (result.json).
+// The job page: state and facts, the live event stream while it runs (the first audio, each chunk
+// of speech as it is made and then heard, the first frame, the frames), then the player, the phase
+// timeline and the verification charts from the sidecar (result.json).
 "use strict";
 
 (() => {
@@ -37,7 +38,12 @@
       if (Array.isArray(sidecar.stand_ins) && sidecar.stand_ins.length) fact(dl, "stand-ins", sidecar.stand_ins.join(", "));
       if (sidecar.n_frames) fact(dl, "frames", sidecar.n_frames + " at " + sidecar.fps + " fps, " + sidecar.n_samples + " samples");
       fact(dl, "generation", Vx.fmtMs(sidecar.generation_time_ms));
+      fact(dl, "first audio", sidecar.first_audio_ms ? "at " + Vx.fmtMs(sidecar.first_audio_ms) : null);
       fact(dl, "first frame", sidecar.first_frame_ms ? "at " + Vx.fmtMs(sidecar.first_frame_ms) : null);
+      fact(dl, "priority", sidecar.priority);
+    } else {
+      fact(dl, "first audio", live.first_audio);
+      fact(dl, "first frame", live.first_frame);
     }
     const v = (sidecar && sidecar.verification) || job.verification;
     if (Vx.checks(v).length) fact(dl, "checks", Vx.checkBadges(v));
@@ -47,12 +53,46 @@
     err.textContent = e ? (typeof e === "object" ? (e.message || JSON.stringify(e)) : String(e)) : "";
   }
 
+  const live = {}; // first audio / first frame of a running job, from its events
+
+  // One line per chunk of speech: when it was made, what it says; then whether it was heard.
+  function chunkLine(c) {
+    const list = $("chunks");
+    if (list.dataset.filled !== "1") { Vx.clear(list); list.dataset.filled = "1"; }
+    const li = Vx.el("li", { "data-sentence": String(c.sentence) },
+      Vx.el("span", { class: "at" }, Number.isFinite(c.at_ms) ? Vx.fmtMs(c.at_ms) : ""),
+      Vx.el("span", {}, "sentence " + c.sentence + " · " + Vx.num(c.start_s, 2) + " s + " + Vx.num(c.seconds, 2) +
+            " s · “" + c.text + "”"),
+      Vx.el("span", { class: "heard muted" }, " …"));
+    list.appendChild(li);
+  }
+
+  function heardLine(h) {
+    for (const k of h.sentences || []) {
+      const li = $("chunks").querySelector('li[data-sentence="' + k + '"]');
+      if (!li) continue;
+      const mark = li.querySelector(".heard");
+      mark.className = "heard " + (h.passed ? "ok" : "bad");
+      mark.textContent = " · heard, WER " + Vx.num(h.wer, 2) + (h.judged === false ? " (not judged)" : h.passed ? " ✓" : " ✗");
+    }
+  }
+
   function addEvent(ev) {
+    if (ev.kind === "chunk" && ev.data) chunkLine({ ...ev.data, at_ms: ev.at_ms });
+    if (ev.kind === "chunk_checked" && ev.data) heardLine(ev.data);
+    if (ev.kind === "first_audio" || ev.kind === "first_frame") {
+      live[ev.kind] = "at " + Vx.fmtMs(ev.at_ms);
+      const dl = $("facts");
+      const term = ev.kind === "first_audio" ? "first audio" : "first frame";
+      if (![...dl.querySelectorAll("dt")].some((dt) => dt.textContent === term)) fact(dl, term, live[ev.kind]);
+    }
     const list = $("events");
     let what = ev.kind + (ev.phase ? " " + ev.phase : "");
     if (ev.kind === "progress" && ev.data && ev.data.total) what += " " + ev.data.frames + "/" + ev.data.total;
     if (ev.kind === "phase_done" && ev.data && Number.isFinite(ev.data.ms)) what += " (" + Vx.fmtMs(ev.data.ms) + ")";
     if (ev.kind === "phase_failed" && ev.data && ev.data.error) what += ": " + ev.data.error;
+    if (ev.kind === "chunk" && ev.data) what = "chunk " + ev.data.index + " made (" + Vx.num(ev.data.seconds, 2) + " s of speech)";
+    if (ev.kind === "chunk_checked" && ev.data) what = "sentence " + ev.data.sentences.join("+") + " heard, WER " + Vx.num(ev.data.wer, 2);
     if (ev.kind === "state") what = "state " + ev.state + (ev.attempts ? " (attempt " + ev.attempts + ")" : "");
     const at = Number.isFinite(ev.at_ms) ? Vx.fmtMs(ev.at_ms) : "";
     // progress events come per frame: keep one line for them, updated in place
@@ -152,6 +192,11 @@
     if (!$("events").children.length) Vx.followEvents(links.events, addEvent, null);
     const sidecar = await sidecarOf(job);
     renderJob(job, sidecar);
+    if (sidecar && Array.isArray(sidecar.chunks) && $("chunks").dataset.filled !== "1") {
+      sidecar.chunks.forEach(chunkLine);
+      const sp = sidecar.verification && sidecar.verification.speech;
+      if (sp && Array.isArray(sp.sentences)) sp.sentences.forEach(heardLine);
+    }
     if (job.state === "succeeded") {
       video.src = links.video;
       $("video-note").textContent = "";

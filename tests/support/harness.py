@@ -1,5 +1,6 @@
-"""Real `vortex serve` processes on loopback, driven over HTTP: for tests/test_service*.py and
-benchmarks/bench_service.py (needs httpx, a test dependency)."""
+"""Real `vortex serve` processes on loopback, driven over HTTP: for tests/test_service*.py,
+test_web.py, the channel tests and benchmarks/bench_service.py, bench_ray_channels.py (needs httpx,
+a test dependency, so it lives with the tests, not in the package)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web view's routes: four pages and their static files, all served from this package.
+"""The web view's routes: four pages and their static files, served from `vortex/service/web/static/`.
 
 The pages are plain HTML; their JavaScript reads the job id from the page's own URL and talks to
 the JSON API (`/v1/slots...`) like any other client, so the server inserts nothing into the
@@ -16,7 +16,7 @@ from typing import Optional
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parents[1] / "web" / "static"
 HLSJS_VERSION = "1.7.4"  # scripts/setup-hlsjs installs exactly this
 _HLSJS_BUILT = Path(__file__).resolve().parents[4] / "build/hlsjs/node_modules/hls.js/dist/hls.min.js"
 

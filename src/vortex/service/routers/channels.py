@@ -19,17 +19,17 @@ import asyncio
 import re
 from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..channel.definition import ChannelDefinition, ChannelError
-from ..channel.playlist import PLAYLIST_NAME
-from ..errors import RecipeError, VortexError
-from ..inputs import decode_text, parse_text
-from .app import ServiceState, _error, _read_limited, get_state, require_token
-from .channels import ChannelConflict, ChannelHost, HostedChannel
-from .hls_serving import media_response, playlist_response
-from .security import RECIPE_MAX_BYTES, resolve_references
+from ...channel.definition import ChannelDefinition, ChannelError
+from ...channel.playlist import PLAYLIST_NAME
+from ...errors import RecipeError, VortexError
+from ...inputs import decode_text, parse_text
+from ..channels import ChannelConflict
+from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
+from ..hls_serving import media_response, playlist_response
+from ..security import RECIPE_MAX_BYTES, resolve_references
 
 CHANNEL_MAX_BYTES = 16 * RECIPE_MAX_BYTES  # a list of inline recipes
 _JOB_REF = re.compile(r"^job:([A-Za-z0-9_-]{1,64})$")
@@ -71,36 +71,23 @@ def _resolve_slot(i: int, entry: Any, state: ServiceState) -> Any:
     return entry
 
 
-def _host(state: ServiceState) -> ChannelHost:
-    if state.channels is None:
-        raise HTTPException(status_code=503, detail="this server runs no channels")
-    return state.channels
-
-
-def _channel_or_404(state: ServiceState, name: str) -> HostedChannel:
-    ch = _host(state).get(name)
-    if ch is None:
-        raise HTTPException(status_code=404, detail=f"no channel '{name}' (GET /v1/channels lists them)")
-    return ch
-
-
 @router.post("/v1/channels", status_code=201, dependencies=[Depends(require_token)])
 async def start_channel(request: Request, pace: Literal["realtime", "asap"] = Query("realtime"),
                         max_slots: Optional[int] = Query(None, ge=1, le=1_000_000),
                         state: ServiceState = Depends(get_state)):
-    host = _host(state)
-    body = await _read_limited(request, CHANNEL_MAX_BYTES)
+    host = channel_host(state)
+    body = await read_limited(request, CHANNEL_MAX_BYTES)
     try:
         data = parse_text(decode_text(body, _body_failer), "config")
         definition = await asyncio.to_thread(parse_channel, data, state)
     except ChannelError as exc:
-        return _error(422, str(exc), field=exc.field)
+        return error(422, str(exc), field=exc.field)
     except VortexError as exc:  # the body is not UTF-8 text, JSON or YAML
-        return _error(422, f"the channel definition: {exc}", field=getattr(exc, "field", None))
+        return error(422, f"the channel definition: {exc}", field=getattr(exc, "field", None))
     try:
         ch = host.start(data, definition, pace, max_slots)
     except ChannelConflict as exc:
-        return _error(409, str(exc), field="name")
+        return error(409, str(exc), field="name")
     return JSONResponse(host.describe(ch), status_code=201, headers={"Location": f"/v1/channels/{ch.name}"})
 
 
@@ -110,31 +97,31 @@ def _body_failer(problem: str):
 
 @router.get("/v1/channels")
 async def list_channels(state: ServiceState = Depends(get_state)):
-    host = _host(state)
+    host = channel_host(state)
     return {"channels": [host.describe(ch) for ch in host.all()]}
 
 
 @router.get("/v1/channels/{name}")
 async def get_channel(name: str, state: ServiceState = Depends(get_state)):
-    return _host(state).describe(_channel_or_404(state, name))
+    return channel_host(state).describe(channel_or_404(state, name))
 
 
 @router.delete("/v1/channels/{name}", dependencies=[Depends(require_token)])
 async def stop_channel(name: str, state: ServiceState = Depends(get_state)):
-    _channel_or_404(state, name)
-    ch = await asyncio.to_thread(_host(state).stop, name)
-    return _host(state).describe(ch)
+    channel_or_404(state, name)
+    ch = await asyncio.to_thread(channel_host(state).stop, name)
+    return channel_host(state).describe(ch)
 
 
 @router.get("/v1/channels/{name}/" + PLAYLIST_NAME)
 async def playlist(name: str, request: Request, state: ServiceState = Depends(get_state)):
-    ch = _channel_or_404(state, name)
+    ch = channel_or_404(state, name)
     return await playlist_response(ch.folder, request.query_params, f"channel '{name}' has published no segment yet "
                                                                     f"(status {ch.status}); try again in a few seconds")
 
 
 @router.get("/v1/channels/{name}/{segment}")
 async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
-    ch = _channel_or_404(state, name)
+    ch = channel_or_404(state, name)
     # Only the writer's names (channel/publish.py); a listed file is never rewritten, so it may be cached.
     return await media_response(ch.folder, segment, f"channel '{name}' has no segment or part {segment!r}")
