@@ -75,3 +75,24 @@ def test_identity_that_is_not_enforced_does_not_hold_media():
     make(line, 0, 24, 100)
     line.on_event(event("chunk_checked", sentences=[0], wer=0.0, passed=True))
     assert len(line.take(100).frames) == 24
+
+
+def test_frames_not_judged_in_time_air_as_the_card_and_their_late_media_are_dropped():
+    line = DelayLine(CARD)
+    line.open(MediaShape(width=8, height=8, fps=FPS, sample_rate=SR, n_frames=48, n_samples=48000))
+    line.on_event(chunk(0, 0.0, 1.0))
+    make(line, 0, 10, 100)  # made, but chunk 0 is not judged when its time comes
+    late = line.skip(30)  # 24 frames of chunk 0 and 6 of chunk 1 air as the card
+    assert len(late.frames) == 30 and all(f is CARD for f in late.frames) and len(late.audio) == 30000
+    assert not late.audio.any() and line.frames_released == 30
+    line.write_audio(np.full(48000, 0.5, np.float32))  # the whole insert's audio arrives now
+    make(line, 10, 38, 100)  # ... and its remaining frames: the first 20 of them were skipped
+    line.on_event(event("chunk_checked", sentences=[0], wer=0.0, passed=True))
+    line.on_event(event("frame_checked", chunk=0, frame=12, distance=0.3, passed=True, enforced=True))
+    line.on_event(chunk(1, 1.0, 1.0))
+    line.on_event(event("chunk_checked", sentences=[1], wer=0.0, passed=True))
+    line.on_event(event("frame_checked", chunk=1, frame=36, distance=0.3, passed=True, enforced=True))
+    rest = line.take(100)
+    assert len(rest.frames) == 18 and len(rest.audio) == 18000 and float(rest.audio[0]) == 0.5
+    assert line.frames_released == 48 and line.samples_released == 48000
+    assert line.status()[0]["late"] is True  # chunk 1 was not known yet when its first frames aired as the card

@@ -73,6 +73,9 @@ class DelayLine:
         self._audio_from = 0  # sample index of _audio[0]
         self.frames_released = 0
         self.samples_released = 0
+        self._drop_frames = 0  # frames already aired as the card (`skip`) that the engine has not made yet
+        self._drop_samples = 0
+        self.late: set[int] = set()  # chunks that aired as the card because they were not judged in time
         self.finished = False  # the slot ended: success or not, nothing more will come
         self.failed: Optional[str] = None
         self._lock = threading.Lock()
@@ -83,10 +86,16 @@ class DelayLine:
 
     def write_audio(self, chunk: np.ndarray) -> None:
         with self._lock:
-            self._audio = np.concatenate([self._audio, np.asarray(chunk, np.float32)])
+            chunk = np.asarray(chunk, np.float32)
+            dropped = min(self._drop_samples, len(chunk))
+            self._drop_samples -= dropped
+            self._audio = np.concatenate([self._audio, chunk[dropped:]])
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         with self._lock:
+            if self._drop_frames:
+                self._drop_frames -= 1
+                return
             self._frames.append(frame)
 
     def finish(self) -> None:
@@ -184,9 +193,33 @@ class DelayLine:
             self.samples_released = end
             return Released(frames, audio, replaced)
 
+    def skip(self, n_frames: int) -> Released:
+        """The next `n_frames` air as the card with silence whatever comes: their time has come and
+        their chunk is not judged (or not made). Frames and samples of theirs made later are dropped."""
+        with self._lock:
+            s = self.shape
+            first = self.frames_released
+            made = min(len(self._frames), n_frames)
+            del self._frames[:made]
+            self._drop_frames += n_frames - made
+            self.frames_released += n_frames
+            end = self.frames_released * s.sample_rate // s.fps
+            have = self._audio_from + len(self._audio)
+            keep_from = min(end, have) - self._audio_from
+            self._audio, self._audio_from = self._audio[keep_from:], self._audio_from + keep_from
+            self._drop_samples += max(0, end - have)
+            self._audio_from = max(self._audio_from, end)
+            for i in (first, first + n_frames - 1):
+                chunk = self._chunk_at(-(-i * s.sample_rate // s.fps))
+                if chunk is not None and not chunk.decided:
+                    self.late.add(chunk.index)
+            out = Released([self.standby_frame] * n_frames, np.zeros(end - self.samples_released, np.float32), [])
+            self.samples_released = end
+            return out
+
     def _chunk_at(self, sample: int) -> Optional[ChunkVerdict]:
         return next((c for c in self.chunks if c.start <= sample < c.end), None)
 
     def status(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [c.summary() for c in self.chunks]
+            return [{**c.summary(), "late": c.index in self.late} for c in self.chunks]
