@@ -34,6 +34,9 @@ def add_channel_parser(subparsers) -> argparse.ArgumentParser:
                         "default 0.5); realtime hands media over this long before air")
     r.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     r.set_defaults(func=_run)
+    from .live_cli import add_live_parser
+
+    add_live_parser(csub)
     return c
 
 

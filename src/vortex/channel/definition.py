@@ -8,6 +8,7 @@ start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+0
 margin_sec: 5         # a slot's generation deadline is its air time minus this
 max_attempts: 3       # per slot; each retry uses seed = previous + 1
 filler: {policy: last_good}   # or standby
+live_delay_sec: 2.5   # a live insert airs this long after it is asked for (its first chunk checked)
 slots:
   - recipe: channel/weather.json   # relative to this file
   - recipe: {slot_params: {...}, audio_track: {...}, visual_track: {...}}   # inline
@@ -32,7 +33,7 @@ from ..recipe import Recipe
 FillerPolicy = Literal["last_good", "standby"]
 FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
-_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler")
+_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler", "live_delay_sec")
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
@@ -73,6 +74,9 @@ class ChannelDefinition:
     max_attempts: int = 2
     filler: FillerPolicy = "last_good"
     source: Optional[str] = None
+    # A live insert airs this long after it is asked for: its first chunk must be made and checked
+    # (the speech heard, a frame's identity) within it (live.py; measured in docs/performance.md §10).
+    live_delay_sec: float = 2.5
 
     @property
     def fps(self) -> int:
@@ -120,6 +124,9 @@ class ChannelDefinition:
         margin = data.get("margin_sec", 5.0)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 3600:
             fail("margin_sec", f"must be a number of seconds from 0 to 3600, got {margin!r}")
+        delay = data.get("live_delay_sec", 2.5)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0.5 <= delay <= 60:
+            fail("live_delay_sec", f"must be a number of seconds from 0.5 to 60, got {delay!r}")
         start = _start(data.get("start", "now"), fail)
         filler = data.get("filler", {"policy": "last_good"})
         if not isinstance(filler, dict) or set(filler) - {"policy"}:
@@ -129,7 +136,7 @@ class ChannelDefinition:
             fail("filler.policy", f"must be one of {', '.join(FILLER_POLICIES)}, got {policy!r}")
         slots = _slots(data.get("slots"), base_dir or Path("."), source, fail)
         return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, start=start, margin_sec=float(margin),
-                   max_attempts=max_attempts, filler=policy, source=source)
+                   max_attempts=max_attempts, filler=policy, source=source, live_delay_sec=float(delay))
 
 
 def _int(value: Any, field: str, low: int, high: int, fail) -> int:

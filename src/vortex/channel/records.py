@@ -84,6 +84,7 @@ class ChannelState:
     slots: list[SlotRecord] = field(default_factory=list)
     last_good: Optional[int] = None  # slot index whose MP4 (slots/slot-NNNNN.mp4) a filler re-airs
     ended: bool = False
+    inserts: list[dict] = field(default_factory=list)  # live inserts (live.InsertRecord), in request order
 
     def save(self, folder: Path) -> None:
         """Write to a temporary, fsync, rename: a reader (or a restart after kill -9) sees old or new."""

@@ -8,10 +8,9 @@ before it is decided, and deadlines grow with air times, every slot is decided b
 time: never a gap. With ``--pace realtime`` at most ``lookahead`` made slots wait for their air
 time (fillers cost nothing and do not count).
 
-The appender thread owns the ``HlsChannelWriter`` and appends decided slots in order. With
-``realtime`` it hands every frame over one part (``part_seconds``) before its air time
-(pacing.py), so the published stream (LL-HLS parts, published as they are encoded) runs at most
-about a part ahead of the wall clock; with ``asap`` it appends at once (tests, batch runs).
+The appender thread (appender.py) owns the ``HlsChannelWriter`` and airs the decided slots in
+order, one part ahead of the clock with ``realtime``, and the live inserts that cut in
+(``insert``: live.py).
 
 A restart (``DIR/channel.json``, see records.py) resumes with a new epoch;
 ``HlsChannelWriter.resume`` marks the DISCONTINUITY. ``--pace asap`` runs ahead of any clock:
@@ -34,8 +33,9 @@ from typing import Any, Callable, Optional
 from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
+from .appender import END, Appender, Ready
 from .hls import HlsChannelWriter
-from .pacing import WallClockPacer
+from .live import At, LiveInsert
 from .playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
@@ -53,14 +53,8 @@ class RunOptions:
     part_seconds: float = 0.5  # LL-HLS parts; realtime also hands frames over this long before air
 
 
-@dataclass
-class _Ready:
-    record: SlotRecord
-    kind: str  # "aired" | "last_good" | "standby"
-    source: Optional[int]  # the slot index whose MP4 is read (aired: itself; last_good: the re-aired one)
-
-
-_END = object()
+class ChannelFenced(VortexError):
+    """The runner's fence refused (the service's channel lease is lost): it writes nothing more."""
 
 
 def _now() -> datetime:
@@ -72,15 +66,20 @@ class ChannelRunner:
 
     def __init__(self, definition: ChannelDefinition, engine: Any, options: RunOptions,
                  generation_timeout_sec: float, say: Callable[[str], None] = print,
-                 on_record: Optional[Callable[[SlotRecord, str], None]] = None):
+                 on_record: Optional[Callable[[SlotRecord, str], None]] = None,
+                 fence: Optional[Callable[[], None]] = None,
+                 on_insert: Optional[Callable[[LiveInsert], None]] = None):
         self.definition, self.engine, self.options = definition, engine, options
+        self.fence = fence  # raises ChannelFenced once another node may own the channel (service/channel_lease.py)
+        self._fenced: Optional[ChannelFenced] = None
+        self.on_insert = on_insert  # a live insert changed state: the service's metrics
         self.on_record = on_record  # (record, "decided" | "appended"): the service's metrics and pages
         self.timeout = generation_timeout_sec
         self.say = say
         self.out = Path(options.out)
         self.slots_dir = self.out / "slots"
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # the state (channel.json) and the file references
+        self.lock = threading.Lock()  # the state (channel.json) and the file references
         # asap: the queue bounds how far ahead the generator runs; realtime: the lookahead gate does.
         self._queue: queue.Queue = queue.Queue(maxsize=definition.lookahead if options.pace == "asap" else 0)
         self._refs: Counter[int] = Counter()  # slot MP4s still needed (queued, or the last good one)
@@ -92,6 +91,7 @@ class ChannelRunner:
         self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
         self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
         self._ended = False  # the generator reached the end of the list or max_slots (a stop is no end)
+        self._appender = Appender(self)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -104,8 +104,21 @@ class ChannelRunner:
 
     def snapshot(self) -> Optional[ChannelState]:
         """A consistent copy of the state for the service's pages (None before the run prepared it)."""
-        with self._lock:
+        with self.lock:
             return None if self.state is None else copy.deepcopy(self.state)
+
+    def insert(self, recipe, at: At = "now") -> LiveInsert:
+        """A live insert (live.py): planned on the stream's timeline, made at live priority, aired
+        while it is made. Raises appender.ChannelNotOnAir before the first slot airs."""
+        o = self.options
+        card = filler.standby_card(self.definition.name, o.width, o.height)
+        insert = LiveInsert(recipe, at, self.definition.fps, card)
+        self._appender.plan(insert, self.definition.live_delay_sec)
+        # It must have streamed by the end of its air; a little more for the whole slot's judgement.
+        ends = (parse_iso(insert.record.air_time) - _now()).total_seconds() + insert.record.duration_sec
+        insert.start(self.engine, deadline_s=max(1.0, ends + 5.0))
+        self.insert_changed(insert)
+        return insert
 
     def run(self) -> ChannelState:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -114,12 +127,12 @@ class ChannelRunner:
         if self.state.ended and not policy.more_to_air(index, self.options.max_slots):
             self.say(f"channel {self.definition.name}: {index} slots already aired and the playlist ended; nothing to do")
             return self.state
-        appender = threading.Thread(target=self._append_loop, name="channel-appender", daemon=True)
+        appender = threading.Thread(target=self._appender.run, name="channel-appender", daemon=True)
         appender.start()
         try:
             self._generate_loop(index)
         finally:
-            self._put(_END)
+            self._put(END)
             appender.join()
         if self._error is not None:
             raise self._error
@@ -160,7 +173,7 @@ class ChannelRunner:
         self._next_air = policy.epoch_start(previous_end, d.start, d.margin_sec, o.pace, _now(), d.source)
         state.epochs.append(Epoch(index, iso(self._next_air), self._resuming, iso(_now())))
         good = state.last_good
-        state.last_good = policy.kept_last_good(good, index, good is not None and self._mp4(good).is_file())
+        state.last_good = policy.kept_last_good(good, index, good is not None and self.mp4(good).is_file())
         if state.last_good is not None:
             self._refs[state.last_good] += 1
         stale = policy.stale_slot_files((p.name for p in self.slots_dir.glob("slot-*")), state.last_good)
@@ -168,7 +181,7 @@ class ChannelRunner:
             (self.slots_dir / name).unlink(missing_ok=True)
         if policy.more_to_air(index, o.max_slots):
             state.ended = False
-        self._save()
+        self.save()
         return index
 
     # -- the generator ---------------------------------------------------------------------------
@@ -185,13 +198,13 @@ class ChannelRunner:
                                 air_time=iso(self._next_air))
             deadline = policy.deadline_for(self._next_air, d.margin_sec, self.options.pace)
             record.deadline = iso(deadline)
-            with self._lock:
+            with self.lock:
                 self.state.slots.append(record)
             ok = self._make(slot.recipe, record, deadline)
             if self._stop.is_set():
                 break
             self._decide(record, ok)
-            self._put(_Ready(record, *self._source_of(record)))
+            self._put(Ready(record, *self._source_of(record)))
             index += 1
         self._ended = not self._stop.is_set()
 
@@ -201,7 +214,7 @@ class ChannelRunner:
             return True
         while True:
             now = _now()
-            with self._lock:
+            with self.lock:
                 aired = [parse_iso(r.air_time) for r in self.state.slots if r.decision == "aired"]
             wait = policy.lookahead_wait(aired, now, self.definition.lookahead)
             if wait is None:
@@ -220,12 +233,12 @@ class ChannelRunner:
             if verdict == "too_late":
                 break
             if verdict == "skip":
-                with self._lock:
+                with self.lock:
                     record.attempts.append(Attempt(seed, "skipped", "deadline", policy.skip_reason(need, left), 0.0))
-                    self._save()
+                    self.save()
                 break
             request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
-                                  deadline_s=self.timeout if left is None else left, output=self._mp4(record.index))
+                                  deadline_s=self.timeout if left is None else left, output=self.mp4(record.index))
             self._current_request = request.id
             if self._stop.is_set():
                 break
@@ -238,9 +251,9 @@ class ChannelRunner:
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
                               result.error_msg, round(time.monotonic() - began, 3),
                               replica.get("id") if isinstance(replica, dict) else None)
-            with self._lock:
+            with self.lock:
                 record.attempts.append(attempt)
-                self._save()
+                self.save()
             if result.success:
                 self._costs = policy.remember_cost(self._costs, attempt.seconds, record.duration_sec)
                 return True
@@ -251,11 +264,11 @@ class ChannelRunner:
 
     def _decide(self, record: SlotRecord, ok: bool) -> None:
         now = _now()
-        with self._lock:
+        with self.lock:
             record.decision, record.filler_of = policy.decision_for(ok, self.definition.filler, self.state.last_good)
             if ok:
                 if self.state.last_good is not None:
-                    self._release(self.state.last_good)
+                    self.release(self.state.last_good)
                 self.state.last_good = record.index
                 self._refs[record.index] += 1
             preroll = self._preroll_seconds(record.index) if self._next_air is None else 0.0
@@ -264,7 +277,7 @@ class ChannelRunner:
                 self.state.epochs[-1].start = iso(times.air)
             record.air_time, record.ready_at, record.lead_time_sec = iso(times.air), iso(times.ready), times.lead_sec
             self._next_air = times.next_air
-            self._save()
+            self.save()
         last = record.attempts[-1] if record.attempts else None
         why = "" if ok or last is None else f" ({last.error_kind}: {(last.error or '')[:120]})"
         filler_of = f" of slot {record.filler_of}" if record.filler_of is not None else ""
@@ -281,7 +294,7 @@ class ChannelRunner:
     def _source_of(self, record: SlotRecord) -> tuple[str, Optional[int]]:
         kind, source = policy.source_of(record.decision, record.index, record.filler_of)
         if source is not None:
-            with self._lock:
+            with self.lock:
                 self._refs[source] += 1
         return kind, source
 
@@ -291,7 +304,7 @@ class ChannelRunner:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
-                if self._stop.is_set() and item is not _END:
+                if self._stop.is_set() and item is not END:
                     return
                 if self._stop.is_set():  # make room: the appender drops what it has not started
                     try:
@@ -299,39 +312,9 @@ class ChannelRunner:
                     except queue.Empty:
                         pass
 
-    # -- the appender ----------------------------------------------------------------------------
+    # -- the appender's needs (appender.py) --------------------------------------------------------
 
-    def _append_loop(self) -> None:
-        writer: Optional[HlsChannelWriter] = None
-        ended = False
-        try:
-            while True:
-                item = self._queue.get()
-                if item is _END:
-                    ended = getattr(self, "_ended", False)
-                    break
-                if self._stop.is_set():
-                    continue  # drain to the end marker
-                if self.options.pace == "realtime":
-                    hold = parse_iso(item.record.air_time) - timedelta(seconds=self.options.part_seconds)
-                    if self._stop.wait(max(0.0, (hold - _now()).total_seconds())):
-                        continue
-                if writer is None:
-                    writer = self._open_writer(parse_iso(item.record.air_time))
-                self._append(writer, item)
-        except BaseException as exc:  # the generator re-raises it
-            self._error = exc
-            self.stop()
-            while self._queue.get() is not _END:
-                pass
-        finally:
-            if writer is not None:
-                writer.close(end=ended and self._error is None)
-            with self._lock:
-                self.state.ended = ended and writer is not None and self._error is None
-                self._save()
-
-    def _open_writer(self, air: datetime) -> HlsChannelWriter:
+    def open_writer(self, air: datetime) -> HlsChannelWriter:
         o, fps = self.options, self.definition.fps
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
@@ -339,41 +322,47 @@ class ChannelRunner:
             return HlsChannelWriter.resume(self.out, air_time=air, **shape)
         return HlsChannelWriter(self.out, program_start=air, **shape)
 
-    def _append(self, writer: HlsChannelWriter, item: _Ready) -> None:
-        record, o, fps = item.record, self.options, self.definition.fps
-        with self._lock:  # recorded before the append: a restart then knows where the slot began
-            record.first_frame, record.appended_at = writer.frames_appended, iso(_now())
-            self._save()
-        # realtime: each frame goes in one part before its air time (stop ends the slot there)
-        pace = WallClockPacer(writer, o.part_seconds, self._stop) if o.pace == "realtime" else (lambda frames: frames)
-        if item.kind == "aired":
-            writer.append_mp4(self._mp4(item.source), pace=pace)
-        elif item.kind == "last_good":
-            frames, waveform = filler.last_good(self._mp4(item.source), record.n_frames, fps, o.sample_rate)
-            writer.append_slot(pace(frames), waveform)
-        else:
-            frames, waveform = filler.standby(self.definition.name, record.n_frames, o.width, o.height, fps,
-                                              o.sample_rate)
-            writer.append_slot(pace(frames), waveform)
-        self.appended += 1
-        if item.source is not None:
-            with self._lock:
-                self._release(item.source)
-        if self.on_record is not None:
-            self.on_record(record, "appended")
+    def shift_next_air(self, seconds: float) -> None:
+        """A live insert pushed the schedule later (lock held): the next slot's air time follows."""
+        if self._next_air is not None:
+            self._next_air += timedelta(seconds=seconds)
+
+    def insert_changed(self, insert: LiveInsert) -> None:
+        """Record an insert's new state in channel.json and tell the service."""
+        summary = insert.summary()
+        with self.lock:
+            rows = self.state.inserts
+            at = next((k for k, row in enumerate(rows) if row["id"] == insert.id), None)
+            if at is None:
+                rows.append(summary)
+            else:
+                rows[at] = summary
+            self.save()
+        if self.on_insert is not None:
+            self.on_insert(insert)
 
     # -- files -----------------------------------------------------------------------------------
 
-    def _mp4(self, index: int) -> Path:
+    def mp4(self, index: int) -> Path:
         return self.slots_dir / f"slot-{index:05d}.mp4"
 
-    def _release(self, index: int) -> None:
+    def release(self, index: int) -> None:
         """Drop one reference to a slot MP4 (lock held); the last one deletes it and its sidecar."""
         self._refs[index] -= 1
         if self._refs[index] <= 0:
             del self._refs[index]
-            for path in (self._mp4(index), self._mp4(index).with_suffix(".json")):
+            for path in (self.mp4(index), self.mp4(index).with_suffix(".json")):
                 path.unlink(missing_ok=True)
 
-    def _save(self) -> None:
-        self.state.save(self.out)
+    def save(self) -> None:
+        if self._fence_holds():
+            self.state.save(self.out)
+
+    def _fence_holds(self) -> bool:
+        """False once the fence refused: from then on this runner writes nothing to the folder."""
+        if self.fence is not None and self._fenced is None:
+            try:
+                self.fence()
+            except ChannelFenced as exc:
+                self._fenced = exc
+        return self._fenced is None

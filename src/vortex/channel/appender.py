@@ -1,0 +1,285 @@
+"""The channel's appender: the thread that airs it. It owns the HLS writer and appends, in air order,
+the decided slots the generator queues and the live inserts that cut in.
+
+With ``--pace realtime`` every frame is handed to the writer one part before its air time
+(pacing.py), so the published stream runs at most about a part ahead of the wall clock and an
+insert can take the air at any frame not yet handed over; ``asap`` appends at once (tests, batch
+runs). Before each part's frames it asks the runner's fence (the service's channel lease): a
+runner that lost its channel stops writing at once.
+
+Live inserts (live.py) are planned on the writer's frame timeline: "now" at the first frame the
+delay line allows (``live_delay_sec`` from the request), "next" at the first boundary between
+slots at least that far away; a second insert airs after the first. When the frame of a planned
+insert comes due, the slot on air is cut there if the insert's first chunk is judged, else the
+insert fails (it cannot start in time) and the slot goes on. After an insert the slots made ahead
+air later by what it added; their air times and deadlines are recorded so.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Optional
+
+from . import filler
+from .hls import HlsChannelWriter
+from .live import LiveInsert
+from .pacing import WallClockPacer
+from .records import SlotRecord, iso, parse_iso
+
+if TYPE_CHECKING:
+    from .scheduler import ChannelRunner
+
+
+@dataclass
+class Ready:
+    record: SlotRecord
+    kind: str  # "aired" | "last_good" | "standby"
+    source: Optional[int]  # the slot index whose MP4 is read (aired: itself; last_good: the re-aired one)
+
+
+END = object()  # the generator's last item
+
+
+class ChannelNotOnAir(Exception):
+    """A live insert asked of a channel whose stream has not started (or has ended)."""
+
+
+class _Pacer(WallClockPacer):
+    """The wall-clock pacer of one slot, which also ends it where a due insert takes over or where
+    the fence refuses (checked once a part)."""
+
+    def __init__(self, appender: "Appender", paced: bool, cuts: bool):
+        super().__init__(appender.writer, appender.runner.options.part_seconds, appender.runner._stop)
+        self.appender, self.paced, self.cuts = appender, paced, cuts
+
+    def wait_for(self, frame: int) -> bool:
+        if frame % self.writer.part_frames == 0 and not self.appender.fence_holds():
+            return False
+        if self.paced and not super().wait_for(frame):
+            return False
+        if not self.paced and self.stop.is_set():
+            return False
+        return not (self.cuts and self.appender.takes_over(frame))
+
+
+class Appender:
+    def __init__(self, runner: "ChannelRunner"):
+        self.runner = runner
+        self.writer: Optional[HlsChannelWriter] = None
+        self.inserts: list[LiveInsert] = []  # planned, in air order, not yet on air
+        self.on_air: Optional[LiveInsert] = None
+        self.current: Optional[tuple[SlotRecord, int]] = None  # the slot being appended, its first frame
+        self.lock = threading.Lock()  # inserts, current
+
+    @property
+    def paced(self) -> bool:
+        return self.runner.options.pace == "realtime"
+
+    # -- the thread -----------------------------------------------------------------------------
+    def run(self) -> None:
+        r = self.runner
+        ended = False
+        try:
+            while True:
+                try:
+                    item = r._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self.writer is not None:
+                        self._air_due_inserts()  # a gap in the schedule: an insert may fill it
+                    continue
+                if item is END:
+                    ended = r._ended
+                    break
+                if r._stop.is_set():
+                    continue  # drain to the end marker
+                if self.paced:
+                    hold = parse_iso(item.record.air_time) - timedelta(seconds=r.options.part_seconds)
+                    if r._stop.wait(max(0.0, (hold - _now()).total_seconds())):
+                        continue
+                if not self.fence_holds():  # two owners never append to one playlist
+                    raise r._fenced
+                if self.writer is None:
+                    with r.lock:  # a resume deletes stray temporaries: never channel.json's mid-save
+                        self.writer = r.open_writer(parse_iso(item.record.air_time))
+                self._air_due_inserts()
+                self._append(item)
+                self._air_due_inserts()
+        except BaseException as exc:  # the generator re-raises it
+            r._error = exc
+            r.stop()
+            while r._queue.get() is not END:
+                pass
+        finally:
+            for ins in self.inserts:
+                ins.cancel("the channel stopped")
+            if self.writer is not None and self.fence_holds():
+                self.writer.close(end=ended and r._error is None)
+            with r.lock:
+                r.state.ended = ended and self.writer is not None and r._error is None
+                r.save()
+
+    def fence_holds(self) -> bool:
+        return self.runner._fence_holds()
+
+    # -- slots ----------------------------------------------------------------------------------
+    def _append(self, item: Ready) -> None:
+        r, w = self.runner, self.writer
+        record, o, fps = item.record, r.options, r.definition.fps
+        with r.lock:  # recorded before the append: a restart then knows where the slot began
+            record.first_frame, record.appended_at = w.frames_appended, iso(_now())
+            record.air_time = iso(w.air_time_at(w.frames_appended))  # later by any insert before it
+            r.save()
+        with self.lock:
+            self.current = (record, w.frames_appended)
+        pace = _Pacer(self, self.paced, cuts=True)
+        try:
+            if item.kind == "aired":
+                w.append_mp4(r.mp4(item.source), pace=pace)
+            elif item.kind == "last_good":
+                frames, waveform = filler.last_good(r.mp4(item.source), record.n_frames, fps, o.sample_rate)
+                w.append_slot(pace(frames), waveform)
+            else:
+                frames, waveform = filler.standby(r.definition.name, record.n_frames, o.width, o.height, fps,
+                                                  o.sample_rate)
+                w.append_slot(pace(frames), waveform)
+        finally:
+            with self.lock:
+                self.current = None
+        r.appended += 1
+        if item.source is not None:
+            with r.lock:
+                r.release(item.source)
+        if r.on_record is not None:
+            r.on_record(record, "appended")
+
+    # -- live inserts -----------------------------------------------------------------------------
+    def plan(self, insert: LiveInsert, delay_sec: float) -> None:
+        """Give `insert` its air frame (see the module note); raises ChannelNotOnAir."""
+        with self.lock:
+            w = self.writer
+            if w is None or self.runner._stop.is_set():
+                raise ChannelNotOnAir("the channel is not on air yet: its first slot has not started")
+            earliest = w.frames_appended + int(round(delay_sec * w.fps))
+            for other in ([self.on_air] if self.on_air else []) + self.inserts:  # never cut another insert
+                earliest = max(earliest, other.air_frame + other.n_frames)
+            air = earliest
+            if insert.record.at == "next":
+                air = next((b for b in self._boundaries() if b >= earliest), earliest)
+            insert.air_frame = air
+            insert.record.air_time = iso(w.air_time_at(air))
+            self.inserts.append(insert)
+            self.inserts.sort(key=lambda i: i.air_frame)
+
+    def _boundaries(self) -> list[int]:
+        """Frames where slots end: the one on air, then each one queued after it (lock held)."""
+        r = self.runner
+        if self.current is None:
+            return [self.writer.frames_appended]
+        record, first = self.current
+        end, out = first + record.n_frames, [first + record.n_frames]
+        with r.lock:
+            queued = [s for s in r.state.slots if s.decision and s.first_frame is None and s.index > record.index]
+        for s in queued:
+            end += s.n_frames
+            out.append(end)
+        return out
+
+    def takes_over(self, frame: int) -> bool:
+        """At `frame`'s due time: True when a due insert is ready to air from here (the slot on air is
+        cut); a due insert that is not ready fails, and the slot goes on."""
+        with self.lock:
+            due = [i for i in self.inserts if i.air_frame <= frame]
+        for insert in due:
+            if insert.ready():
+                return True
+            self._fail(insert, f"its first chunk was not made and checked by its air time "
+                               f"({insert.record.air_time}): it did not air; the slot on air went on")
+        return False
+
+    def _air_due_inserts(self) -> None:
+        w = self.writer
+        while True:
+            with self.lock:
+                due = next((i for i in self.inserts if i.air_frame <= w.frames_appended), None)
+            if due is None:
+                return
+            pacer = _Pacer(self, self.paced, cuts=False)
+            if not pacer.wait_for(w.frames_appended):
+                return
+            if due.ready():
+                self._air(due)
+            else:
+                self._fail(due, "its first chunk was not made and checked by its air time: it did not air")
+
+    def _air(self, insert: LiveInsert) -> None:
+        r, w = self.runner, self.writer
+        with self.lock:
+            self.inserts.remove(insert)
+            self.on_air = insert
+            cut = self.current
+        rec, first = insert.record, w.frames_appended
+        rec.first_frame, rec.air_time, rec.state = first, iso(w.air_time_at(first)), "on_air"
+        if cut is not None:
+            rec.cut_slot = cut[0].index
+        self._shift_schedule(insert, cut, first)
+        r.insert_changed(insert)
+        pacer = _Pacer(self, self.paced, cuts=False)
+        feed = w.open_slot()
+        done = 0
+        try:
+            while done < insert.n_frames:
+                if not pacer.wait_for(w.frames_appended):
+                    break
+                released = insert.line.take(insert.n_frames - done)
+                if not released.frames:  # not judged by its air time: the card, this frame
+                    released = insert.line.skip(1)
+                if released.audio.size:
+                    feed.write_audio(released.audio)
+                for k, frame in enumerate(released.frames):
+                    if k and not pacer.wait_for(w.frames_appended):
+                        break
+                    feed.write_frame(frame)
+                    done += 1
+                    if rec.published_after_s is None and w.frames_published >= first + w.part_frames:
+                        rec.published_after_s = round(time.monotonic() - insert.requested_mono, 3)
+                if done < insert.n_frames and r._stop.is_set():
+                    break
+        finally:
+            feed.close()
+            with self.lock:
+                self.on_air = None
+        rec.state = "aired"
+        if insert.line.failed and not any(c["state"] == "aired" for c in insert.line.status()):
+            rec.state, rec.error = "failed", insert.line.failed
+        r.insert_changed(insert)
+
+    def _shift_schedule(self, insert: LiveInsert, cut: Optional[tuple[SlotRecord, int]], first: int) -> None:
+        """The slots after the insert air later by its length, less what the cut slot does not air."""
+        r, fps = self.runner, self.runner.definition.fps
+        dropped = 0 if cut is None else max(0, cut[1] + cut[0].n_frames - first)
+        shift = (insert.n_frames - dropped) / fps
+        insert.record.shift_sec = round(shift, 3)
+        with r.lock:
+            for s in r.state.slots:
+                if s.first_frame is None and s.air_time is not None:
+                    s.air_time = iso(parse_iso(s.air_time) + timedelta(seconds=shift))
+                    if s.deadline is not None:
+                        s.deadline = iso(parse_iso(s.deadline) + timedelta(seconds=shift))
+            r.shift_next_air(shift)
+            r.save()
+
+    def _fail(self, insert: LiveInsert, why: str) -> None:
+        with self.lock:
+            if insert in self.inserts:
+                self.inserts.remove(insert)
+        insert.record.state, insert.record.error = "failed", why
+        insert.cancel(why)
+        self.runner.insert_changed(insert)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
