@@ -17,6 +17,7 @@ air later by what it added; their air times and deadlines are recorded so.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -73,6 +74,7 @@ class Appender:
         self.inserts: list[LiveInsert] = []  # planned, in air order, not yet on air
         self.on_air: Optional[LiveInsert] = None
         self.current: Optional[tuple[SlotRecord, int]] = None  # the slot being appended, its first frame
+        self.cut: Optional[tuple[SlotRecord, int]] = None  # the slot a due insert just cut
         self.lock = threading.Lock()  # inserts, current
 
     @property
@@ -138,17 +140,21 @@ class Appender:
         pace = _Pacer(self, self.paced, cuts=True)
         try:
             if item.kind == "aired":
-                w.append_mp4(r.mp4(item.source), pace=pace)
+                report = w.append_mp4(r.mp4(item.source), pace=pace)
             elif item.kind == "last_good":
                 frames, waveform = filler.last_good(r.mp4(item.source), record.n_frames, fps, o.sample_rate)
-                w.append_slot(pace(frames), waveform)
+                report = w.append_slot(pace(frames), waveform)
             else:
                 frames, waveform = filler.standby(r.definition.name, record.n_frames, o.width, o.height, fps,
                                                   o.sample_rate)
-                w.append_slot(pace(frames), waveform)
+                report = w.append_slot(pace(frames), waveform)
         finally:
             with self.lock:
                 self.current = None
+        if report.n_frames < record.n_frames:  # cut by a live insert (or a stop)
+            with r.lock:
+                record.aired_frames = report.n_frames
+                r.save()
         r.appended += 1
         if item.source is not None:
             with r.lock:
@@ -163,7 +169,9 @@ class Appender:
             w = self.writer
             if w is None or self.runner._stop.is_set():
                 raise ChannelNotOnAir("the channel is not on air yet: its first slot has not started")
-            earliest = w.frames_appended + int(round(delay_sec * w.fps))
+            # the first frame that airs `delay_sec` after now (frames handed over air a part later)
+            behind = (_now() + timedelta(seconds=delay_sec) - w.air_time_at(w.frames_appended)).total_seconds()
+            earliest = w.frames_appended + max(0, math.ceil(behind * w.fps))
             for other in ([self.on_air] if self.on_air else []) + self.inserts:  # never cut another insert
                 earliest = max(earliest, other.air_frame + other.n_frames)
             air = earliest
@@ -195,6 +203,8 @@ class Appender:
             due = [i for i in self.inserts if i.air_frame <= frame]
         for insert in due:
             if insert.ready():
+                with self.lock:
+                    self.cut = self.current
                 return True
             self._fail(insert, f"its first chunk was not made and checked by its air time "
                                f"({insert.record.air_time}): it did not air; the slot on air went on")
@@ -220,7 +230,7 @@ class Appender:
         with self.lock:
             self.inserts.remove(insert)
             self.on_air = insert
-            cut = self.current
+            cut, self.cut = self.cut, None
         rec, first = insert.record, w.frames_appended
         rec.first_frame, rec.air_time, rec.state = first, iso(w.air_time_at(first)), "on_air"
         if cut is not None:

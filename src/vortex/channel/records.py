@@ -46,6 +46,7 @@ class SlotRecord:
     filler_of: Optional[int] = None  # the slot index a last_good filler re-aired
     first_frame: Optional[int] = None  # global frame index, set just before the append
     appended_at: Optional[str] = None
+    aired_frames: Optional[int] = None  # fewer than n_frames: a live insert cut it there (None: all aired)
 
     @property
     def retries(self) -> int:

@@ -366,12 +366,14 @@ class VortexPipeline:
     def _frame_checks(self, slot: Slot, portrait: ActorPortrait, result: GenerationResult,
                       live_plan: Any = None) -> FrameChecks:
         """The face checks and CLIP's samples; a live insert's plan adds one identity sample per chunk
-        of speech (its middle frame), told as a `frame_checked` event for the channel's delay line."""
+        of speech, told as a `frame_checked` event for the channel's delay line. The sample is early
+        in its chunk (half a second in, or its middle if shorter), so the verdict comes soon."""
         result.actor = portrait.summary()
         p, sr = slot.recipe.slot_params, self.config.buffers.audio.sample_rate
-        chunk_frames = {} if live_plan is None else {
-            min(int((live_plan.chunk_starts[k] + live_plan.chunk_samples(k) / 2) * p.fps / sr), p.n_frames - 1): k
-            for k in range(len(live_plan.chunks))}
+        chunk_frames = {}
+        for k in range(len(live_plan.chunks) if live_plan is not None else 0):
+            start, length = live_plan.chunk_starts[k], live_plan.chunk_samples(k)
+            chunk_frames[min(int((start + min(length / 2, sr / 2)) * p.fps / sr), p.n_frames - 1)] = k
         return FrameChecks(self.config, self.components.faces, portrait, p.n_frames,
                            self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot), slot.token,
                            chunk_frames=chunk_frames,
