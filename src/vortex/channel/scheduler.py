@@ -63,6 +63,10 @@ class _Ready:
 _END = object()
 
 
+class ChannelFenced(VortexError):
+    """The runner's fence refused (the service's channel lease is lost): it writes nothing more."""
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -72,8 +76,11 @@ class ChannelRunner:
 
     def __init__(self, definition: ChannelDefinition, engine: Any, options: RunOptions,
                  generation_timeout_sec: float, say: Callable[[str], None] = print,
-                 on_record: Optional[Callable[[SlotRecord, str], None]] = None):
+                 on_record: Optional[Callable[[SlotRecord, str], None]] = None,
+                 fence: Optional[Callable[[], None]] = None):
         self.definition, self.engine, self.options = definition, engine, options
+        self.fence = fence  # raises ChannelFenced once another node may own the channel (service/channel_lease.py)
+        self._fenced: Optional[ChannelFenced] = None
         self.on_record = on_record  # (record, "decided" | "appended"): the service's metrics and pages
         self.timeout = generation_timeout_sec
         self.say = say
@@ -316,6 +323,8 @@ class ChannelRunner:
                     hold = parse_iso(item.record.air_time) - timedelta(seconds=self.options.part_seconds)
                     if self._stop.wait(max(0.0, (hold - _now()).total_seconds())):
                         continue
+                if not self._fence_holds():  # before each append: two owners never append to one playlist
+                    raise self._fenced
                 if writer is None:
                     writer = self._open_writer(parse_iso(item.record.air_time))
                 self._append(writer, item)
@@ -325,7 +334,7 @@ class ChannelRunner:
             while self._queue.get() is not _END:
                 pass
         finally:
-            if writer is not None:
+            if writer is not None and self._fence_holds():
                 writer.close(end=ended and self._error is None)
             with self._lock:
                 self.state.ended = ended and writer is not None and self._error is None
@@ -376,4 +385,14 @@ class ChannelRunner:
                 path.unlink(missing_ok=True)
 
     def _save(self) -> None:
-        self.state.save(self.out)
+        if self._fence_holds():
+            self.state.save(self.out)
+
+    def _fence_holds(self) -> bool:
+        """False once the fence refused: from then on this runner writes nothing to the folder."""
+        if self.fence is not None and self._fenced is None:
+            try:
+                self.fence()
+            except ChannelFenced as exc:
+                self._fenced = exc
+        return self._fenced is None
