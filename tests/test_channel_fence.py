@@ -133,5 +133,10 @@ def test_the_keeper_renews_notices_a_loss_and_takes_orphans(tmp_path):
     assert events[-1] == ("b", "takeover", "ch", 2)
     ka.tick()
     assert events[-1] == ("a", "lost", "ch") and lease.lost.is_set()
+    a.start("stray", {"name": "stray"}, "realtime", None)  # acquired, but no runner holds it (a failed release)
+    ka.tick()
+    assert a.get("stray").owner == "a"  # one round may be a POST between acquiring and holding
+    ka.tick()
+    assert events[-1] == ("a", "resume", "stray", 2)  # let go, then taken properly (a runner would hold it)
     store_a.close()
     store_b.close()

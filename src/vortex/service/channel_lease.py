@@ -86,6 +86,7 @@ class ChannelKeeper:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="channel-keeper", daemon=True)
         self.error: Optional[str] = None  # the last failed round's reason (the store unreachable)
+        self._strays: set[tuple[str, int]] = set()
 
     def hold(self, row: ChannelRow, sent: float) -> ChannelLease:
         """Register a lease this node just acquired (`sent`: monotonic time before the acquiring statement)."""
@@ -126,6 +127,18 @@ class ChannelKeeper:
             self._wake.wait(self.renew_s)
             self._wake.clear()
 
+    def _let_go_of_strays(self, renewed: dict[str, tuple[int, bool]]) -> None:
+        """A lease the store gives this node but no runner here holds (its release failed while the
+        store was out of reach) would be renewed forever with nobody on air: released once it has
+        been a stray two rounds running (one round may be a POST between acquiring and holding)."""
+        held = self.held()
+        strays = {(name, term) for name, (term, _) in renewed.items()
+                  if name not in held or held[name].term != term}
+        for name, term in strays & self._strays:
+            log.warning("channel %s: releasing term %d, which no runner here holds", name, term)
+            self.leases.release(name, term)
+        self._strays = strays
+
     def tick(self) -> None:
         """One round: renew, notice losses and stop requests, take orphans."""
         sent = time.monotonic()
@@ -149,6 +162,8 @@ class ChannelKeeper:
             if lease.lost.is_set() and not lease.reported:  # lost here, or by the runner's own fence
                 lease.reported = True
                 self._on_lost(name, lease)
+        if renewed is not None:
+            self._let_go_of_strays(renewed)
         while renewed is not None and not self._stop.is_set() and self._may_take():
             sent = time.monotonic()
             got = self.leases.take_orphan(exclude=self._busy())

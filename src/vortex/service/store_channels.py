@@ -37,8 +37,9 @@ class ChannelBusy(VortexError):
 
     def __init__(self, row: "ChannelRow"):
         self.row = row
-        super().__init__(f"channel '{row.name}' is already running on node {row.owner} "
-                         f"(lease until {row.lease_expires:.0f}): DELETE /v1/channels/{row.name} first")
+        left = (row.lease_expires or row.now) - row.now
+        super().__init__(f"channel '{row.name}' is already running on node {row.owner} (its lease holds "
+                         f"{left:.1f} s more and is renewed while it lives): DELETE /v1/channels/{row.name} first")
 
 
 @dataclass(frozen=True)
