@@ -281,6 +281,8 @@ class ChannelRunner:
             self.on_record(record, "decided")
 
     def _preroll_seconds(self, index: int) -> float:
+        if self._resuming:  # a restart or a takeover: viewers wait at the live edge, so air at once
+            return 0.0
         following = (self.definition.slot_at(index + k) for k in range(1, self.definition.lookahead))
         return policy.preroll_seconds(self.options.pace, self._costs,
                                       (s.duration_sec for s in following if s is not None))

@@ -1,0 +1,219 @@
+"""Failover: two `vortex serve` nodes sharing PostgreSQL (--db) and a media folder (--media), a
+realtime channel on one, the owner killed (kill -9) and the other taking it over.
+
+    python benchmarks/bench_failover.py [--db URL] [--kills 1] [--lease 8 --renew 2] [--slot-sec 2]
+    python benchmarks/bench_failover.py --minutes 10 --every 120     # kill the owner every 2 min
+
+--db: a PostgreSQL database (default $VORTEX_TEST_PG_URL); a fresh schema is made and dropped.
+The channel is examples/channel.yaml with its recipes inline (slots of 6, 5 and 4 s), or, with
+--slot-sec S, two short recipes of S seconds. After each kill the dead node is started again, so
+the next kill (of the new owner) alternates nodes.
+
+The playlist is timed from outside every 0.1 s (through the shared folder). A viewer plays at the
+live edge minus 3 target durations (hls.js's liveSyncDurationCount; 6 s with 2 s segments), so it
+runs out of media at the last listed segment's end (its program date-time + duration) + 6 s. Per
+kill it prints: the takeover (kill → the store's new term), the first new segment published
+(kill → a segment after the DISCONTINUITY) and the viewer's stall (first new segment − the moment
+the viewer ran out; 0 when the new owner was in time). Over the run: segments listed, segments
+lost or rewritten (each listed segment is hashed when first seen and again at the end: expected
+0), takeovers, DISCONTINUITYs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness lives with the tests
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from vortex.channel.playlist import read_playlist  # noqa: E402
+from support.harness import Server, free_port, short_recipe  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "failover-bench"
+VIEWER_BEHIND = 3  # target durations behind the live edge, where hls.js plays
+
+
+def channel_body(slot_sec: float | None) -> dict:
+    if slot_sec:
+        return {"name": NAME, "loop": True, "lookahead": 2, "margin_sec": 0.5,
+                "slots": [{"recipe": short_recipe(slot_id=1, seed=3, duration=slot_sec, script="Still on air.")},
+                          {"recipe": short_recipe(slot_id=2, seed=4, duration=slot_sec, script="Back to the desk.")}]}
+    d = yaml.safe_load((ROOT / "examples" / "channel.yaml").read_text())
+    d["name"] = NAME
+    d["slots"] = [{"recipe": json.loads((ROOT / "examples" / s["recipe"]).read_text())} for s in d["slots"]]
+    return d
+
+
+class Watch:
+    """The playlist seen from outside: each segment's hash when first listed, and when it appeared."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.first_seen: dict[str, float] = {}
+        self.hashes: dict[str, str] = {}
+        self.segments: list = []
+
+    def poll(self) -> None:
+        if not (self.folder / "index.m3u8").is_file():
+            return
+        try:
+            self.segments = read_playlist(self.folder).segments
+        except (OSError, ValueError):
+            return  # replaced under us: next poll
+        now = time.time()
+        for s in self.segments:
+            if s.uri not in self.hashes:
+                self.hashes[s.uri] = hashlib.sha256((self.folder / s.uri).read_bytes()).hexdigest()
+                self.first_seen[s.uri] = now
+
+    def edge(self) -> float:
+        """Wall time at which a viewer at the live edge runs out of the listed media."""
+        last = self.segments[-1]
+        target = max(round(s.duration_sec) for s in self.segments)
+        return (last.program_date_time + timedelta(seconds=last.duration_sec + VIEWER_BEHIND * target)).timestamp()
+
+    def lost(self) -> list[str]:
+        """Segments listed once and now missing from the playlist or rewritten."""
+        listed = {s.uri for s in read_playlist(self.folder).segments}
+        return [u for u, h in self.hashes.items() if u not in listed
+                or hashlib.sha256((self.folder / u).read_bytes()).hexdigest() != h]
+
+
+def owner_of(nodes: list[Server]) -> Server | None:
+    for n in nodes:
+        if n.proc is None or n.proc.poll() is not None:
+            continue
+        try:
+            st = httpx.get(f"{n.url}/v1/channels/{NAME}", timeout=10).json()
+        except httpx.HTTPError:
+            continue
+        if st.get("owner") and st["owner"]["held"]:
+            return next((m for m in nodes if m.proc and st["owner"]["node"].endswith(f":{m.proc.pid}")), None)
+    return None
+
+
+def kill_and_time(nodes: list[Server], watch: Watch, deadline_s: float = 180.0) -> dict:
+    victim = owner_of(nodes)
+    if victim is None:
+        raise RuntimeError("no node holds the channel")
+    survivor = next(n for n in nodes if n is not victim)
+    listed_before = {s.uri for s in watch.segments}
+    edge = watch.edge()
+    victim.kill9()
+    killed = time.time()
+    took = first = None
+    while time.time() - killed < deadline_s and first is None:
+        watch.poll()
+        if took is None:
+            st = httpx.get(f"{survivor.url}/v1/channels/{NAME}", timeout=10).json()
+            if st["owner"] and st["owner"]["this_node"] and st["takeovers"]:
+                took = st["takeovers"][-1]
+        new = [s for s in watch.segments if s.uri not in listed_before]
+        cut = [i for i, s in enumerate(new) if s.discontinuity]
+        if cut:
+            first = watch.first_seen[new[cut[0]].uri]
+        time.sleep(0.1)
+    victim.start(wait=False)  # back, to take the channel at the next kill
+    from datetime import datetime
+
+    taken_at = datetime.fromisoformat(took["at"]).timestamp() if took else None
+    return {"killed": victim.port, "takeover_s": None if taken_at is None else round(taken_at - killed, 2),
+            "lease_ran_out_after_kill_s": None if not took else round(
+                datetime.fromisoformat(took["lease_ran_out"]).timestamp() - killed, 2),
+            "first_new_segment_s": None if first is None else round(first - killed, 2),
+            "viewer_runs_out_s": round(edge - killed, 2),
+            "stall_s": None if first is None else round(max(0.0, first - edge), 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", default=os.environ.get("VORTEX_TEST_PG_URL"), help="a PostgreSQL URL (a schema is made)")
+    ap.add_argument("--lease", type=float, default=8.0, help="--channel-lease-sec (default 8)")
+    ap.add_argument("--renew", type=float, default=2.0, help="--channel-renew-sec (default 2)")
+    ap.add_argument("--slot-sec", type=float, help="two short recipes of this length (default: examples/channel.yaml)")
+    ap.add_argument("--kills", type=int, default=1, help="kills, --every seconds apart (default 1)")
+    ap.add_argument("--minutes", type=float, help="run this long, killing the owner every --every seconds")
+    ap.add_argument("--every", type=float, default=120.0, help="seconds between kills (default 120)")
+    ap.add_argument("--warmup", type=float, default=40.0, help="seconds on air before the first kill (default 40)")
+    args = ap.parse_args()
+    if not args.db:
+        ap.error("--db: give a PostgreSQL URL (or set VORTEX_TEST_PG_URL): the nodes share it")
+    from postgres_server import fresh_schema
+
+    kills = int(args.minutes * 60 // args.every) if args.minutes else args.kills
+    root = Path(tempfile.mkdtemp(prefix="vortex-failover-"))
+    with fresh_schema(args.db) as url:
+        common = ["--db", url, "--media", str(root / "media"), "--channel-lease-sec", str(args.lease),
+                  "--channel-renew-sec", str(args.renew)]
+        nodes = [Server(data=root / f"node-{n}", port=free_port(), args=common) for n in "ab"]
+        watch = Watch(root / "media" / "channels" / NAME)
+        results = []
+        try:
+            for n in nodes:
+                n.data.mkdir()
+                n.start(wait=False)
+            for n in nodes:
+                n.wait_ready()
+            r = httpx.post(nodes[0].url + "/v1/channels", params={"pace": "realtime"},
+                           content=json.dumps(channel_body(args.slot_sec)), timeout=60)
+            r.raise_for_status()
+            print(f"failover: lease {args.lease:g} s, renewed every {args.renew:g} s; "
+                  f"{'slots of ' + format(args.slot_sec, 'g') + ' s' if args.slot_sec else 'examples/channel.yaml'}; "
+                  f"{kills} kill(s), {args.every:g} s apart after {args.warmup:g} s", flush=True)
+            began = time.time()
+            next_kill = began + args.warmup
+            while len(results) < kills:
+                watch.poll()
+                if time.time() >= next_kill and watch.segments:
+                    for n in nodes:
+                        if n.proc.poll() is None:
+                            n.wait_ready()  # the one killed last time is back before the next kill
+                    res = kill_and_time(nodes, watch)
+                    results.append(res)
+                    print(f"  kill {len(results)} (node :{res['killed']}): {json.dumps(res)}", flush=True)
+                    next_kill = time.time() + args.every
+                time.sleep(0.1)
+            settle = time.time() + 10
+            while time.time() < settle:
+                watch.poll()
+                time.sleep(0.1)
+            lost = watch.lost()
+            for n in nodes:
+                n.wait_ready()  # the one killed last is back: ask it too
+            terms = httpx.get(f"{nodes[0].url}/v1/channels/{NAME}", timeout=10).json()
+        finally:
+            for n in nodes:
+                if n.proc is not None and n.proc.poll() is None:
+                    n.proc.send_signal(signal.SIGTERM)
+            for n in nodes:
+                if n.proc is not None:
+                    try:
+                        n.proc.wait(90)
+                    except Exception:
+                        n.stop()
+    stalls = [r["stall_s"] for r in results if r["stall_s"] is not None]
+    print(f"\n{len(watch.hashes)} segments listed over {time.time() - began:.0f} s; lost or rewritten: {len(lost)}"
+          f" {lost[:5]}; takeovers {terms['counts']['takeovers']}; "
+          f"DISCONTINUITYs {sum(s.discontinuity for s in watch.segments)}")
+    if stalls:
+        print(f"viewer stall per kill (s): {stalls}; takeover (s): {[r['takeover_s'] for r in results]}; "
+              f"first new segment (s): {[r['first_new_segment_s'] for r in results]}")
+    print(f"nodes' logs and media: {root}")
+    return 0 if not lost else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
