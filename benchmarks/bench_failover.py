@@ -106,9 +106,12 @@ def owner_of(nodes: list[Server]) -> Server | None:
 
 
 def kill_and_time(nodes: list[Server], watch: Watch, deadline_s: float = 180.0) -> dict:
-    victim = owner_of(nodes)
-    if victim is None:
-        raise RuntimeError("no node holds the channel")
+    asked = time.monotonic()
+    while (victim := owner_of(nodes)) is None:  # a GET timed out on the loaded box, or a takeover is under way
+        if time.monotonic() - asked > 60:
+            states = [httpx.get(f"{n.url}/v1/channels/{NAME}", timeout=30).json() for n in nodes]
+            raise RuntimeError(f"no node has held the channel for 60 s: {[(s['status'], s['owner']) for s in states]}")
+        time.sleep(0.5)
     survivor = next(n for n in nodes if n is not victim)
     listed_before = {s.uri for s in watch.segments}
     edge = watch.edge()
@@ -158,7 +161,8 @@ def main() -> int:
     with fresh_schema(args.db) as url:
         common = ["--db", url, "--media", str(root / "media"), "--channel-lease-sec", str(args.lease),
                   "--channel-renew-sec", str(args.renew)]
-        nodes = [Server(data=root / f"node-{n}", port=free_port(), args=common) for n in "ab"]
+        nodes = [Server(data=root / f"node-{n}", port=free_port(), args=[*common, "--log-file", str(root / f"node-{n}.jsonl")])
+                 for n in "ab"]
         watch = Watch(root / "media" / "channels" / NAME)
         results = []
         try:

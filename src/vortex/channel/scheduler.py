@@ -328,7 +328,8 @@ class ChannelRunner:
                 if not self._fence_holds():  # before each append: two owners never append to one playlist
                     raise self._fenced
                 if writer is None:
-                    writer = self._open_writer(parse_iso(item.record.air_time))
+                    with self._lock:  # a resume deletes stray temporaries: never channel.json's mid-save
+                        writer = self._open_writer(parse_iso(item.record.air_time))
                 self._append(writer, item)
         except BaseException as exc:  # the generator re-raises it
             self._error = exc

@@ -42,6 +42,9 @@ from .metrics import ServiceMetrics
 from .store_channels import ChannelBusy, ChannelLeases, ChannelRow
 
 log = logging.getLogger("vortex.service.channels")
+# A runner that failed (a disk error, a bug) hands the channel back still on: another node may try at
+# once, this one only after 60 s, so a failure that repeats costs a retry a minute, not a busy loop.
+RETRY_AFTER_FAILURE_S = 60.0
 DEFINITION_NAME = "definition.json"
 STOPPED_NAME = "stopped"  # a stop before the store kept channels: read once, when the folder is adopted
 
@@ -87,6 +90,7 @@ class ChannelHost:
         self._draining = False
         self._ready = ready  # the worker can run slots (not dead, not draining)
         self._parsed: dict[tuple[str, int, float], Optional[ChannelDefinition]] = {}
+        self._retry_at: dict[str, float] = {}  # channels whose runner failed here: not taken again before
         self.keeper = ChannelKeeper(leases, renew_s, on_lost=self._on_lost, on_stop=self._on_stop_requested,
                                     take=self._take, may_take=self._may_take, busy=self._busy)
 
@@ -174,7 +178,9 @@ class ChannelHost:
         return self._loaded.is_set() and not self._draining and self._ready()
 
     def _busy(self) -> set[str]:
-        return {name for name, ch in list(self._channels.items()) if ch.running}
+        now = time.monotonic()
+        waiting = {name for name, at in list(self._retry_at.items()) if at > now}
+        return waiting | {name for name, ch in list(self._channels.items()) if ch.running}
 
     def _take(self, row: ChannelRow, how: str, sent: float) -> None:
         """A channel no node held is this node's now: resume it from its folder."""
@@ -235,7 +241,7 @@ class ChannelHost:
             if ch.lease.lost.is_set():
                 release = None  # the channel is another node's business now
             # The runner has ended: releasing its term is safe, and a no-op if another node holds a newer one.
-            self.leases.release(ch.name, ch.lease.term, state=release, error=ch.error if release == "failed" else None)
+            self.leases.release(ch.name, ch.lease.term, state=release, error=ch.error if ch.status == "failed" else None)
 
     def _run(self, ch: HostedChannel) -> Optional[str]:
         while not self._loaded.wait(0.5):
@@ -263,10 +269,11 @@ class ChannelHost:
         except (EngineClosed, EngineDead) as exc:  # this node is going down: another node resumes the channel
             ch.status, ch.error = "stopped", f"{type(exc).__name__}: {exc}"
             return None
-        except Exception as exc:
+        except Exception as exc:  # released still on: another node (or this one, later) resumes it
             log.exception("channel %s failed", ch.name)
             ch.status, ch.error = "failed", f"{type(exc).__name__}: {exc}"
-            return "failed"
+            self._retry_at[ch.name] = time.monotonic() + RETRY_AFTER_FAILURE_S
+            return None
         if ch.lease.lost.is_set():
             ch.status = "lost"
             return None

@@ -201,7 +201,7 @@ class ChannelLeases:
                 return None
             old = self._read(tx, r["name"], now)
             tx.execute("UPDATE channels SET owner = ?, owner_url = ?, term = term + 1, acquired = ?, lease_s = ?, "
-                       "lease_expires = ?, updated = ? WHERE name = ?",
+                       "lease_expires = ?, updated = ?, error = NULL WHERE name = ?",
                        (self.owner, self.url, now, self.lease_s, now + self.lease_s, now, old.name))
             row = self._read(tx, old.name, now)
             how = "takeover" if old.owner is not None else "resume"
