@@ -9,7 +9,7 @@
   the channel over (its fence refuses), and DELETE on the node that does not run it stops it;
 - a --media folder that is not writable, or that belongs to another job store, is refused (exit 2).
 
-Leases here are 4 s, renewed every second (the defaults are 8 s and 2 s), so a takeover costs
+Leases here are the defaults, 4 s renewed every second, so a takeover costs
 seconds; slots are 2 s (one segment).
 """
 

@@ -25,11 +25,13 @@ from ..errors import VortexError
 from .store import JobStore
 
 STATES = ("on", "stopped", "ended", "failed")
-# 8 s: a viewer 3 segments (6 s) behind the live edge stalls only for what a takeover costs
-# beyond that; a node must stall past 8 - 2 = 6 s after its last renewal to lose its channels
-# (a GC pause is milliseconds; a 2-core box under load stalls for a second at worst, measured).
-DEFAULT_CHANNEL_LEASE_S = 8.0
-DEFAULT_CHANNEL_RENEW_S = 2.0
+# 4 s, renewed every 1 s: a dead node's channel is taken over 3.7-4.5 s after the kill (measured,
+# benchmarks/bench_failover.py; 7.8-9.0 s with 8 s / 2 s), which is most of what a viewer 6 s behind
+# the live edge can ride out. A live node loses its channels only if it stalls past 4 - 1 = 3 s
+# after a renewal: a GC pause is milliseconds, and two nodes on the loaded 2-core test box (load
+# 4-6) lost none in 6 minutes. Nodes that pause longer (swapping, VM steal) should raise both.
+DEFAULT_CHANNEL_LEASE_S = 4.0
+DEFAULT_CHANNEL_RENEW_S = 1.0
 
 
 class ChannelBusy(VortexError):
