@@ -119,6 +119,18 @@ def test_a_bad_media_folder_is_refused(cluster, tmp_path):
     assert p.stderr.count("\n") == 1  # one line
 
 
+def test_bad_lease_settings_and_advertise_urls_are_refused(tmp_path):
+    base = [sys.executable, "-m", "vortex.service", "--data", str(tmp_path / "d"), "--port", str(free_port())]
+    for extra, flag in ((["--channel-renew-sec", "3"], "--channel-renew-sec"),  # over half the 4 s lease
+                        (["--channel-lease-sec", "0.5"], "--channel-lease-sec"),
+                        (["--advertise-url", "ftp://node-a"], "--advertise-url"),
+                        (["--advertise-url", "http://node-a:8321/?x=1"], "--advertise-url")):
+        p = subprocess.run(base + extra, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert p.returncode == 2 and p.stderr.startswith(f"vortex: error: {flag}"), (extra, p.stderr)
+    assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
 def test_a_job_run_on_one_node_is_served_by_the_other(cluster):
     a, b = cluster["nodes"]
     job = a.submit(short_recipe(slot_id=7, seed=17, duration=1.5)).json()
