@@ -9,14 +9,14 @@ The channel is examples/channel.yaml with its recipes inline (slots of 6, 5 and 
 --slot-sec S, two short recipes of S seconds. After each kill the dead node is started again, so
 the next kill (of the new owner) alternates nodes.
 
-The playlist is timed from outside every 0.1 s (through the shared folder). A viewer plays at the
-live edge minus 3 target durations (hls.js's liveSyncDurationCount; 6 s with 2 s segments), so it
-runs out of media at the last listed segment's end (its program date-time + duration) + 6 s. Per
-kill it prints: the takeover (kill → the store's new term), the first new segment published
-(kill → a segment after the DISCONTINUITY) and the viewer's stall (first new segment − the moment
-the viewer ran out; 0 when the new owner was in time). Over the run: segments listed, segments
-lost or rewritten (each listed segment is hashed when first seen and again at the end: expected
-0), takeovers, DISCONTINUITYs. Measured on the 2-core CPU box: README, "Several nodes".
+The playlist is timed from outside every 0.05 s (through the shared folder). A viewer plays
+PART-HOLD-BACK (2 s) behind the last listed part (hls.js in lowLatencyMode; 3 target durations
+for plain HLS), so it runs out of media that long after the end of the last part the dead owner
+listed. Per kill it prints: the takeover (kill → the store's new term), the first new media
+(kill → the first part after the DISCONTINUITY) and the viewer's stall (first new media − the
+moment the viewer ran out; 0 when the new owner was in time). Over the run: files named (segments,
+parts, init), segments lost and files rewritten (each is hashed when first named and again at
+the end: expected 0), takeovers, DISCONTINUITYs. Measured on the 2-core CPU box: README, "Several nodes".
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 
-from vortex.channel.playlist import read_playlist  # noqa: E402
+from vortex.channel.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
 from vortex.service.store_channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S  # noqa: E402
 from support.harness import Server, free_port, short_recipe  # noqa: E402
 
@@ -59,37 +59,59 @@ def channel_body(slot_sec: float | None) -> dict:
 
 
 class Watch:
-    """The playlist seen from outside: each segment's hash when first listed, and when it appeared."""
+    """The playlist seen from outside: every file it names (segments, parts, init), hashed when first
+    named, and when the stream after each DISCONTINUITY first showed up."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.first_seen: dict[str, float] = {}
         self.hashes: dict[str, str] = {}
-        self.segments: list = []
+        self.playlist = None
+        self.cuts_seen: dict[int, float] = {}  # number of DISCONTINUITYs listed -> when first seen
 
     def poll(self) -> None:
         if not (self.folder / "index.m3u8").is_file():
             return
         try:
-            self.segments = read_playlist(self.folder).segments
+            pl = read_playlist(self.folder)
         except (OSError, ValueError):
             return  # replaced under us: next poll
         now = time.time()
-        for s in self.segments:
-            if s.uri not in self.hashes:
-                self.hashes[s.uri] = hashlib.sha256((self.folder / s.uri).read_bytes()).hexdigest()
-                self.first_seen[s.uri] = now
+        self.playlist = pl
+        self.cuts_seen.setdefault(self.cuts(), now)
+        for uri in self.named():
+            if uri not in self.hashes:
+                self.hashes[uri] = hashlib.sha256((self.folder / uri).read_bytes()).hexdigest()
+
+    @property
+    def segments(self) -> list:
+        return list(self.playlist.segments) if self.playlist else []
+
+    def cuts(self) -> int:
+        pl = self.playlist
+        return sum(s.discontinuity for s in pl.segments) + bool(pl.open and pl.open.discontinuity)
+
+    def named(self) -> list[str]:
+        pl = self.playlist
+        uris = [s.uri for s in pl.segments] + [q.uri for s in pl.segments for q in s.parts]
+        uris += [q.uri for q in pl.open.parts] if pl.open else []
+        return uris + sorted({s.map_uri for s in pl.segments if s.map_uri})
 
     def edge(self) -> float:
-        """Wall time at which a viewer at the live edge runs out of the listed media."""
-        last = self.segments[-1]
-        target = max(round(s.duration_sec) for s in self.segments)
-        return (last.program_date_time + timedelta(seconds=last.duration_sec + VIEWER_BEHIND * target)).timestamp()
+        """Wall time at which a viewer at the live edge runs out of the listed media: the end of the
+        last listed part (or segment) + the hold-back it plays behind (PART-HOLD-BACK with LL-HLS)."""
+        pl = self.playlist
+        last = pl.segments[-1]
+        end = last.program_date_time + timedelta(seconds=last.duration_sec)
+        if pl.open is not None and pl.open.parts:
+            end = pl.open.program_date_time + timedelta(seconds=pl.open.duration_sec)
+        behind = PART_HOLD_BACK_PARTS * pl.part_target if pl.part_target else 3 * pl.target_duration
+        return (end + timedelta(seconds=behind)).timestamp()
 
     def lost(self) -> list[str]:
-        """Segments listed once and now missing from the playlist or rewritten."""
+        """Segments named once and no longer listed; any named file gone or rewritten."""
         listed = {s.uri for s in read_playlist(self.folder).segments}
-        return [u for u, h in self.hashes.items() if u not in listed
+        return [u for u, h in self.hashes.items() if (u.startswith("seg-") and u not in listed)
+                or not (self.folder / u).is_file()
                 or hashlib.sha256((self.folder / u).read_bytes()).hexdigest() != h]
 
 
@@ -114,7 +136,7 @@ def kill_and_time(nodes: list[Server], watch: Watch, deadline_s: float = 180.0) 
             raise RuntimeError(f"no node has held the channel for 60 s: {[(s['status'], s['owner']) for s in states]}")
         time.sleep(0.5)
     survivor = next(n for n in nodes if n is not victim)
-    listed_before = {s.uri for s in watch.segments}
+    cuts_before = watch.cuts()
     edge = watch.edge()
     victim.kill9()
     killed = time.time()
@@ -125,11 +147,9 @@ def kill_and_time(nodes: list[Server], watch: Watch, deadline_s: float = 180.0) 
             st = httpx.get(f"{survivor.url}/v1/channels/{NAME}", timeout=10).json()
             if st["owner"] and st["owner"]["this_node"] and st["takeovers"]:
                 took = st["takeovers"][-1]
-        new = [s for s in watch.segments if s.uri not in listed_before]
-        cut = [i for i, s in enumerate(new) if s.discontinuity]
-        if cut:
-            first = watch.first_seen[new[cut[0]].uri]
-        time.sleep(0.1)
+        if watch.cuts() > cuts_before:  # a DISCONTINUITY is listed with the first new part
+            first = watch.cuts_seen[watch.cuts()]
+        time.sleep(0.05)
     victim.start(wait=False)  # back, to take the channel at the next kill
     from datetime import datetime
 
@@ -137,7 +157,7 @@ def kill_and_time(nodes: list[Server], watch: Watch, deadline_s: float = 180.0) 
     return {"killed": victim.port, "takeover_s": None if taken_at is None else round(taken_at - killed, 2),
             "lease_ran_out_after_kill_s": None if not took else round(
                 datetime.fromisoformat(took["lease_ran_out"]).timestamp() - killed, 2),
-            "first_new_segment_s": None if first is None else round(first - killed, 2),
+            "first_new_media_s": None if first is None else round(first - killed, 2),
             "viewer_runs_out_s": round(edge - killed, 2),
             "stall_s": None if first is None else round(max(0.0, first - edge), 2)}
 
@@ -212,12 +232,12 @@ def main() -> int:
                     except Exception:
                         n.stop()
     stalls = [r["stall_s"] for r in results if r["stall_s"] is not None]
-    print(f"\n{len(watch.hashes)} segments listed over {time.time() - began:.0f} s; lost or rewritten: {len(lost)}"
+    print(f"\n{len(watch.hashes)} files named (segments, parts, init) over {time.time() - began:.0f} s; lost or rewritten: {len(lost)}"
           f" {lost[:5]}; takeovers {terms['counts']['takeovers']}; "
           f"DISCONTINUITYs {sum(s.discontinuity for s in watch.segments)}")
     if stalls:
         print(f"viewer stall per kill (s): {stalls}; takeover (s): {[r['takeover_s'] for r in results]}; "
-              f"first new segment (s): {[r['first_new_segment_s'] for r in results]}")
+              f"first new media (s): {[r['first_new_media_s'] for r in results]}")
     print(f"nodes' logs and media: {root}")
     return 0 if not lost else 1
 

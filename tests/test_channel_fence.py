@@ -18,7 +18,8 @@ import pytest
 
 from vortex.channel.definition import ChannelDefinition
 from vortex.channel.playlist import read_playlist
-from vortex.channel.scheduler import ChannelFenced, ChannelRunner, RunOptions
+from vortex.channel.fencing import ChannelFenced
+from vortex.channel.scheduler import ChannelRunner, RunOptions
 from vortex.media import write_mp4
 from vortex.result import GenerationResult
 from vortex.service.channel_lease import ChannelKeeper, ChannelLease
@@ -90,7 +91,33 @@ def test_a_fenced_runner_writes_nothing_more(tmp_path):
     runner(out, max_slots=6).run()
     again = read_playlist(out)
     assert [(s.uri, folder_bytes(out)[s.uri]) for s in again.segments[:len(listed)]] == listed
-    assert again.segments[len(listed)].discontinuity and again.ended
+    assert any(s.discontinuity for s in again.segments[len(listed):]) and again.ended  # after the parts it listed
+
+
+def test_a_fence_refusing_mid_slot_parks_the_appender_before_the_writer_writes_again(tmp_path):
+    """A realtime append lasts the slot's air time: the fence is asked before each frame, and a
+    refusal there parks the appender for good instead of letting the writer close the slot."""
+    out = tmp_path / "ch"
+    calls, seen = [], {}
+    refused = threading.Event()
+
+    def fence():
+        if refused.is_set():
+            raise ChannelFenced("lease lost")
+        if threading.current_thread().name == "channel-appender" and r.appended >= 1:
+            calls.append(1)
+            if len(calls) == 10:  # the 2nd slot: its pre-append check, its record's save, then frames
+                seen.update(folder_bytes(out))
+                refused.set()
+                raise ChannelFenced("lease lost")
+
+    r = runner(out, fence)
+    t = threading.Thread(target=r.run, daemon=True)  # parked for good: it ends with the test process
+    t.start()
+    assert refused.wait(60)
+    time.sleep(1.0)
+    assert t.is_alive() and r._stop.is_set() and r.appended == 1
+    assert folder_bytes(out) == seen  # nothing written since: no part, no playlist, no channel.json
 
 
 def test_the_lease_fence_refuses_when_lost_or_too_little_is_left():

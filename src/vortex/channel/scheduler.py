@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
+from .fencing import ChannelFenced, fenced_pace
 from .hls import HlsChannelWriter
 from .pacing import WallClockPacer
 from .playlist import PLAYLIST_NAME, read_playlist
@@ -61,10 +62,6 @@ class _Ready:
 
 
 _END = object()
-
-
-class ChannelFenced(VortexError):
-    """The runner's fence refused (the service's channel lease is lost): it writes nothing more."""
 
 
 def _now() -> datetime:
@@ -358,6 +355,8 @@ class ChannelRunner:
             self._save()
         # realtime: each frame goes in one part before its air time (stop ends the slot there)
         pace = WallClockPacer(writer, o.part_seconds, self._stop) if o.pace == "realtime" else (lambda frames: frames)
+        if self.fence is not None:  # and before each frame: a realtime append lasts the slot's air time (fencing.py)
+            pace = fenced_pace(pace, self._fence_holds, on_park=self.stop)
         if item.kind == "aired":
             writer.append_mp4(self._mp4(item.source), pace=pace)
         elif item.kind == "last_good":

@@ -6,15 +6,15 @@ missing from the answer is lost (another node took it over after this one stalle
 and a channel whose DELETE came to another node is stopped here. Then, once the engine is loaded,
 it takes every channel that should be on air and that no node holds (`take_orphan`).
 
-The fence (`ChannelLease.fence`, passed to `ChannelRunner`): before each append, and before each
-write of the channel's state, the runner asks it; it raises `ChannelFenced` once the lease is
-lost, or when less than `guard_s` of it is left by this node's monotonic clock, measured from
-before the last renewal was sent. The store's expiry can only come later than that (the store
-stamps the renewal after it was sent), so a node that passed the fence has at least `guard_s`
-before any other node can take the channel: two owners never append to one playlist. What the
-fence cannot stop is a write already under way when the process is frozen (SIGSTOP, a VM pause)
-for longer than the lease: the append in progress then finishes after the pause, at most one
-slot's encode (about 0.3 s for a 2 s slot on this 2-core box). A shared file system gives no
+The fence (`ChannelLease.fence`, passed to `ChannelRunner`): before each append, each frame handed
+to the writer and each write of the channel's state, the runner asks it (channel/fencing.py); it
+raises `ChannelFenced` once the lease is lost, or when less than `guard_s` (one renewal period)
+of it is left by this node's monotonic clock, measured from before the last renewal was sent. The
+store's expiry can only come later than that (the store stamps the renewal after it was sent), so
+a node that passed the fence has at least `guard_s` before another node can take the channel: two
+owners never append to one playlist. What the fence cannot stop is the one frame's encode and
+part publish already under way when the process is frozen (SIGSTOP, a VM pause) for longer than
+the lease: milliseconds of work, finished after the pause. A shared file system gives no
 storage-side token to close that window (media.py: S3's conditional writes would).
 """
 
@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from ..channel.scheduler import ChannelFenced
+from ..channel.fencing import ChannelFenced
 from .store_channels import ChannelLeases, ChannelRow
 
 log = logging.getLogger("vortex.service.channels")
@@ -59,8 +59,9 @@ class ChannelLease:
     def fence(self) -> None:
         """Raise ChannelFenced unless this node may still write the channel's folder."""
         if not self.lost.is_set() and self.left() < self.guard_s:
-            self.lose(f"{self.left():.1f} s of the lease left by this node's clock (renewals failed), "
-                      f"under the {self.guard_s:g} s a write needs")
+            self.lose(f"{self.left():.1f} s of the lease left by this node's monotonic clock, under the "
+                      f"{self.guard_s:g} s a write needs: no renewal got through (the process was paused, or the "
+                      "store out of reach)")
         if self.lost.is_set():
             raise ChannelFenced(f"channel '{self.name}': this node no longer holds its lease (term {self.term}): "
                                 f"{self.why}")

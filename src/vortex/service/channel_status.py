@@ -84,7 +84,6 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
         "name": row.name, "status": status, "error": error, "pace": row.pace, "max_slots": row.max_slots,
         "playlist": f"{base}/index.m3u8", "page": f"/channels/{row.name}",
         "owner": owner_json(row, this_node),
-        "last_append": local.appended if local is not None else None,  # on the owner node: when it finished
         "takeovers": [takeover_json(t) for t in takeovers[-TAKEOVERS:]],
         "definition": None if d is None else {"loop": d.loop, "lookahead": d.lookahead, "margin_sec": d.margin_sec,
                                               "max_attempts": d.max_attempts, "filler": d.filler,

@@ -26,13 +26,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..channel.definition import ChannelDefinition
 from ..channel.records import SlotRecord
-from ..channel.scheduler import ChannelFenced, ChannelRunner, RunOptions
+from ..channel.fencing import ChannelFenced
+from ..channel.scheduler import ChannelRunner, RunOptions
 from ..config import VortexConfig
 from ..errors import EngineClosed, EngineDead, VortexError
 from .channel_lease import ChannelKeeper, ChannelLease
@@ -70,11 +70,12 @@ class HostedChannel:
     runner: Optional[ChannelRunner] = None
     status: str = "starting"  # starting | on_air | ended | stopped | failed | lost
     error: Optional[str] = None
-    appended: Optional[dict[str, Any]] = None  # the last append: slot index and when it finished
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """Its runner may still write. A runner whose lease is lost writes nothing more, even while
+        its thread lives on (parked mid-slot for good: channel/fencing.py)."""
+        return self.thread is not None and self.thread.is_alive() and not self.lease.lost.is_set()
 
 
 class ChannelHost:
@@ -162,7 +163,7 @@ class ChannelHost:
             if ch.runner is not None:
                 ch.runner.stop()
         for ch in list(self._channels.values()):
-            if ch.thread is not None:
+            if ch.thread is not None and not ch.lease.lost.is_set():  # a fenced runner may be parked for good
                 ch.thread.join(timeout)
         self.keeper.stop()
 
@@ -285,9 +286,6 @@ class ChannelHost:
 
     def _observe(self, name: str, record: SlotRecord, what: str) -> None:
         m = self.metrics
-        ch = self._channels.get(name)
-        if what == "appended" and ch is not None:
-            ch.appended = {"index": record.index, "done_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         if what == "decided":
             m.channel_slots.labels(channel=name, decision=record.decision).inc()
             if record.retries:
