@@ -108,11 +108,17 @@ class Watch:
         return (end + timedelta(seconds=behind)).timestamp()
 
     def lost(self) -> list[str]:
-        """Segments named once and no longer listed; any named file gone or rewritten."""
+        """Segments named once and now unlisted or gone; any named file rewritten. (A part's file goes
+        once its tags left the playlist: channel/publish.py. That is no loss: its segment stays.)"""
         listed = {s.uri for s in read_playlist(self.folder).segments}
-        return [u for u, h in self.hashes.items() if (u.startswith("seg-") and u not in listed)
-                or not (self.folder / u).is_file()
-                or hashlib.sha256((self.folder / u).read_bytes()).hexdigest() != h]
+        out = []
+        for u, h in self.hashes.items():
+            path = self.folder / u
+            if not u.startswith("part-") and (not path.is_file() or (u.startswith("seg-") and u not in listed)):
+                out.append(u)
+            elif path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != h:
+                out.append(u)
+        return out
 
 
 def owner_of(nodes: list[Server]) -> Server | None:
