@@ -228,7 +228,9 @@ def test_kill9_then_restart_completes_with_the_same_proof_and_sigterm_drains(ser
     try:
         done = s2.wait_state(k["id"], {"succeeded", "failed"})
         assert done["state"] == "succeeded" and done["attempts"] == 2, done
-        assert sorted(p.name for p in (server.data / "jobs" / k["id"]).iterdir()) == ["video.json", "video.mp4"]
+        # attempt 2 wrote its own folder; attempt 1's staging files went with its folder
+        assert [p.name for p in (server.data / "jobs" / k["id"]).iterdir()] == ["attempt-2"]
+        assert sorted(p.name for p in (server.data / "jobs" / k["id"] / "attempt-2").iterdir()) == ["video.json", "video.mp4"]
         # SIGTERM: the running job finishes within the grace period, the queued one is not started
         l_job = s2.submit(short_recipe(slot_id=22)).json()
         m_job = s2.submit(short_recipe(slot_id=23)).json()

@@ -173,15 +173,15 @@ def test_recover_on_start_takes_back_only_what_no_live_node_holds(opener):
 
 def test_the_schema_version_is_recorded_and_a_newer_store_is_refused(target, opener):
     store = opener()
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     store.close()
     assert opener().schema_version == SCHEMA_VERSION  # reopening migrates nothing
     raw = _raw(target)
     with raw.transaction() as tx:
-        assert [r["version"] for r in tx.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        assert [r["version"] for r in tx.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
         tx.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)", (SCHEMA_VERSION + 1, time.time()))
     raw.close()
-    with pytest.raises(StoreVersionError, match=r"schema version 3, newer than this Vortex reads \(versions 1 to 2\)"):
+    with pytest.raises(StoreVersionError, match=r"schema version 4, newer than this Vortex reads \(versions 1 to 3\)"):
         opener()
 
 
@@ -195,7 +195,7 @@ def test_a_version_1_store_is_migrated_with_its_jobs(target, opener):
                    (time.time(),))
     raw.close()
     store = opener(owner="a")
-    assert store.schema_version == 2
+    assert store.schema_version == SCHEMA_VERSION  # migrated through 2 and 3
     old = store.get("old")
     assert (old.state, old.seed, old.lease_owner, old.replica) == ("queued", 3, None, None)
     claimed = store.claim_next()

@@ -4,8 +4,8 @@ the decided slots the generator queues and the live inserts that cut in.
 With ``--pace realtime`` every frame is handed to the writer one part before its air time
 (pacing.py), so the published stream runs at most about a part ahead of the wall clock and an
 insert can take the air at any frame not yet handed over; ``asap`` appends at once (tests, batch
-runs). Before each part's frames it asks the runner's fence (the service's channel lease): a
-runner that lost its channel stops writing at once.
+runs). Before each frame it asks the runner's fence (the service's channel lease): a runner that
+lost its channel stops writing at once (fencing.py).
 
 Live inserts (live.py) are planned on the writer's frame timeline: "now" at the first frame the
 delay line allows (``live_delay_sec`` from the request), "next" at the first boundary between
@@ -23,9 +23,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from . import filler
+from .fencing import park
 from .hls import HlsChannelWriter
 from .live import LiveInsert
 from .pacing import WallClockPacer
@@ -45,26 +46,34 @@ class Ready:
 END = object()  # the generator's last item
 
 
-class ChannelNotOnAir(Exception):
+MAX_PENDING_INSERTS = 3  # planned and not yet on air; one more is refused (409) rather than queued for long
+
+
+class InsertRefused(Exception):
+    """A live insert the channel cannot take now (the service answers 409)."""
+
+
+class ChannelNotOnAir(InsertRefused):
     """A live insert asked of a channel whose stream has not started (or has ended)."""
 
 
 class _Pacer(WallClockPacer):
-    """The wall-clock pacer of one slot, which also ends it where a due insert takes over or where
-    the fence refuses (checked once a part)."""
+    """The wall-clock pacer of one slot, which also ends it where a due insert takes over, and parks
+    the thread where the fence refuses (asked before each frame: fencing.py)."""
 
     def __init__(self, appender: "Appender", paced: bool, cuts: bool):
         super().__init__(appender.writer, appender.runner.options.part_seconds, appender.runner._stop)
         self.appender, self.paced, self.cuts = appender, paced, cuts
 
     def wait_for(self, frame: int) -> bool:
-        if frame % self.writer.part_frames == 0 and not self.appender.fence_holds():
-            return False
-        if self.paced and not super().wait_for(frame):
-            return False
-        if not self.paced and self.stop.is_set():
-            return False
-        return not (self.cuts and self.appender.takes_over(frame))
+        if self.paced:
+            go = super().wait_for(frame)
+        else:
+            go = not self.stop.is_set()
+        go = go and not (self.cuts and self.appender.takes_over(frame))
+        if not self.appender.fence_holds():  # asked after the wait, and when the slot ends early
+            park(self.appender.runner.stop)  # returning would let the writer publish the slot's last part
+        return go
 
 
 class Appender:
@@ -95,6 +104,8 @@ class Appender:
                     continue
                 if item is END:
                     ended = r._ended
+                    if self.writer is not None and not r._stop.is_set():
+                        self._air_due_inserts()  # one planned at the end of the last slot ("next") airs
                     break
                 if r._stop.is_set():
                     continue  # drain to the end marker
@@ -116,8 +127,8 @@ class Appender:
             while r._queue.get() is not END:
                 pass
         finally:
-            for ins in self.inserts:
-                ins.cancel("the channel stopped")
+            for ins in list(self.inserts):
+                self._fail(ins, "the channel stopped before its air time")
             if self.writer is not None and self.fence_holds():
                 self.writer.close(end=ended and r._error is None)
             with r.lock:
@@ -169,6 +180,9 @@ class Appender:
             w = self.writer
             if w is None or self.runner._stop.is_set():
                 raise ChannelNotOnAir("the channel is not on air yet: its first slot has not started")
+            if len(self.inserts) >= MAX_PENDING_INSERTS:
+                raise InsertRefused(f"{len(self.inserts)} live inserts already wait to air (at most "
+                                    f"{MAX_PENDING_INSERTS}); send this one once the next is on air")
             # the first frame that airs `delay_sec` after now (frames handed over air a part later)
             behind = (_now() + timedelta(seconds=delay_sec) - w.air_time_at(w.frames_appended)).total_seconds()
             earliest = w.frames_appended + max(0, math.ceil(behind * w.fps))
@@ -176,25 +190,36 @@ class Appender:
                 earliest = max(earliest, other.air_frame + other.n_frames)
             air = earliest
             if insert.record.at == "next":
-                air = next((b for b in self._boundaries() if b >= earliest), earliest)
+                air = next((b for b in self._boundaries(earliest) if b >= earliest), earliest)
             insert.air_frame = air
             insert.record.air_time = iso(w.air_time_at(air))
             self.inserts.append(insert)
             self.inserts.sort(key=lambda i: i.air_frame)
 
-    def _boundaries(self) -> list[int]:
-        """Frames where slots end: the one on air, then each one queued after it (lock held)."""
-        r = self.runner
+    def _boundaries(self, at_least: int) -> Iterator[int]:
+        """Frames where slots end, from the one on air (or the next one, between slots) on: the slots
+        queued or being made have their records, the later ones their length in the schedule (lock held)."""
+        r, d, w = self.runner, self.runner.definition, self.writer
         if self.current is None:
-            return [self.writer.frames_appended]
-        record, first = self.current
-        end, out = first + record.n_frames, [first + record.n_frames]
+            end, after = w.frames_appended, None
+            yield end
+        else:
+            record, first = self.current
+            end, after = first + record.n_frames, record.index
+            yield end
         with r.lock:
-            queued = [s for s in r.state.slots if s.decision and s.first_frame is None and s.index > record.index]
-        for s in queued:
-            end += s.n_frames
-            out.append(end)
-        return out
+            known = {s.index: s.n_frames for s in r.state.slots if s.first_frame is None}
+        index = after + 1 if after is not None else min(known, default=len(r.state.slots))
+        while end < at_least and (r.options.max_slots is None or index < r.options.max_slots):
+            n = known.get(index)
+            if n is None:
+                slot = d.slot_at(index)
+                if slot is None:
+                    return
+                n = slot.recipe.slot_params.n_frames
+            end += n
+            index += 1
+            yield end
 
     def takes_over(self, frame: int) -> bool:
         """At `frame`'s due time: True when a due insert is ready to air from here (the slot on air is

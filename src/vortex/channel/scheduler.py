@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
+from .fencing import ChannelFenced
 from .appender import END, Appender, Ready
 from .hls import HlsChannelWriter
 from .live import At, LiveInsert
@@ -51,10 +52,6 @@ class RunOptions:
     max_slots: Optional[int] = None  # the channel's total slot count (across restarts); None: run until stopped
     segment_seconds: float = 2.0
     part_seconds: float = 0.5  # LL-HLS parts; realtime also hands frames over this long before air
-
-
-class ChannelFenced(VortexError):
-    """The runner's fence refused (the service's channel lease is lost): it writes nothing more."""
 
 
 def _now() -> datetime:

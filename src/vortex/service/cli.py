@@ -5,7 +5,13 @@ parser); both are imported when the command runs.
 
 Exit status: 0 after SIGTERM/Ctrl-C (the running slot finished or went back to the queue);
 1 the engine failed to load or died (a CUDA fault: the supervisor should start a new process);
-2 refused settings (a non-loopback address without a token, a bad profile or token file).
+2 refused settings (a non-loopback address without a token, a bad profile or token file, a
+--media folder that is not writable or belongs to another job store).
+
+Several nodes: the same `--db postgresql://…` and the same `--media` (a shared file system), each
+its own `--data`. Channels then belong to one node at a time through a lease in the store
+(`--channel-lease-sec`, renewed every `--channel-renew-sec`); another node takes a channel over
+when its node dies (service/channels.py).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..config import DEFAULT_PROFILE
+from .store_channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S
 
 DEFAULT_PORT = 8321
 DEFAULT_GRACE_S = 30.0
@@ -36,7 +43,20 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="address to bind (default 127.0.0.1; any other needs --token-file)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     s.add_argument("--data", type=Path, default=Path("vortex-data"),
-                   help="folder of the job store, the portraits and the jobs' MP4s (default ./vortex-data)")
+                   help="this node's folder: the SQLite job store (without --db), and the media without --media "
+                        "(default ./vortex-data)")
+    s.add_argument("--media", type=Path,
+                   help="folder of the jobs' MP4s and results, the portraits and the channels' streams, shared by "
+                        "every node of one --db (NFS, EFS, CephFS, a ReadWriteMany volume; default: --data)")
+    s.add_argument("--advertise-url",
+                   help="this node's base URL as other nodes reach it (live inserts for a channel it runs are "
+                        "forwarded there; default http://HOST:PORT)")
+    s.add_argument("--channel-lease-sec", type=float, default=DEFAULT_CHANNEL_LEASE_S,
+                   help=f"how long a channel stays with a node that stopped renewing (died) before another node "
+                        f"takes it over (default {DEFAULT_CHANNEL_LEASE_S:g})")
+    s.add_argument("--channel-renew-sec", type=float, default=DEFAULT_CHANNEL_RENEW_S,
+                   help=f"how often a node renews its channel leases and looks for channels to take over; at most "
+                        f"half the lease (default {DEFAULT_CHANNEL_RENEW_S:g})")
     s.add_argument("--token-file", type=Path,
                    help="file holding a bearer token (mode 600); POST and DELETE then need it")
     s.add_argument("--grace-sec", type=float, default=DEFAULT_GRACE_S,
@@ -70,6 +90,8 @@ def serve_command(args: argparse.Namespace) -> int:
             raise _usage(f"--grace-sec {args.grace_sec}: must be a number of seconds >= 0")
         if args.engine != "ray" and (args.replicas is not None or args.ray_address):
             raise _usage("--replicas and --ray-address need --engine ray")
+        _check_channel_settings(args)
+        args.advertise_url = advertise_url(args.advertise_url, args.host, args.port)
         if args.replicas is None:
             args.replicas = 2 if args.engine == "ray" else 1
         if not 1 <= args.replicas <= 256:
@@ -86,6 +108,34 @@ def serve_command(args: argparse.Namespace) -> int:
     if not args.verbose:
         logs.quiet_libraries(load=True)
     return _serve(cfg, args, token)
+
+
+def _check_channel_settings(args: argparse.Namespace) -> None:
+    import math
+
+    lease, renew = args.channel_lease_sec, args.channel_renew_sec
+    if not (math.isfinite(lease) and 1.0 <= lease <= 3600):
+        raise _usage(f"--channel-lease-sec {lease:g}: must be from 1 to 3600 seconds")
+    if not (math.isfinite(renew) and 0.1 <= renew <= lease / 2):
+        raise _usage(f"--channel-renew-sec {renew:g}: must be from 0.1 s to half of --channel-lease-sec "
+                     f"({lease / 2:g} s), so that a renewal can fail once without losing the channel")
+
+
+def advertise_url(url: Optional[str], host: str, port: int) -> str:
+    """This node's base URL for other nodes: --advertise-url, else http://HOST:PORT (a wildcard
+    bind address is replaced by this machine's name)."""
+    from urllib.parse import urlsplit
+
+    if url is None:
+        import socket
+
+        name = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+        return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise _usage(f"--advertise-url {url!r}: give a base URL such as http://node-a.internal:8321 "
+                     "(http or https, a host, an optional port and path; no query)")
+    return url.rstrip("/")
 
 
 def _usage(message: str) -> Exception:
@@ -122,6 +172,17 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
         print(f"vortex: error: job store: {exc}", file=err)
         lock.close()
         return 2
+    from .media import open_media
+    from .security import ServeSetupError
+
+    try:  # refused before anything is written there: not writable, or another store's folder
+        media = open_media(args.media if args.media is not None else data, store.identity(), store.where,
+                           flag="--media" if args.media is not None else "--data")
+    except ServeSetupError as exc:
+        print(f"vortex: error: {exc}", file=err)
+        store.close()
+        lock.close()
+        return 2
     requeued = store.recover()
     hub = EventHub()
     metrics = ServiceMetrics(store.counts)
@@ -142,20 +203,26 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
 
         return build_engine(cfg)
 
-    worker = Worker(make_engine, store, hub, metrics, data, on_fatal, concurrency=args.replicas)
-    state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token)
+    worker = Worker(make_engine, store, hub, metrics, media, on_fatal, concurrency=args.replicas)
+    state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token,
+                         media=media)
     from .routers.channels import parse_channel
     from .channels import ChannelHost
+    from .store_channels import ChannelLeases
 
-    state.channels = ChannelHost(data, cfg, lambda: worker.engine, worker.engine_loaded, metrics,
-                                 parse=lambda raw: parse_channel(raw, state))
+    leases = ChannelLeases(store, url=args.advertise_url, lease_s=args.channel_lease_sec)
+    state.channels = ChannelHost(media, cfg, lambda: worker.engine, worker.engine_loaded, metrics,
+                                 parse=lambda raw: parse_channel(raw, state), leases=leases,
+                                 renew_s=args.channel_renew_sec,
+                                 ready=lambda: worker.status.ready and not worker.status.dead)
 
     @asynccontextmanager
     async def lifespan(app):
         worker.start()
-        resumed = state.channels.resume_all()
-        if resumed:
-            print(f"  channels back on air after a restart: {', '.join(resumed)}", file=err, flush=True)
+        waiting = state.channels.resume_all()
+        if waiting:
+            print(f"  channels to resume once the engine is loaded (unless another node has them first): "
+                  f"{', '.join(waiting)}", file=err, flush=True)
         yield
         worker.drain()
         await asyncio.to_thread(state.channels.stop_all, args.grace_sec)  # before the engine closes
@@ -174,6 +241,9 @@ def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
     engine = "local (one engine in this process)" if args.engine == "local" else \
         f"ray: {args.replicas} replica(s) on {args.ray_address or 'a local Ray instance'}"
     print(f"  engine {engine}", file=err)
+    shared = f"shared with every node of {store.where}" if store.shared else "this node's"
+    print(f"  media {media.root} ({shared}) · channels leased for {args.channel_lease_sec:g} s, renewed every "
+          f"{args.channel_renew_sec:g} s · this node is {store.owner} at {args.advertise_url}", file=err)
     print(f"  listening on http://{args.host}:{args.port} (loading the engine: /readyz says when)", file=err, flush=True)
     server.run()
     store.close()

@@ -19,13 +19,15 @@ from fastapi.responses import JSONResponse
 
 from ..config import VortexConfig
 from .events import EventHub
+from .media import LocalMedia
 from .metrics import ServiceMetrics
 from .security import bearer_ok
 from .store import JobStore
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from .channels import ChannelHost, HostedChannel
+    from .channels import ChannelHost
+    from .store_channels import ChannelRow
 
 
 @dataclass
@@ -38,10 +40,15 @@ class ServiceState:
     data: Path
     token: Optional[str] = None
     channels: Any = None  # a ChannelHost (channels.py); None: this server runs no channels
+    media: Optional[LocalMedia] = None  # where media live (--media, shared by nodes); None: in `data`
+
+    def __post_init__(self) -> None:
+        if self.media is None:
+            self.media = LocalMedia(self.data)
 
     @property
     def portraits(self) -> Path:
-        return self.data / "portraits"
+        return self.media.portraits
 
 
 def get_state(request: Request) -> ServiceState:
@@ -83,8 +90,9 @@ def channel_host(state: ServiceState) -> ChannelHost:
     return state.channels
 
 
-def channel_or_404(state: ServiceState, name: str) -> HostedChannel:
-    ch = channel_host(state).get(name)
-    if ch is None:
+def channel_or_404(state: ServiceState, name: str) -> ChannelRow:
+    """The channel's row in the store, whichever node runs it."""
+    row = channel_host(state).get(name)
+    if row is None:
         raise HTTPException(status_code=404, detail=f"no channel '{name}' (GET /v1/channels lists them)")
-    return ch
+    return row

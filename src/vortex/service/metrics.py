@@ -92,6 +92,10 @@ class ServiceMetrics:
                                   ["channel"], registry=r)
         self.channel_lead_seconds = Histogram("vortex_channel_lead_time_seconds", "Aired slots' lead time "
                                               "(air time - ready)", ["channel"], buckets=LEAD_BUCKETS, registry=r)
+        self.channel_takeovers = Counter("vortex_channel_takeovers", "Channels this node took over after their "
+                                         "owner's lease ran out (it died or stalled)", ["channel"], registry=r)
+        self.channel_leases_lost = Counter("vortex_channel_leases_lost", "Channel leases this node lost (it stalled "
+                                           "past the lease, or the store was out of reach)", ["channel"], registry=r)
         r.register(_StoreCollector(counts))
         r.register(_VramCollector())
 

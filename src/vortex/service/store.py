@@ -146,6 +146,18 @@ class JobStore:
         with self._lock:
             return schema_version(self.backend)
 
+    def transaction(self, write: bool = True):
+        """One transaction under the store's lock, for the other tables' code (store_channels.py)."""
+        return self._tx(write)
+
+    def identity(self) -> str:
+        """The store's own random id, made on first use: a --media folder records it (media.py), so
+        that two stores never share one folder."""
+        with self._tx() as tx:
+            tx.execute("INSERT INTO store_info (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
+                       (secrets.token_hex(16),))
+            return tx.execute("SELECT value FROM store_info WHERE key = 'identity'").fetchone()["value"]
+
     # ---- submission -------------------------------------------------------------------------
     def submit(self, recipe: dict[str, Any], seed: int, idem_key: Optional[str] = None) -> tuple[Job, bool]:
         """(the job, True) for a new job; (the existing job, False) when `idem_key` was seen before."""

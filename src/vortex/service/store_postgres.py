@@ -48,6 +48,8 @@ class PostgresBackend:
              "int64": "BIGINT"}
     lock_row = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    # The server's clock as Unix seconds: channel leases are timed by it, so nodes' clocks may differ.
+    now_sql = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, connect_timeout_s: int = 10):
         try:

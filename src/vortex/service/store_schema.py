@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 
 # Version 1 is the store as it was before `schema_version` existed (SQLite files in the field);
-# version 2 adds the lease (which process holds a running job, until when) and the engine replica.
+# version 2 adds the lease (which process holds a running job, until when) and the engine replica;
+# version 3 adds the store's identity (store_info), the channels with their leases, and every term
+# of a channel's ownership (channel_terms: who took it, when, from whom).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         """CREATE TABLE IF NOT EXISTS jobs (
@@ -38,6 +40,38 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
         "ALTER TABLE jobs ADD COLUMN lease_expires {float}",
         "ALTER TABLE jobs ADD COLUMN replica TEXT",
+    ),
+    3: (
+        "CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS channels (
+            name           TEXT PRIMARY KEY,
+            state          TEXT NOT NULL,                   -- on | stopped | ended | failed: what is wanted
+            definition     TEXT NOT NULL,                   -- as POSTed (JSON), portrait references unresolved
+            pace           TEXT NOT NULL,
+            max_slots      INTEGER,
+            created        {float} NOT NULL,
+            updated        {float} NOT NULL,
+            error          TEXT,
+            owner          TEXT,                            -- the node (host:pid) holding the lease; NULL: free
+            owner_url      TEXT,                            -- its advertised base URL (live inserts go there)
+            term           {int64} NOT NULL DEFAULT 0,      -- + 1 at every acquisition: the fencing token
+            acquired       {float},
+            lease_s        {float},
+            lease_expires  {float},                         -- in the store's clock, not the nodes'
+            stop_requested INTEGER NOT NULL DEFAULT 0       -- a DELETE on another node, for the owner to do
+        )""",
+        """CREATE TABLE IF NOT EXISTS channel_terms (
+            seq              {seq},
+            channel          TEXT NOT NULL,
+            term             {int64} NOT NULL,
+            owner            TEXT NOT NULL,
+            owner_url        TEXT,
+            acquired         {float} NOT NULL,
+            how              TEXT NOT NULL,                 -- start | resume | takeover
+            previous_owner   TEXT,
+            previous_expired {float}                        -- takeover: when the dead owner's lease ran out
+        )""",
+        "CREATE INDEX IF NOT EXISTS channel_terms_channel ON channel_terms (channel, seq)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -15,6 +15,7 @@ class SqliteBackend:
     types = {"seq": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL", "int64": "INTEGER"}
     lock_row = ""  # BEGIN IMMEDIATE already holds the database's one write lock
     skip_locked = ""
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"  # Unix seconds, to the millisecond
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

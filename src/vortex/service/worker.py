@@ -27,15 +27,12 @@ from ..recipe import Recipe
 from ..engine.protocol import Engine
 from ..engine.requests import Priority, SlotEvent, SlotRequest
 from .events import END, EventHub
+from .media import LocalMedia
 from .metrics import ServiceMetrics
 from .store import DEFAULT_LEASE_S, Job, JobStore
 from .store_lease import LeaseKeeper
 
 log = logging.getLogger("vortex.service")
-
-
-def job_dir(data: Path, job_id: str) -> Path:
-    return data / "jobs" / job_id
 
 
 @dataclass
@@ -51,9 +48,10 @@ class WorkerStatus:
 
 class Worker:
     def __init__(self, make_engine: Callable[[], Engine], store: JobStore, hub: EventHub, metrics: ServiceMetrics,
-                 data: Path, on_fatal: Callable[[str], None], concurrency: int = 1):
+                 media: LocalMedia | Path, on_fatal: Callable[[str], None], concurrency: int = 1):
         self._make_engine = make_engine
-        self.store, self.hub, self.metrics, self.data = store, hub, metrics, data
+        self.store, self.hub, self.metrics = store, hub, metrics
+        self.media = media if isinstance(media, LocalMedia) else LocalMedia(Path(media))  # a Path: media in it
         self._on_fatal = on_fatal
         self.status = WorkerStatus()
         self._engine: Optional[Engine] = None
@@ -190,9 +188,13 @@ class Worker:
             self._cancel_wanted.add(job.id)
         self.metrics.queue_wait_seconds.observe(max(0.0, (job.started or time.time()) - job.created))
         self.hub.publish(job.id, "state", {"state": "running", "attempts": job.attempts})
-        out = job_dir(self.data, job.id)
-        if job.attempts > 1:  # what a killed attempt left (a staging MP4) is never this attempt's output
-            shutil.rmtree(out, ignore_errors=True)
+        out = self.media.job_dir(job.id, job.attempts)  # this attempt's own folder: no other node writes it
+        if job.attempts > 1:  # what earlier attempts left (a staging MP4, a late node's file) is not this one's
+            for old in out.parent.iterdir() if out.parent.is_dir() else ():
+                if old.is_dir() and old != out:
+                    shutil.rmtree(old, ignore_errors=True)
+                elif old.is_file():  # a job folder from before attempts had folders
+                    old.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         try:
@@ -249,8 +251,9 @@ class Worker:
         state = "succeeded" if result.success else ("cancelled" if cancelled else "failed")
         error = None if result.success else {"kind": result.error_kind, "phase": result.failed_phase,
                                               "message": result.error_msg}
+        owner = self.store.owner if getattr(self.store, "shared", False) else None  # not a job taken over meanwhile
         self.store.finish(job.id, state, timings=meta.get("timings_ms"), verification=meta.get("verification"),
-                          error=error, proof=result.proof)
+                          error=error, proof=result.proof, owner=owner)
         self.metrics.observe_result(state, seconds, meta.get("timings_ms") or {}, result.failed_phase,
                                     result.error_kind, meta.get("verification"))
         self._end(job.id)

@@ -2,11 +2,14 @@
 
     POST   /v1/channels?pace=realtime|asap&max_slots=N   a channel definition (JSON or YAML)
     GET    /v1/channels                                  every channel's status
-    GET    /v1/channels/{name}                           on air now, the next slots and their state, lead time
+    GET    /v1/channels/{name}                           on air now, the next slots, lead time, owner node, takeovers
     DELETE /v1/channels/{name}                           stop it (a restart of the service leaves it off)
     GET    /v1/channels/{name}/index.m3u8                the live LL-HLS playlist; blocking reload with
                                                          ?_HLS_msn=M&_HLS_part=N (hls_serving.py)
     GET    /v1/channels/{name}/{init,part,segment}       its init segment, parts and segments (immutable)
+
+Every route works on every node that shares the store and the media folder: the channel's row is
+in the store, its stream in MEDIA/channels/NAME/; the node holding the channel's lease runs it.
 
 Over HTTP a slot's recipe is inline (a mapping, its actor image a `portrait:<sha256>` reference)
 or `job:<id>`, the recipe of a job submitted before: a definition sent to the server never names
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from ...channel.definition import ChannelDefinition, ChannelError
@@ -33,6 +37,7 @@ from ..security import RECIPE_MAX_BYTES, resolve_references
 
 CHANNEL_MAX_BYTES = 16 * RECIPE_MAX_BYTES  # a list of inline recipes
 _JOB_REF = re.compile(r"^job:([A-Za-z0-9_-]{1,64})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # channel/definition.py's: a folder name, never a path
 
 router = APIRouter()
 
@@ -85,10 +90,10 @@ async def start_channel(request: Request, pace: Literal["realtime", "asap"] = Qu
     except VortexError as exc:  # the body is not UTF-8 text, JSON or YAML
         return error(422, f"the channel definition: {exc}", field=getattr(exc, "field", None))
     try:
-        ch = host.start(data, definition, pace, max_slots)
+        row = await asyncio.to_thread(host.start, data, definition, pace, max_slots)
     except ChannelConflict as exc:
         return error(409, str(exc), field="name")
-    return JSONResponse(host.describe(ch), status_code=201, headers={"Location": f"/v1/channels/{ch.name}"})
+    return JSONResponse(host.describe(row), status_code=201, headers={"Location": f"/v1/channels/{row.name}"})
 
 
 def _body_failer(problem: str):
@@ -98,7 +103,7 @@ def _body_failer(problem: str):
 @router.get("/v1/channels")
 async def list_channels(state: ServiceState = Depends(get_state)):
     host = channel_host(state)
-    return {"channels": [host.describe(ch) for ch in host.all()]}
+    return {"channels": [host.describe(row) for row in await asyncio.to_thread(host.all)]}
 
 
 @router.get("/v1/channels/{name}")
@@ -109,19 +114,29 @@ async def get_channel(name: str, state: ServiceState = Depends(get_state)):
 @router.delete("/v1/channels/{name}", dependencies=[Depends(require_token)])
 async def stop_channel(name: str, state: ServiceState = Depends(get_state)):
     channel_or_404(state, name)
-    ch = await asyncio.to_thread(channel_host(state).stop, name)
-    return channel_host(state).describe(ch)
+    row = await asyncio.to_thread(channel_host(state).stop, name)  # here, or by its owner node
+    return channel_host(state).describe(row)
+
+
+def _stream_folder(state: ServiceState, name: str) -> Path:
+    """The channel's folder in the media, without a store query: viewers poll the playlist every
+    part and fetch every part, so serving them costs the store nothing. The name is a channel
+    name (a folder name, never a path) and the folder exists once the channel started."""
+    folder = channel_host(state).folder(name)
+    if not _NAME.match(name) or not folder.is_dir():
+        raise HTTPException(status_code=404, detail=f"no channel '{name}' (GET /v1/channels lists them)")
+    return folder
 
 
 @router.get("/v1/channels/{name}/" + PLAYLIST_NAME)
 async def playlist(name: str, request: Request, state: ServiceState = Depends(get_state)):
-    ch = channel_or_404(state, name)
-    return await playlist_response(ch.folder, request.query_params, f"channel '{name}' has published no segment yet "
-                                                                    f"(status {ch.status}); try again in a few seconds")
+    folder = _stream_folder(state, name)  # on any node: the folder is shared (--media)
+    return await playlist_response(folder, request.query_params, f"channel '{name}' has published no segment yet; "
+                                                                 "try again in a few seconds")
 
 
 @router.get("/v1/channels/{name}/{segment}")
 async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
-    ch = channel_or_404(state, name)
+    folder = _stream_folder(state, name)
     # Only the writer's names (channel/publish.py); a listed file is never rewritten, so it may be cached.
-    return await media_response(ch.folder, segment, f"channel '{name}' has no segment or part {segment!r}")
+    return await media_response(folder, segment, f"channel '{name}' has no segment or part {segment!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def _store_portrait(data: bytes, filename: str, state: ServiceState) -> JSONResp
         if not final.exists():
             staged = tmp_path.with_suffix(".png")
             im.convert("RGB").save(staged, format="PNG")
-            staged.replace(final)  # atomic: a recipe never sees half a portrait
+            with open(staged, "rb+") as f:  # on a shared --media, the bytes reach the server before the name
+                os.fsync(f.fileno())
+            staged.replace(final)  # atomic: a recipe never sees half a portrait, on any node
         return JSONResponse({"ref": f"portrait:{digest}", "sha256": digest, "width": im.width, "height": im.height,
                              "format": im.format}, status_code=201)
     finally:

@@ -27,7 +27,6 @@ from ..deps import ServiceState, error, get_state, read_limited, require_token
 from ..events import END
 from ..security import RECIPE_MAX_BYTES, portrait_reference, resolve_references
 from ..store import STATES, TERMINAL, Job
-from ..worker import job_dir
 
 SSE_KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 MAX_LIST = 500
@@ -148,8 +147,8 @@ async def events(job_id: str, request: Request, last_event_id: Optional[str] = H
 @router.get("/v1/slots/{job_id}/video.mp4")
 async def video(job_id: str, state: ServiceState = Depends(get_state)):
     job = _job_or_404(state, job_id)
-    path = job_dir(state.data, job_id) / "video.mp4"
-    if job.state != "succeeded" or not path.is_file():
+    path = state.media.job_file(job_id, job.attempts, "video.mp4")  # on any node when --media is shared
+    if job.state != "succeeded" or path is None:
         raise HTTPException(status_code=404, detail=f"job '{job_id}' is {job.state}: no video")
     return FileResponse(path, media_type="video/mp4")  # Starlette answers Range with 206
 
@@ -157,10 +156,10 @@ async def video(job_id: str, state: ServiceState = Depends(get_state)):
 @router.get("/v1/slots/{job_id}/result.json")
 async def result_json(job_id: str, state: ServiceState = Depends(get_state)):
     job = _job_or_404(state, job_id)
-    folder = job_dir(state.data, job_id)
     for name in ("video.json", "video.failed.json"):
-        if job.terminal and (folder / name).is_file():
-            return FileResponse(folder / name, media_type="application/json")
+        path = state.media.job_file(job_id, job.attempts, name) if job.terminal else None
+        if path is not None:
+            return FileResponse(path, media_type="application/json")
     raise HTTPException(status_code=404, detail=f"job '{job_id}' is {job.state}: no result yet")
 
 

@@ -64,6 +64,12 @@
     if (!items.length) tbody.appendChild(Vx.el("tr", {}, Vx.el("td", { class: "muted", colspan: 7 }, "none")));
   }
 
+  // The last takeover: when, from which node (it died or stalled), and how long after its lease ran out.
+  const lastTakeover = (ch) => {
+    const t = (ch.takeovers || []).slice(-1)[0];
+    return t ? " · last " + Vx.fmtDate(t.at) + " from " + t.from + " (" + Vx.num(t.after_sec, 1) + " s after its lease ran out)" : "";
+  };
+
   function render(ch) {
     const st = document.getElementById("channel-status");
     st.textContent = ch.status;
@@ -82,6 +88,9 @@
       ["lead time", "last " + fmtLead(lead.last) + " · min " + fmtLead(lead.min) + " · P50 " + fmtLead(lead.p50)],
       ["player", stats.started ? "playing · waits " + stats.waiting + (stats.audio ? " · audio" : "") +
         (typeof stats.behind === "number" ? " · " + stats.behind.toFixed(1) + " s behind the wall clock" : "") : "starting"],
+      ["node", ch.owner ? ch.owner.node + (ch.owner.this_node ? " (this page's node)" : "") + " · lease " +
+        Vx.num(ch.owner.lease_left_sec, 1) + " s left" : "none now (the next node to look takes it over)"],
+      ["takeovers", c.takeovers + (lastTakeover(ch) || "")],
     ];
     const dl = Vx.clear(document.getElementById("facts"));
     for (const [k, v] of facts) { dl.appendChild(Vx.el("dt", {}, k)); dl.appendChild(Vx.el("dd", {}, v === undefined ? "—" : v)); }

@@ -1,0 +1,173 @@
+"""This node's channel leases: the fence each channel runner checks, and the keeper thread that
+renews them and takes over channels whose node died.
+
+The keeper, every `renew_s`: renews every lease this node holds in one statement; a channel
+missing from the answer is lost (another node took it over after this one stalled past its lease),
+and a channel whose DELETE came to another node is stopped here. Then, once the engine is loaded,
+it takes every channel that should be on air and that no node holds (`take_orphan`).
+
+The fence (`ChannelLease.fence`, passed to `ChannelRunner`): before each append, each frame handed
+to the writer and each write of the channel's state, the runner asks it (channel/fencing.py); it
+raises `ChannelFenced` once the lease is lost, or when less than `guard_s` (one renewal period)
+of it is left by this node's monotonic clock, measured from before the last renewal was sent. The
+store's expiry can only come later than that (the store stamps the renewal after it was sent), so
+a node that passed the fence has at least `guard_s` before another node can take the channel: two
+owners never append to one playlist. What the fence cannot stop is the one frame's encode and
+part publish already under way when the process is frozen (SIGSTOP, a VM pause) for longer than
+the lease: milliseconds of work, finished after the pause. A shared file system gives no
+storage-side token to close that window (media.py: S3's conditional writes would).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+from ..channel.fencing import ChannelFenced
+from .store_channels import ChannelLeases, ChannelRow
+
+log = logging.getLogger("vortex.service.channels")
+
+
+class ChannelLease:
+    """This node's hold on one channel: the term it acquired and until when (monotonic) it may write."""
+
+    def __init__(self, name: str, term: int, lease_s: float, guard_s: float, sent: float):
+        self.name, self.term, self.lease_s, self.guard_s = name, term, lease_s, guard_s
+        self.valid_until = sent + lease_s
+        self.lost = threading.Event()
+        self.why: Optional[str] = None
+        self.reported = False  # the keeper told the host (once)
+
+    def renewed(self, sent: float) -> None:
+        """The store extended the lease by a statement sent at `sent` (monotonic)."""
+        self.valid_until = max(self.valid_until, sent + self.lease_s)
+
+    def left(self) -> float:
+        return self.valid_until - time.monotonic()
+
+    def lose(self, why: str) -> bool:
+        """Mark the lease lost (True the first time)."""
+        if self.lost.is_set():
+            return False
+        self.why = why
+        self.lost.set()
+        return True
+
+    def fence(self) -> None:
+        """Raise ChannelFenced unless this node may still write the channel's folder."""
+        if not self.lost.is_set() and self.left() < self.guard_s:
+            self.lose(f"{self.left():.1f} s of the lease left by this node's monotonic clock, under the "
+                      f"{self.guard_s:g} s a write needs: no renewal got through (the process was paused, or the "
+                      "store out of reach)")
+        if self.lost.is_set():
+            raise ChannelFenced(f"channel '{self.name}': this node no longer holds its lease (term {self.term}): "
+                                f"{self.why}")
+
+
+class ChannelKeeper:
+    """The thread that renews this node's leases and takes over orphaned channels.
+
+    `on_lost(name, lease)`, `on_stop(name)` and `take(row, how, sent)` are the host's; `may_take()`
+    says whether this node should take channels now (engine loaded, not shutting down) and
+    `busy()` which channels still have a runner here (not taken again until it has ended)."""
+
+    def __init__(self, leases: ChannelLeases, renew_s: float, *, on_lost: Callable[[str, ChannelLease], None],
+                 on_stop: Callable[[str], None], take: Callable[[ChannelRow, str, float], None],
+                 may_take: Callable[[], bool], busy: Callable[[], set[str]]):
+        if not 0 < renew_s <= leases.lease_s / 2:
+            raise ValueError(f"renew_s must be above 0 and at most half the lease ({leases.lease_s:g} s), got {renew_s!r}")
+        self.leases, self.renew_s = leases, renew_s
+        self._on_lost, self._on_stop, self._take, self._may_take, self._busy = on_lost, on_stop, take, may_take, busy
+        self._held: dict[str, ChannelLease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="channel-keeper", daemon=True)
+        self.error: Optional[str] = None  # the last failed round's reason (the store unreachable)
+        self._strays: set[tuple[str, int]] = set()
+
+    def hold(self, row: ChannelRow, sent: float) -> ChannelLease:
+        """Register a lease this node just acquired (`sent`: monotonic time before the acquiring statement)."""
+        lease = ChannelLease(row.name, row.term, self.leases.lease_s, self.renew_s, sent)
+        with self._lock:
+            self._held[row.name] = lease
+        return lease
+
+    def drop(self, name: str, lease: ChannelLease) -> None:
+        with self._lock:
+            if self._held.get(name) is lease:
+                del self._held[name]
+
+    def held(self) -> dict[str, ChannelLease]:
+        with self._lock:
+            return dict(self._held)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Run a round now (the engine just loaded)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # never let the keeper die: the leases would all run out
+                log.exception("channel keeper round failed")
+                self.error = f"{type(exc).__name__}: {exc}"
+            self._wake.wait(self.renew_s)
+            self._wake.clear()
+
+    def _let_go_of_strays(self, renewed: dict[str, tuple[int, bool]]) -> None:
+        """A lease the store gives this node but no runner here holds (its release failed while the
+        store was out of reach) would be renewed forever with nobody on air: released once it has
+        been a stray two rounds running (one round may be a POST between acquiring and holding)."""
+        held = self.held()
+        strays = {(name, term) for name, (term, _) in renewed.items()
+                  if name not in held or held[name].term != term}
+        for name, term in strays & self._strays:
+            log.warning("channel %s: releasing term %d, which no runner here holds", name, term)
+            self.leases.release(name, term)
+        self._strays = strays
+
+    def tick(self) -> None:
+        """One round: renew, notice losses and stop requests, take orphans."""
+        sent = time.monotonic()
+        try:
+            renewed: Optional[dict[str, tuple[int, bool]]] = self.leases.renew_all()
+            self.error = None
+        except Exception as exc:  # the store unreachable: the local clock decides (the fence)
+            renewed, self.error = None, f"{type(exc).__name__}: {exc}"
+            log.warning("renewing channel leases failed: %s", self.error)
+        for name, lease in self.held().items():
+            got = None if renewed is None else renewed.get(name)
+            if got is not None and got[0] == lease.term:
+                lease.renewed(sent)
+                if got[1]:
+                    self._on_stop(name)
+            elif renewed is not None:
+                lease.lose("the store no longer lists this node as its owner: the lease ran out (and another "
+                           "node may have taken the channel over) or it was released")
+            elif lease.left() < lease.guard_s:
+                lease.lose(f"the store unreachable ({self.error}) and under {lease.guard_s:g} s of the lease left")
+            if lease.lost.is_set() and not lease.reported:  # lost here, or by the runner's own fence
+                lease.reported = True
+                self._on_lost(name, lease)
+        if renewed is not None:
+            self._let_go_of_strays(renewed)
+        while renewed is not None and not self._stop.is_set() and self._may_take():
+            sent = time.monotonic()
+            got = self.leases.take_orphan(exclude=self._busy())
+            if got is None:
+                break
+            self._take(got[0], got[1], sent)
