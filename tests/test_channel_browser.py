@@ -185,7 +185,7 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
     server.start()
     driver = None
     try:
-        body = {"name": "svc-live", "loop": True, "lookahead": 2, "margin_sec": 0.5,
+        body = {"name": "svc-live", "loop": True, "lookahead": 2, "margin_sec": 0.5, "live_delay_sec": 6.0,
                 "slots": [{"recipe": RECIPES[n]} for n in sorted(RECIPES)]}
         r = httpx.post(server.url + "/v1/channels", json=body, timeout=60)
         assert r.status_code == 201, r.text
@@ -212,9 +212,11 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
             p, c = driver.execute_script(clocks)
             samples.append((p - p0, c - c0))
             lags.append(driver.execute_script(behind))
+        glass, insert = go_live(driver, server)
         stats = driver.execute_script(
             "const v = document.getElementById('video'); return Object.assign({}, vxPlayer, "
             "{audioBytes: v.webkitAudioDecodedByteCount, paused: v.paused, lowLatency: vxHls.lowLatencyMode, "
+            "insertRow: document.querySelector('#inserts tbody tr').textContent, "
             "parts: vxHls.latestLevelDetails && vxHls.latestLevelDetails.partList ? "
             "vxHls.latestLevelDetails.partList.length : 0, "
             "status: document.getElementById('channel-status').textContent, "
@@ -237,4 +239,40 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
     assert status["counts"]["aired"] >= 3, status
     assert stats["lowLatency"] and stats["parts"] > 0, stats  # hls.js saw the parts and played in LL mode
     print(f"live edge: wall clock − playingDate {min(lags):.2f}-{max(lags):.2f} s over {SERVICE_PLAY_SEC:g} s: {lags}")
+    print(f"live insert (delay line 6 s): click to playingDate at its air time {glass:.2f} s; POST to its first "
+          f"part listed {insert['published_after_s']} s")
+    assert insert["state"] == "aired" and insert["id"] in stats["insertRow"] and "aired" in stats["insertRow"], stats
+    assert glass < 6.0 + 4.0, glass  # the delay line, then at most PART-HOLD-BACK and a part or two
     assert all(lag is not None and 0 < lag <= MAX_BEHIND_SEC for lag in lags), lags
+
+
+LIVE_RECIPE = {"slot_params": {"slot_id": 90, "duration_sec": 3.0, "fps": 24, "seed": 90},
+               "audio_track": {"script": "Breaking news from the harbour tonight.", "voice_id": "anchor"},
+               "visual_track": {"prompt": "studio portrait of a news anchor"}}
+
+
+def go_live(driver, server) -> tuple[float, dict]:
+    """The page's "Go live" form sends LIVE_RECIPE at "now"; returns (seconds from the click until the
+    player's playingDate reaches the insert's air time, the insert as the API shows it once aired)."""
+    driver.execute_script("document.getElementById('live-recipe').value = arguments[0]", json.dumps(LIVE_RECIPE))
+    clicked_ms = driver.execute_script("document.getElementById('live-button').click(); return Date.now()")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "airs at" not in driver.find_element("id", "live-result").text:
+        time.sleep(0.1)
+    assert "airs at" in driver.find_element("id", "live-result").text, driver.find_element("id", "live-result").text
+    inserts = httpx.get(server.url + "/v1/channels/svc-live", timeout=30).json()["inserts"]
+    air_ms = datetime.fromisoformat(inserts[-1]["air_time"]).timestamp() * 1000
+    reached = "return vxHls.playingDate && vxHls.playingDate.getTime() >= arguments[0] ? Date.now() : null"
+    deadline, seen_ms = time.monotonic() + 40, None
+    while time.monotonic() < deadline and seen_ms is None:
+        seen_ms = driver.execute_script(reached, air_ms)
+        time.sleep(0.05)
+    assert seen_ms is not None, "the player never reached the insert's air time"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        insert = httpx.get(server.url + "/v1/channels/svc-live", timeout=30).json()["inserts"][-1]
+        if insert["state"] in ("aired", "failed"):
+            break
+        time.sleep(0.5)
+    time.sleep(2.5)  # the page polls every 2 s
+    return (seen_ms - clicked_ms) / 1000, insert

@@ -10,7 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import av
 import httpx
@@ -200,3 +204,66 @@ def test_ll_hls_blocking_reload_returns_the_part_asked_for_and_parts_are_served(
     assert stopped.open is None and stopped.preload_hint is None and not stopped.ended
     r = httpx.get(base + "/index.m3u8", params={"_HLS_msn": stopped.next_msn, "_HLS_part": 0}, timeout=30)
     assert r.status_code == 503, r.text  # nothing more comes: 3 target durations, then Service Unavailable
+
+
+def live(server: Server, name: str, body, token: bool = True) -> httpx.Response:
+    text = body if isinstance(body, str) else json.dumps(body)
+    headers = server.headers(**{"Content-Type": "application/json"}) if token else {"Content-Type": "application/json"}
+    return httpx.post(f"{server.url}/v1/channels/{name}/live", content=text, headers=headers, timeout=60)
+
+
+def test_a_live_insert_over_http_and_the_command_line_client(server, tmp_path):
+    """POST /v1/channels/{name}/live (and `vortex channel live`): 202 with its air time, listed with its
+    state and chunk checks, aired within the channel's delay line, counted in the metrics; bad input
+    names the field; a channel that is not on air is 409."""
+    insert = short_recipe(slot_id=40, seed=40, duration=2.5, script="Breaking news from the harbour tonight.")
+    assert live(server, "nope", {"recipe": insert}).status_code == 404
+    body = channel("news-live", [short_recipe(slot_id=1, seed=3, duration=2.0, script="Good evening."),
+                                 short_recipe(slot_id=2, seed=4, duration=2.0, script="More news soon.")],
+                   live_delay_sec=8.0)  # generous: this machine runs the tests beside other work
+    assert post(server, body, max_slots=8).status_code == 201
+    playlist = server.url + "/v1/channels/news-live/index.m3u8"
+    wait_for(server, "news-live", lambda s: httpx.get(playlist, timeout=30).status_code == 200)
+
+    bad = [({"recipe": {**insert, "audio_track": {"script": "Hi.", "voice_id": "nobody"}}},
+            "recipe.audio_track.voice_id"),
+           ({"recipe": insert, "at": "later"}, "at"),
+           ({"recipe": insert, "when": "now"}, "when"),
+           ({"recipe": "news.json"}, "recipe"),
+           ({"recipe": short_recipe(actor_image="/etc/passwd")}, "recipe.visual_track.actor_image"),
+           ({"recipe": {**insert, "slot_params": {"slot_id": 4, "duration_sec": 2.0, "fps": 25}}}, "recipe.slot_params.fps")]
+    for case, field in bad:
+        r = live(server, "news-live", case)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, (case, r.text)
+    assert live(server, "news-live", {"recipe": insert}, token=False).status_code == 401
+
+    r = live(server, "news-live", {"recipe": insert, "at": "now"})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert set(accepted) >= {"id", "air_time", "duration_sec", "state"} and accepted["duration_sec"] == 2.5
+    assert accepted["state"] == "making" and r.headers["location"] == "/v1/channels/news-live"
+
+    token_file = tmp_path / "token"
+    token_file.write_text(server.token)
+    token_file.chmod(0o600)
+    recipe_file = tmp_path / "next.json"
+    recipe_file.write_text(json.dumps(short_recipe(slot_id=41, seed=41, duration=2.0, script="And now the weather.")))
+    exe = shutil.which("vortex") or str(Path(sys.executable).parent / "vortex")
+    cli = subprocess.run([exe, "channel", "live", "news-live", str(recipe_file), "--at", "next",
+                          "--url", server.url, "--token-file", str(token_file), "--wait"],
+                         capture_output=True, text=True, timeout=240)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "live insert live-" in cli.stdout and cli.stdout.rstrip().endswith("aired")
+
+    shown = wait_for(server, "news-live", lambda s: s["counts"]["inserts"]["aired"] == 2)
+    first = next(i for i in shown["inserts"] if i["id"] == accepted["id"])
+    assert first["air_time"] == accepted["air_time"] or first["air_time"] >= accepted["air_time"]
+    assert first["chunks"] and all(c["state"] == "aired" and c["speech_passed"] for c in first["chunks"])
+    assert first["published_after_s"] is not None and shown["definition"]["live_delay_sec"] == 8.0
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert 'vortex_channel_inserts_total{channel="news-live",state="aired"} 2.0' in metrics
+    assert 'vortex_channel_insert_publish_seconds_count{channel="news-live"} 2.0' in metrics
+
+    assert httpx.delete(server.url + "/v1/channels/news-live", headers=server.headers(), timeout=90).status_code == 200
+    r = live(server, "news-live", {"recipe": insert})
+    assert r.status_code == 409 and "not on air" in r.json()["error"]["message"]

@@ -50,6 +50,7 @@ class ChunkVerdict:
     def summary(self) -> dict[str, Any]:
         state = "pending" if not self.decided else "aired" if self.passed else "replaced"
         return {"chunk": self.index, "sentence": self.sentence, "text": self.text, "state": state,
+                "samples": [self.start, self.end],  # its span of the insert's audio
                 "speech_passed": self.speech, "identity_passed": self.identity, "wer": self.wer, "heard": self.heard}
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .channels import HostedChannel
 
 RECENT = 12  # decided slots a status shows
+INSERTS = 20  # the live inserts a status lists, the latest last (all are counted)
 TAKEOVERS = 50  # the takeovers listed, of the last terms read (all are counted)
 
 
@@ -78,6 +79,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
     aired = [r.lead_time_sec for r in decided if r.decision == "aired" and r.lead_time_sec is not None]
     leads = sorted(aired)
     takeovers = [t for t in terms if t.how == "takeover"]
+    inserts = list(state.inserts) if state is not None else []
     base = f"/v1/channels/{row.name}"
     error = local.error if local is not None and local.error else row.error
     return {
@@ -87,7 +89,9 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
         "takeovers": [takeover_json(t) for t in takeovers[-TAKEOVERS:]],
         "definition": None if d is None else {"loop": d.loop, "lookahead": d.lookahead, "margin_sec": d.margin_sec,
                                               "max_attempts": d.max_attempts, "filler": d.filler,
-                                              "recipes": [s.source for s in d.slots]},
+                                              "recipes": [s.source for s in d.slots],
+                                              "live_delay_sec": d.live_delay_sec, "fps": d.fps},
+        "inserts": inserts[-INSERTS:],
         "on_air": on_air, "next": upcoming, "recent": [_slot_json(r, None) for r in decided[-RECENT:]],
         "counts": {
             "slots": len(decided),
@@ -98,6 +102,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
             "stalls": sum(r.late for r in decided),
             "takeovers": takeover_count,
             "epochs": len(state.epochs) if state is not None else 0,
+            "inserts": {k: sum(i.get("state") == k for i in inserts) for k in ("making", "on_air", "aired", "failed")},
         },
         "lead_time_sec": {"last": aired[-1] if aired else None, "min": leads[0] if leads else None,
                           "p50": leads[len(leads) // 2] if leads else None},

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..channel.appender import ChannelNotOnAir
 from ..channel.definition import ChannelDefinition
+from ..channel.live import At, LiveInsert
 from ..channel.records import SlotRecord
 from ..channel.fencing import ChannelFenced
 from ..channel.scheduler import ChannelRunner, RunOptions
@@ -92,6 +94,7 @@ class ChannelHost:
         self._ready = ready  # the worker can run slots (not dead, not draining)
         self._parsed: dict[tuple[str, int, float], Optional[ChannelDefinition]] = {}
         self._retry_at: dict[str, float] = {}  # channels whose runner failed here: not taken again before
+        self._insert_states: dict[str, set[str]] = {}  # live insert id → the states counted in the metrics
         self.keeper = ChannelKeeper(leases, renew_s, on_lost=self._on_lost, on_stop=self._on_stop_requested,
                                     take=self._take, may_take=self._may_take, busy=self._busy)
 
@@ -258,7 +261,7 @@ class ChannelHost:
         ch.runner = ChannelRunner(ch.definition, self._engine(), options, self.cfg.pipeline.generation_timeout_sec,
                                   say=lambda line: log.info("channel %s: %s", ch.name, line),
                                   on_record=lambda record, what: self._observe(ch.name, record, what),
-                                  fence=ch.lease.fence)
+                                  fence=ch.lease.fence, on_insert=lambda ins: self._observe_insert(ch.name, ins))
         if ch.stop_event.is_set():
             ch.runner.stop()
         ch.status = "on_air"
@@ -296,7 +299,30 @@ class ChannelHost:
         elif what == "appended" and record.late:
             m.channel_stalls.labels(channel=name).inc()
 
+    def _observe_insert(self, name: str, insert: LiveInsert) -> None:
+        """Count each state an insert reaches once; its POST → first part published once it is known."""
+        r, seen = insert.record, self._insert_states.setdefault(insert.id, set())
+        if r.state not in seen:
+            seen.add(r.state)
+            self.metrics.channel_inserts.labels(channel=name, state=r.state).inc()
+        if r.published_after_s is not None and "published" not in seen:
+            seen.add("published")
+            self.metrics.channel_insert_publish_seconds.labels(channel=name).observe(r.published_after_s)
+        if len(self._insert_states) > 1024:  # finished inserts are in channel.json; this only dedups counts
+            self._insert_states.pop(next(iter(self._insert_states)))
+
+    def insert(self, name: str, recipe: Any, at: At) -> LiveInsert:
+        """A live insert into a channel this node runs (the route forwards to its owner otherwise)."""
+        ch = self._channels.get(name)
+        if ch is None or not ch.running or ch.runner is None or ch.stop_event.is_set():
+            raise ChannelNotOnAir("the channel is not on air on this node (starting, stopping or taken over)")
+        return ch.runner.insert(recipe, at)
+
     # ---- what the routes read -----------------------------------------------------------------
+    def definition_of(self, row: ChannelRow) -> Optional[ChannelDefinition]:
+        ch = self._channels.get(row.name)
+        return ch.definition if ch is not None and ch.lease.term == row.term else self._definition(row)
+
     def get(self, name: str) -> Optional[ChannelRow]:
         return self.leases.get(name)
 

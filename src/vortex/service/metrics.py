@@ -23,6 +23,8 @@ WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Raw CLIP cosines sit in 0.1-0.4, dlib identity distances below 0.6, lip-sync r in -1..1, WER 0..1+.
 # A channel slot's lead time (air time - ready): negative means it was late and filled.
 LEAD_BUCKETS = (-10, -5, -1, 0, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+# A live insert's POST to its first part listed: the delay line (2.5 s by default) plus a part.
+INSERT_BUCKETS = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8, 10, 15, 30)
 SCORE_BUCKETS = (-0.5, 0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5)
 
 
@@ -96,6 +98,11 @@ class ServiceMetrics:
                                          "owner's lease ran out (it died or stalled)", ["channel"], registry=r)
         self.channel_leases_lost = Counter("vortex_channel_leases_lost", "Channel leases this node lost (it stalled "
                                            "past the lease, or the store was out of reach)", ["channel"], registry=r)
+        self.channel_inserts = Counter("vortex_channel_inserts", "Live inserts reaching each state (making: "
+                                       "accepted; on_air, aired, failed)", ["channel", "state"], registry=r)
+        self.channel_insert_publish_seconds = Histogram(
+            "vortex_channel_insert_publish_seconds", "A live insert's POST to its first part listed in the playlist",
+            ["channel"], buckets=INSERT_BUCKETS, registry=r)
         r.register(_StoreCollector(counts))
         r.register(_VramCollector())
 

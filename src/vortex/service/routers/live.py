@@ -1,12 +1,95 @@
-"""Live inserts into a running channel (issue 16): `POST /v1/channels/{name}/live` will land here.
+"""Live inserts into a running channel: breaking news on air within seconds (channel/live.py).
 
-A placeholder router with no routes yet, included by the app in its place (after the channels,
-before the web pages); channel/policy.py already plans where an insert airs and how the slots made
-ahead move (`plan_insert`).
+    POST /v1/channels/{name}/live   {"recipe": {...inline, as /v1/slots...}, "at": "now" | "next"}
+        202 {"id", "air_time", "duration_sec", "state", "at", "channel"}; Location: the channel
+
+"now" cuts the slot on air at the first frame the broadcast delay allows (the channel's
+``live_delay_sec`` after the POST); "next" airs after the slot on air. An insert sent while another
+is planned or on air airs after it (up to MAX_PENDING_INSERTS waiting; more answers 409). Any node
+takes the request: the channel's owner runs it (forward.py). `GET /v1/channels/{name}` lists the
+inserts with their state (making, on_air, aired, failed), air time and each chunk's checks.
+
+    422  a bad body or recipe, naming the field (recipe.<field> for the recipe's own)
+    401  no token (when the service has one)     404  no such channel
+    409  the channel is not on air (not started, ended, stopped) or too many inserts wait
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from ...channel.appender import InsertRefused
+from ...errors import RecipeError
+from ...inputs import RecipeFileError, decode_text, parse_text
+from ...recipe import Recipe
+from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
+from ..forward import forward_to_owner
+from ..security import RECIPE_MAX_BYTES, resolve_references
 
 router = APIRouter()
+_KEYS = ("recipe", "at")
+
+
+def parse_insert(body: bytes, state: ServiceState, fps: int | None) -> tuple[Recipe, str]:
+    """The request's recipe (portrait references resolved, admitted against the service's profile)
+    and "at". RecipeError names the field; the recipe's own fields come as recipe.<field>."""
+    def fail(problem: str) -> None:
+        raise RecipeFileError(None, problem)
+
+    data = parse_text(decode_text(body, fail), "live insert")
+    if not isinstance(data, dict):
+        raise RecipeError("(body)", f"must be a mapping {{\"recipe\": {{...}}, \"at\": \"now\" | \"next\"}}, "
+                                    f"got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in _KEYS)
+    if unknown:
+        raise RecipeError(unknown[0], f"is not a live insert field; allowed: {', '.join(_KEYS)}")
+    at = data.get("at", "now")
+    if at not in ("now", "next"):
+        raise RecipeError("at", f"must be 'now' (cut in at once) or 'next' (after the slot on air), got {at!r}"[:200])
+    raw = data.get("recipe")
+    if not isinstance(raw, dict):
+        raise RecipeError("recipe", "must be a recipe, inline (a mapping, as POST /v1/slots takes), "
+                                    f"got {type(raw).__name__}")
+    try:
+        recipe = Recipe.from_dict(resolve_references(raw, state.portraits), source=None)
+        from ...engine.admission import admit
+
+        admit(state.config, recipe)
+    except RecipeError as exc:
+        raise RecipeError(f"recipe.{exc.field}", exc.problem) from None
+    if fps is not None and recipe.slot_params.fps != fps:
+        raise RecipeError("recipe.slot_params.fps", f"must be the channel's {fps} fps, got {recipe.slot_params.fps}")
+    return recipe, at
+
+
+@router.post("/v1/channels/{name}/live", status_code=202, dependencies=[Depends(require_token)])
+async def go_live(name: str, request: Request, state: ServiceState = Depends(get_state)):
+    host = channel_host(state)
+    row = channel_or_404(state, name)
+    body = await read_limited(request, RECIPE_MAX_BYTES)
+    definition = host.definition_of(row)
+    try:
+        recipe, at = await asyncio.to_thread(parse_insert, body, state, definition.fps if definition else None)
+    except RecipeError as exc:
+        return error(422, f"field '{exc.field}': {exc.problem}", field=exc.field)
+    if row.state != "on":
+        return error(409, f"channel '{name}' is {row.state}, not on air: a live insert needs a running channel "
+                          f"(POST /v1/channels starts one)")
+    forwarded = await forward_to_owner(state, row, request, body)
+    if forwarded is not None:
+        return forwarded
+    try:
+        insert = await asyncio.to_thread(host.insert, name, recipe, at)
+    except InsertRefused as exc:
+        return error(409, f"channel '{name}': {exc}")
+    return JSONResponse(_accepted(name, insert.summary()), status_code=202,
+                        headers={"Location": f"/v1/channels/{name}"})
+
+
+def _accepted(name: str, s: dict[str, Any]) -> dict[str, Any]:
+    return {"id": s["id"], "air_time": s["air_time"], "duration_sec": s["duration_sec"], "state": s["state"],
+            "at": s["at"], "channel": f"/v1/channels/{name}"}

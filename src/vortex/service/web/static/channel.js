@@ -91,6 +91,8 @@
       ["node", ch.owner ? ch.owner.node + (ch.owner.this_node ? " (this page's node)" : "") + " · lease " +
         Vx.num(ch.owner.lease_left_sec, 1) + " s left" : "none now (the next node to look takes it over)"],
       ["takeovers", c.takeovers + (lastTakeover(ch) || "")],
+      ["live inserts", c.inserts ? "aired " + c.inserts.aired + " · failed " + c.inserts.failed +
+        (c.inserts.making + c.inserts.on_air ? " · now " + (c.inserts.making + c.inserts.on_air) : "") : "—"],
     ];
     const dl = Vx.clear(document.getElementById("facts"));
     for (const [k, v] of facts) { dl.appendChild(Vx.el("dt", {}, k)); dl.appendChild(Vx.el("dd", {}, v === undefined ? "—" : v)); }
@@ -101,7 +103,47 @@
       r.air_time ? Vx.fmtDate(r.air_time) : "—", r.deadline ? Vx.fmtDate(r.deadline) : "—", attemptsText(r), fmtLead(r.lead_time_sec)]);
     rows(document.querySelector("#recent tbody"), ch.recent.slice().reverse(), (r) => [r.index, r.recipe, r.decision,
       Vx.fmtDate(r.air_time), attemptsText(r), fmtLead(r.lead_time_sec), why(r)]);
+    renderInserts(ch);
   }
+
+  // Live inserts: each sentence's verdict (aired, or replaced by the stand-by card) and what was heard.
+  const chunkText = (i) => (i.chunks || []).map((c) => c.state === "replaced"
+    ? "✗ " + c.text + " (heard “" + c.heard + "”, WER " + Vx.num(c.wer, 2) + ")" : (c.state === "aired" ? "✓ " : "… ") + c.text)
+    .join(" · ") || "—";
+  function renderInserts(ch) {
+    document.getElementById("live-delay").textContent = ch.definition ? ch.definition.live_delay_sec + " s" : "—";
+    rows(document.querySelector("#inserts tbody"), (ch.inserts || []).slice().reverse(), (i) => [i.id + " (" + i.at + ")",
+      i.state, i.air_time ? Vx.fmtDate(i.air_time) : "—", i.duration_sec + " s",
+      typeof i.published_after_s === "number" ? i.published_after_s.toFixed(2) + " s" : "—", chunkText(i), i.error || ""]);
+  }
+
+  const liveForm = document.getElementById("live-form");
+  const liveResult = document.getElementById("live-result");
+  liveForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    liveResult.className = "";
+    let recipe;
+    try {
+      recipe = JSON.parse(document.getElementById("live-recipe").value);
+    } catch (err) {
+      liveResult.className = "error";
+      liveResult.textContent = "recipe: not valid JSON (" + err.message + ")";
+      return;
+    }
+    const button = document.getElementById("live-button");
+    button.disabled = true;
+    try {
+      const ins = await Vx.api(base + "/live", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ recipe, at: document.getElementById("live-at").value }) });
+      liveResult.className = "ok";
+      liveResult.textContent = ins.id + " airs at " + Vx.fmtDate(ins.air_time) + " for " + ins.duration_sec + " s";
+    } catch (err) {
+      liveResult.className = "error";
+      liveResult.textContent = "refused: " + err.message + (err.status === 401 ? " — keep the server's token on the jobs page" : "");
+    } finally {
+      button.disabled = false;
+    }
+  });
 
   async function poll() {
     try {
