@@ -18,6 +18,7 @@ appender the next frames and samples whose verdicts are known.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from ..engine.requests import SlotEvent
 from ..engine.sinks import MediaShape
+
+OPEN_END = 1 << 62  # the last chunk runs to the insert's end, its silence included
 
 
 @dataclass
@@ -38,6 +41,8 @@ class ChunkVerdict:
     identity: Optional[bool] = None  # None: its frame not measured yet (True where not enforced)
     heard: str = ""
     wer: Optional[float] = None
+    made_at: float = 0.0  # monotonic: its speech was made
+    judged_at: Optional[float] = None  # monotonic: its last verdict came in
 
     @property
     def decided(self) -> bool:
@@ -50,7 +55,9 @@ class ChunkVerdict:
     def summary(self) -> dict[str, Any]:
         state = "pending" if not self.decided else "aired" if self.passed else "replaced"
         return {"chunk": self.index, "sentence": self.sentence, "text": self.text, "state": state,
-                "samples": [self.start, self.end],  # its span of the insert's audio
+                "samples": [self.start, None if self.end >= OPEN_END else self.end],  # its span of the insert's audio
+                # its speech made → both verdicts in: what the checks add to the delay line
+                "judged_after_s": None if self.judged_at is None else round(self.judged_at - self.made_at, 3),
                 "speech_passed": self.speech, "identity_passed": self.identity, "wer": self.wer, "heard": self.heard}
 
 
@@ -79,6 +86,7 @@ class DelayLine:
         self.late: set[int] = set()  # chunks that aired as the card because they were not judged in time
         self.finished = False  # the slot ended: success or not, nothing more will come
         self.failed: Optional[str] = None
+        self.first_frame_at: Optional[float] = None  # monotonic: the engine's first frame came in
         self._lock = threading.Lock()
 
     # -- the engine's side: a FrameSink ------------------------------------------------------------
@@ -98,6 +106,8 @@ class DelayLine:
                 self._drop_frames -= 1
                 return
             self._frames.append(frame)
+            if self.first_frame_at is None:
+                self.first_frame_at = time.monotonic()
 
     def finish(self) -> None:
         with self._lock:
@@ -121,7 +131,8 @@ class DelayLine:
                 last = d["index"] + 1 == d["of"]
                 start = 0 if d["index"] == 0 else d["start"]  # the first covers the insert's start
                 self.chunks.append(ChunkVerdict(d["index"], d["sentence"], start,
-                                                1 << 62 if last else d["start"] + d["samples"], d["text"]))
+                                                OPEN_END if last else d["start"] + d["samples"], d["text"],
+                                                made_at=time.monotonic()))
                 if not self.identity_enforced:
                     self.chunks[-1].identity = True
             elif event.kind == "chunk_checked":
@@ -132,7 +143,11 @@ class DelayLine:
                 for c in self.chunks:
                     if c.index == d["chunk"]:
                         c.identity = bool(d["passed"]) or not d.get("enforced", True)
-            elif event.kind == "phase_failed":
+            if event.kind in ("chunk_checked", "frame_checked"):
+                for c in self.chunks:
+                    if c.decided and c.judged_at is None:
+                        c.judged_at = time.monotonic()
+            if event.kind == "phase_failed":
                 self.failed = d.get("error") or "the insert failed"
 
     # -- the air side ------------------------------------------------------------------------------

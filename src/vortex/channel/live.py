@@ -12,7 +12,9 @@ on. Afterwards the schedule resumes: the slots made ahead air later by the inser
 the part of the cut slot that did not air), none is lost.
 
 Latencies recorded per insert (``channel.json``, the status, the metrics): POST → air time (the
-delay line), POST → its first part published, and what each chunk waited in the line.
+delay line), POST → ready (its first frame made and its first chunk judged: the shortest delay
+line that would have worked), POST → its first part published, and per chunk the time from its
+speech made to its verdicts.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class InsertRecord:
     first_frame: Optional[int] = None  # global frame index where it aired
     cut_slot: Optional[int] = None  # the slot it cut ("now")
     shift_sec: float = 0.0  # how much later the slots after it air
+    ready_after_s: Optional[float] = None  # POST → its first frame made and its first chunk judged
     published_after_s: Optional[float] = None  # POST → its first part listed
     chunks: list[dict[str, Any]] = field(default_factory=list)  # per chunk of speech: state, WER, heard
     late_chunks: int = 0  # chunks that aired as the card because they were not judged in time
@@ -122,6 +125,9 @@ class LiveInsert:
         """The record with the delay line's current chunk states."""
         r = self.record
         r.chunks = self.line.status()
+        first = self.line.chunks[0] if self.line.chunks else None
+        if r.ready_after_s is None and first is not None and first.judged_at and self.line.first_frame_at:
+            r.ready_after_s = round(max(first.judged_at, self.line.first_frame_at) - self.requested_mono, 3)
         r.late_chunks = sum(1 for c in r.chunks if c.get("late"))
         r.replaced_chunks = sum(1 for c in r.chunks if c["state"] == "replaced")
         return r

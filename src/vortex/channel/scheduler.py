@@ -34,7 +34,7 @@ from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
 from .fencing import ChannelFenced
-from .appender import END, Appender, Ready
+from .appender import END, LIVE_SLIP_SEC, Appender, Ready
 from .hls import HlsChannelWriter
 from .live import At, LiveInsert
 from .playlist import PLAYLIST_NAME, read_playlist
@@ -113,7 +113,7 @@ class ChannelRunner:
         self._appender.plan(insert, self.definition.live_delay_sec)
         # It must have streamed by the end of its air; a little more for the whole slot's judgement.
         ends = (parse_iso(insert.record.air_time) - _now()).total_seconds() + insert.record.duration_sec
-        insert.start(self.engine, deadline_s=max(1.0, ends + 5.0))
+        insert.start(self.engine, deadline_s=max(1.0, ends + LIVE_SLIP_SEC + 5.0))
         self.insert_changed(insert)
         return insert
 
@@ -155,6 +155,10 @@ class ChannelRunner:
             listed = policy.listed_frames(durations, d.fps)
             index = policy.resume_index((r.first_frame for r in state.slots), listed)
             state.slots = state.slots[:index]
+            for row in state.inserts:  # made by the process that stopped: what it listed stays listed
+                if row.get("state") in ("making", "on_air"):
+                    row["state"], row["error"] = "failed", (f"interrupted while {row['state']}: the channel stopped "
+                                                            "(a restart or a takeover resumes at the next slot)")
             self._resuming = True
         else:
             if playlist_path.exists():
