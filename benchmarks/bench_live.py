@@ -1,6 +1,7 @@
 """Live inserts in `vortex serve`: breaking news into a running realtime channel, timed from outside.
 
     python benchmarks/bench_live.py [--minutes 10] [--every 60] [--delay 2.5] [--browser] [--insert F]
+    python benchmarks/bench_live.py --alone 3     # the insert on a warm engine, nothing else running
 
 One service on loopback (the default profile) runs examples/channel.yaml as a realtime channel
 with `live_delay_sec` = --delay; every --every seconds an insert (examples/live_insert.json, at
@@ -12,6 +13,10 @@ with `live_delay_sec` = --delay; every --every seconds an insert (examples/live_
 - with --browser, glass to glass: from the POST until hls.js's `playingDate` (the channel page in
   headless Chromium) reaches the insert's air time; and the viewer's live-edge latency (wall clock
   − playingDate) sampled every second.
+`--alone N` instead runs the insert N times as a live request on a warm engine in this process,
+into a delay line, and prints when its first audio, first frame and first verdicts came and when
+it was ready to air: what the delay line must cover on this machine.
+
 At the end: stalls (the published edge behind the wall clock − PART-HOLD-BACK, as the soak
 counts them, and the page's `waiting` events), every scheduled slot aired or filled, the lead
 times, and the stream decoded whole: exact frame count, no timestamp gap.
@@ -85,7 +90,10 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds on air before the first insert")
     ap.add_argument("--insert", type=Path, default=ROOT / "examples" / "live_insert.json")
     ap.add_argument("--browser", action="store_true", help="play the channel page in headless Chromium")
+    ap.add_argument("--alone", type=int, default=0, help="run the insert N times on a warm engine instead")
     args = ap.parse_args()
+    if args.alone:
+        return alone(args.insert, args.alone)
     root = Path(tempfile.mkdtemp(prefix="vortex-live-"))
     server = Server(data=root / "data", port=free_port())
     server.data.mkdir()
@@ -130,6 +138,38 @@ def main() -> int:
             driver.quit()
         server.stop()
     report(rows, shown, edge, lags, waits, folder)
+    return 0
+
+
+def alone(path: Path, times: int) -> int:
+    from vortex.channel.delay import DelayLine
+    from vortex.config import VortexConfig
+    from vortex.engine.factory import build_engine
+    from vortex.engine.requests import Priority, SlotRequest
+    from vortex.recipe import Recipe
+
+    engine = build_engine(VortexConfig.load())
+    recipe = Recipe.from_file(path)
+    try:
+        for k in range(times + 1):  # the first warms up
+            line = DelayLine(np.zeros((8, 8, 3), np.uint8))
+            began, seen = time.monotonic(), {}
+
+            def on_event(event, line=line, began=began, seen=seen) -> None:
+                line.on_event(event)
+                now = round(time.monotonic() - began, 3)
+                seen.setdefault(event.kind, now)
+                if "ready" not in seen and line.decided_frames() >= 1:
+                    seen["ready"] = now
+
+            result = engine.run(SlotRequest(recipe=recipe.with_overrides(seed=k + 1), priority=Priority.LIVE,
+                                            sinks=(line,)), on_event=on_event)
+            keys = ("first_audio", "first_frame", "frame_checked", "chunk_checked", "ready")
+            print(f"  {'warm-up' if k == 0 else 'run ' + str(k)}: ok={result.success} "
+                  + ", ".join(f"{key} {seen.get(key, float('nan')):.2f} s" for key in keys)
+                  + f", whole {time.monotonic() - began:.2f} s", flush=True)
+    finally:
+        engine.close()
     return 0
 
 

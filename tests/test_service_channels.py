@@ -32,6 +32,14 @@ def channel(name: str, recipes: list, **fields) -> dict:
             "slots": [{"recipe": r} for r in recipes]}
 
 
+def listed_digests(folder, playlist) -> dict[str, str]:
+    """sha256 of every file the playlist names: segments, parts (an open segment's too), init."""
+    named = [g.uri for g in playlist.segments] + [p.uri for g in playlist.segments for p in g.parts]
+    named += [p.uri for p in playlist.open.parts] if playlist.open else []
+    named += sorted({g.map_uri for g in playlist.segments})
+    return {uri: hashlib.sha256((folder / uri).read_bytes()).hexdigest() for uri in named}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = Server(data=tmp_path_factory.mktemp("serve-ch") / "data", port=free_port(), token=secrets.token_urlsafe(24))
@@ -119,10 +127,7 @@ def test_kill9_of_the_service_resumes_the_channel_after_a_discontinuity(tmp_path
         folder = s.data / "channels" / "crash-1"
         old = parse_playlist((folder / "index.m3u8").read_text())
         listed_before = old.segments
-        named = [g.uri for g in old.segments] + [p.uri for g in old.segments for p in g.parts]
-        named += [p.uri for p in old.open.parts] if old.open else []
-        named += sorted({g.map_uri for g in old.segments})
-        before = {uri: hashlib.sha256((folder / uri).read_bytes()).hexdigest() for uri in named}
+        before = listed_digests(folder, old)
         s.start()
         wait_for(s, "crash-1", lambda st: len(parse_playlist(httpx.get(
             f"{s.url}/v1/channels/crash-1/index.m3u8", timeout=30).text).segments) > len(listed_before) + 1)
@@ -290,10 +295,7 @@ def test_kill9_during_a_live_insert_resumes_after_a_discontinuity(tmp_path):
         time.sleep(1.5)  # a part or two of it listed
         s.kill9()
         old = parse_playlist((folder / "index.m3u8").read_text())
-        named = [g.uri for g in old.segments] + [p.uri for g in old.segments for p in g.parts]
-        named += [p.uri for p in old.open.parts] if old.open else []
-        named += sorted({g.map_uri for g in old.segments})
-        before = {uri: hashlib.sha256((folder / uri).read_bytes()).hexdigest() for uri in named}
+        before = listed_digests(folder, old)
         s.start()
         wait_for(s, "crash-live", lambda st: len(parse_playlist(httpx.get(
             f"{s.url}/v1/channels/crash-live/index.m3u8", timeout=30).text).segments) > len(old.segments) + 2)

@@ -7,7 +7,8 @@ a window of the speech check) and asks for its `turn` before each one. The polic
 - priorities are live, then channel, then job (`Priority`);
 - a request runs its next chunk only while no request of a higher priority is in flight: a job
   pauses between two chunks while a channel slot is being made, and resumes after it. It is
-  paused, not failed; its deadline keeps running (a job's default deadline is generous);
+  paused, not failed: a job's deadline moves on by the time it waited (a channel slot's deadline
+  is its air time and does not);
 - requests of the same priority run side by side; the render queue (vortex.engine.render) serves
   their frames by priority and, where the animator renders batches (LivePortrait on a GPU),
   batches frames of several streams into one call.
@@ -36,12 +37,22 @@ class Flight:
     priority: Priority
     seq: int
     token: CancelToken
-    paused_s: float = 0.0  # time its chunks waited for higher-priority requests
+    paused_s: float = 0.0  # wall time during which any of its threads waited for higher priorities
+    _paused_until: float = 0.0  # the end of the pause already counted (its threads pause together)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add_pause(self, seconds: float) -> None:
+    def paused(self, since: float, now: float) -> None:
+        """A thread of this request waited from `since` to `now`: count what no other thread counted.
+        A job's deadline moves on by as much: a job's time limit catches a stuck slot, and waiting
+        behind on-air work is not that. A channel slot's or a live insert's deadline is its air time."""
         with self._lock:
-            self.paused_s += seconds
+            gain = now - max(since, self._paused_until)
+            if gain <= 0:
+                return
+            self.paused_s += gain
+            self._paused_until = now
+            if self.priority == Priority.JOB and self.token.deadline is not None:
+                self.token.deadline += gain
 
 
 class RequestScheduler:
@@ -84,12 +95,10 @@ class RequestScheduler:
             if not self._outranked(flight):
                 return
             started = time.monotonic()
-            try:
-                while self._outranked(flight):
-                    self._cond.wait(TICK_S)
-                    flight.token.raise_if_cancelled()
-            finally:
-                flight.add_pause(time.monotonic() - started)
+            while self._outranked(flight):
+                self._cond.wait(TICK_S)
+                flight.paused(started, time.monotonic())  # before the deadline is looked at
+                flight.token.raise_if_cancelled()
 
     def _outranked(self, flight: Flight) -> bool:
         return any(other.priority < flight.priority for other in self._active.values())

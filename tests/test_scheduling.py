@@ -1,0 +1,57 @@
+"""The engine's priority policy (vortex.engine.scheduling), on real threads: a lower priority waits
+between chunks while a higher one is in flight; a job's deadline moves on by the time it waited
+(counted once however many of its threads waited), a channel slot's does not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vortex.engine.cancel import CancelToken, SlotCancelled
+from vortex.engine.requests import Priority
+from vortex.engine.scheduling import RequestScheduler
+
+
+def test_a_paused_job_keeps_its_time_limit_and_a_paused_channel_slot_does_not():
+    sched = RequestScheduler(max_in_flight=4)
+    job_token = CancelToken(deadline=time.monotonic() + 0.4)
+    slot_token = CancelToken(deadline=time.monotonic() + 0.4)
+    job = sched.enter("job", Priority.JOB, job_token)
+    slot = sched.enter("slot", Priority.CHANNEL, slot_token)
+    live = sched.enter("live", Priority.LIVE, CancelToken())
+    errors: list[BaseException] = []
+
+    def chunk(flight) -> None:  # a thread of the request asking for its next chunk
+        try:
+            sched.turn(flight)
+        except SlotCancelled as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=chunk, args=(f,)) for f in (job, job, slot)]  # two threads of the job
+    for t in threads:
+        t.start()
+    time.sleep(0.8)  # the live request runs past both deadlines
+    sched.leave(live)
+    threads[2].join(5)
+    assert [str(e) for e in errors] == ["deadline exceeded"]  # the channel slot's: its air time does not move
+    sched.leave(slot)  # as the engine does with a slot that failed
+    for t in threads[:2]:
+        t.join(5)
+    assert len(errors) == 1
+    assert 0.7 < job.paused_s < 1.0  # wall time, counted once for its two threads
+    assert job_token.deadline - time.monotonic() > 0.2 and not job_token.cancelled
+    sched.leave(job)
+
+
+def test_requests_of_one_priority_run_side_by_side():
+    sched = RequestScheduler(max_in_flight=2)
+    a = sched.enter("a", Priority.JOB, CancelToken())
+    b = sched.enter("b", Priority.JOB, CancelToken())
+    started = time.monotonic()
+    sched.turn(a)
+    sched.turn(b)
+    assert time.monotonic() - started < 0.05 and a.paused_s == b.paused_s == 0
+    with pytest.raises(SlotCancelled):
+        sched.enter("c", Priority.LIVE, CancelToken(deadline=time.monotonic() + 0.2))  # no place in flight
