@@ -208,6 +208,18 @@ def one_insert(server: Server, folder: Path, body: str, driver, edge: Edge) -> d
     return out
 
 
+def wait_insert(server: Server, insert_id: str, states: tuple, edge: Edge) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        row = next((i for i in httpx.get(f"{server.url}/v1/channels/{NAME}", timeout=30).json()["inserts"]
+                    if i["id"] == insert_id), None)
+        if row is not None and row["state"] in states:
+            return row
+        edge.poll()
+        time.sleep(0.05)
+    raise RuntimeError(f"insert {insert_id} not {states} after 90 s")
+
+
 def report(rows: list, shown: dict, edge: Edge, lags: list, waits, folder: Path) -> None:
     from streams import decode
 

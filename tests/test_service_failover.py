@@ -176,6 +176,11 @@ def test_kill9_of_the_owner_hands_the_channel_to_the_other_node(cluster):
     owner = wait_for(b, NAME, lambda s: s["owner"] is not None and len(listed(b)) >= 3,
                      timeout=240)["owner"]
     assert owner["node"] == node_name(a) and owner["url"] == a.url and not owner["this_node"]
+    # A live insert sent to B goes to A, the owner (forward.py), which answers it
+    insert = short_recipe(slot_id=9, seed=9, duration=SLOT_S, script="Breaking news from the harbour.")
+    r = httpx.post(f"{b.url}/v1/channels/{NAME}/live", json={"recipe": insert}, timeout=60)
+    assert r.status_code == 202 and r.headers["x-vortex-node"] == node_name(a), r.text
+    assert any(i["id"] == r.json()["id"] for i in wait_for(b, NAME, lambda s: s["inserts"], timeout=30)["inserts"])
     before_text = playlist(b)
     listed_before = parse_playlist(before_text).segments
     before = {uri: segment(b, uri) for uri in named(before_text)}
@@ -204,6 +209,8 @@ def test_kill9_of_the_owner_hands_the_channel_to_the_other_node(cluster):
     metrics = httpx.get(b.url + "/metrics", timeout=30).text
     assert f'vortex_channel_takeovers_total{{channel="{NAME}"}} 1.0' in metrics
     assert st["counts"]["takeovers"] == 1
+    shown = httpx.get(f"{b.url}/v1/channels/{NAME}", timeout=30).json()["inserts"][-1]
+    assert shown["state"] in ("aired", "failed"), shown  # one A was making is recorded interrupted by B
 
 
 def test_a_paused_owner_does_not_append_after_the_takeover(cluster):
