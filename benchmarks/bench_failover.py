@@ -40,7 +40,7 @@ import yaml  # noqa: E402
 
 from vortex.channel.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
 from vortex.service.store_channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S  # noqa: E402
-from support.harness import Server, free_port, short_recipe  # noqa: E402
+from support.harness import Server, free_port, short_recipe, start_all  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "failover-bench"
@@ -195,11 +195,7 @@ def main() -> int:
         watch = Watch(root / "media" / "channels" / NAME)
         results = []
         try:
-            for n in nodes:
-                n.data.mkdir()
-                n.start(wait=False)
-            for n in nodes:
-                n.wait_ready()
+            start_all(nodes)
             r = httpx.post(nodes[0].url + "/v1/channels", params={"pace": "realtime"},
                            content=json.dumps(channel_body(args.slot_sec)), timeout=60)
             r.raise_for_status()

@@ -64,3 +64,13 @@ def fresh_schema(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], name="target")
+def store_target(request, tmp_path):
+    """A store's target, once per backend: an SQLite file, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield tmp_path / "jobs.sqlite3"
+    else:
+        with fresh_schema(request.getfixturevalue("pg_server")) as url:
+            yield url

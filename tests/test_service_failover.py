@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from vortex.channel import parse_playlist
-from support.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port, short_recipe, start_all
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture
 from streams import FPS, TS, post, status, wait_for
@@ -51,11 +51,7 @@ def cluster(pg_server, tmp_path_factory):  # noqa: F811
         nodes = [Server(data=root / f"node-{n}", port=free_port(), args=[*args, "--log-file", str(root / f"node-{n}.jsonl")])
                  for n in "ab"]
         try:
-            for n in nodes:
-                n.data.mkdir()
-                n.start(wait=False)
-            for n in nodes:
-                n.wait_ready()
+            start_all(nodes)
             yield {"url": url, "media": root / "media", "nodes": nodes, "root": root}
         finally:
             for n in nodes:

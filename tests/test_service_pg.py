@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port, short_recipe, start_all
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture
 
@@ -18,11 +18,7 @@ def two_nodes(pg_server, tmp_path):  # noqa: F811
     with fresh_schema(pg_server) as url:
         nodes = [Server(data=tmp_path / f"node{i}", port=free_port(), args=["--db", url]) for i in (1, 2)]
         try:
-            for n in nodes:
-                n.data.mkdir()
-                n.start(wait=False)
-            for n in nodes:
-                n.wait_ready()
+            start_all(nodes)
             yield nodes
         finally:
             for n in nodes:

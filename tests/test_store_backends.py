@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from postgres_server import fresh_schema, pg_server  # noqa: F401  (pg_server: a fixture)
+from postgres_server import fresh_schema, pg_server, store_target  # noqa: F401  (fixtures: pg_server, target)
 
 from vortex.service.store import SCHEMA_VERSION, JobStore, StoreVersionError, open_store
 from vortex.service.store_postgres import PostgresBackend
@@ -18,15 +18,6 @@ from vortex.service.store_schema import MIGRATIONS
 from vortex.service.store_sqlite import SqliteBackend
 
 RECIPE = {"slot_params": {"slot_id": 1, "duration_sec": 1.0, "fps": 24, "seed": 5}}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path):
-    if request.param == "sqlite":
-        yield tmp_path / "jobs.sqlite3"
-    else:
-        with fresh_schema(request.getfixturevalue("pg_server")) as url:
-            yield url
 
 
 @pytest.fixture

@@ -9,21 +9,12 @@ import threading
 import time
 
 import pytest
-from postgres_server import fresh_schema, pg_server  # noqa: F401  (pg_server: a fixture)
+from postgres_server import pg_server, store_target  # noqa: F401  (fixtures: pg_server, target)
 
 from vortex.service.store import open_store
 from vortex.service.store_channels import ChannelBusy, ChannelLeases
 
 DEF = {"name": "ch", "slots": []}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path):
-    if request.param == "sqlite":
-        yield tmp_path / "jobs.sqlite3"
-    else:
-        with fresh_schema(request.getfixturevalue("pg_server")) as url:
-            yield url
 
 
 @pytest.fixture

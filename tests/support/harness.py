@@ -134,6 +134,16 @@ class Server:
             self.proc.wait(30)
 
 
+def start_all(nodes: list[Server]) -> list[Server]:
+    """Start several servers at once (each makes its --data folder), then wait until all are ready."""
+    for n in nodes:
+        n.data.mkdir()
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_ready()
+    return nodes
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
