@@ -94,7 +94,6 @@ class ChannelHost:
         self._ready = ready  # the worker can run slots (not dead, not draining)
         self._parsed: dict[tuple[str, int, float], Optional[ChannelDefinition]] = {}
         self._retry_at: dict[str, float] = {}  # channels whose runner failed here: not taken again before
-        self._insert_states: dict[str, set[str]] = {}  # live insert id → the states counted in the metrics
         self.keeper = ChannelKeeper(leases, renew_s, on_lost=self._on_lost, on_stop=self._on_stop_requested,
                                     take=self._take, may_take=self._may_take, busy=self._busy)
 
@@ -300,16 +299,11 @@ class ChannelHost:
             m.channel_stalls.labels(channel=name).inc()
 
     def _observe_insert(self, name: str, insert: LiveInsert) -> None:
-        """Count each state an insert reaches once; its POST → first part published once it is known."""
-        r, seen = insert.record, self._insert_states.setdefault(insert.id, set())
-        if r.state not in seen:
-            seen.add(r.state)
-            self.metrics.channel_inserts.labels(channel=name, state=r.state).inc()
-        if r.published_after_s is not None and "published" not in seen:
-            seen.add("published")
+        """The runner reports each state an insert reaches once (making, on_air, then aired or failed)."""
+        r = insert.record
+        self.metrics.channel_inserts.labels(channel=name, state=r.state).inc()
+        if r.state in ("aired", "failed") and r.published_after_s is not None:
             self.metrics.channel_insert_publish_seconds.labels(channel=name).observe(r.published_after_s)
-        if len(self._insert_states) > 1024:  # finished inserts are in channel.json; this only dedups counts
-            self._insert_states.pop(next(iter(self._insert_states)))
 
     def insert(self, name: str, recipe: Any, at: At) -> LiveInsert:
         """A live insert into a channel this node runs (the route forwards to its owner otherwise)."""

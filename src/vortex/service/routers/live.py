@@ -28,7 +28,8 @@ from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
 from ..forward import forward_to_owner
-from ..security import RECIPE_MAX_BYTES, resolve_references
+from ..security import RECIPE_MAX_BYTES
+from .slots import admitted_recipe
 
 router = APIRouter()
 _KEYS = ("recipe", "at")
@@ -55,10 +56,7 @@ def parse_insert(body: bytes, state: ServiceState, fps: int | None) -> tuple[Rec
         raise RecipeError("recipe", "must be a recipe, inline (a mapping, as POST /v1/slots takes), "
                                     f"got {type(raw).__name__}")
     try:
-        recipe = Recipe.from_dict(resolve_references(raw, state.portraits), source=None)
-        from ...engine.admission import admit
-
-        admit(state.config, recipe)
+        recipe = admitted_recipe(raw, state)
     except RecipeError as exc:
         raise RecipeError(f"recipe.{exc.field}", exc.problem) from None
     if fps is not None and recipe.slot_params.fps != fps:

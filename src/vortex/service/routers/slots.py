@@ -68,19 +68,22 @@ def _job_or_404(state: ServiceState, job_id: str) -> Job:
     return job
 
 
-def parse_recipe(body: bytes, state: ServiceState) -> tuple[Recipe, dict[str, Any]]:
-    """A recipe from a client's body (JSON or YAML, bare or wrapped): portrait references resolved,
-    admitted against the service's profile. RecipeError names the field."""
+def parse_recipe(body: bytes, state: ServiceState) -> Recipe:
+    """A recipe from a client's body (JSON or YAML, bare or wrapped). RecipeError names the field."""
     def fail(problem: str) -> None:
         raise RecipeFileError(None, problem)
 
-    data = parse_text(decode_text(body, fail), "recipe")
-    data = resolve_references(data, state.portraits)
-    recipe = Recipe.from_dict(data, source=None)
+    return admitted_recipe(parse_text(decode_text(body, fail), "recipe"), state)
+
+
+def admitted_recipe(data: Any, state: ServiceState) -> Recipe:
+    """A recipe sent over HTTP: portrait references resolved, admitted against the service's profile
+    (durations, voices, sizes, presets). RecipeError names the field."""
     from ...engine.admission import admit
 
+    recipe = Recipe.from_dict(resolve_references(data, state.portraits), source=None)
     admit(state.config, recipe)
-    return recipe, data
+    return recipe
 
 
 @router.post("/v1/slots", status_code=202, dependencies=[Depends(require_token)])
@@ -88,7 +91,7 @@ async def submit(request: Request, idempotency_key: Optional[str] = Header(None,
                  state: ServiceState = Depends(get_state)):
     body = await read_limited(request, RECIPE_MAX_BYTES)
     try:
-        recipe, _ = parse_recipe(body, state)
+        recipe = parse_recipe(body, state)
     except RecipeError as exc:
         return error(422, str(exc), field=exc.field)
     seed = recipe.slot_params.seed
