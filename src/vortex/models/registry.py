@@ -62,7 +62,7 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
     if cfg.verification.speech_check:
         from ..asr import WhisperTranscriber
 
-        loaders["whisper"] = lambda _: WhisperTranscriber.load(m.whisper)
+        loaders["whisper"] = lambda _: WhisperTranscriber.load(m.whisper, device)
     return loaders
 
 
