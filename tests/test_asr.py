@@ -265,3 +265,24 @@ def test_transcribe_rejects_bad_audio(asr, audio, rate, problem):
 def test_bad_compute_type_is_named():
     with pytest.raises(VortexInitializationError, match="compute_type: 'float16' is not supported on cpu.*int8"):
         WhisperTranscriber.load(WhisperConfig(compute_type="float16"))
+
+
+def test_cuda_placement_follows_the_engine_device():
+    # A CUDA profile's whisper (placement cuda, float16) on a CPU engine resolves to the CPU, where
+    # float16 does not exist in CTranslate2: refused naming the field and the CPU's compute types.
+    cuda_profile = VortexConfig.load("rtx3060-12gb").models.whisper
+    assert (cuda_profile.placement, cuda_profile.compute_type) == ("cuda", "float16")
+    with pytest.raises(VortexInitializationError, match=r"compute_type: 'float16' is not supported on cpu.*int8"):
+        WhisperTranscriber.load(cuda_profile, "cpu")
+    on_cpu = WhisperTranscriber.load(cuda_profile.model_copy(update={"compute_type": "int8"}), "cpu")
+    assert on_cpu.device == "cpu"
+
+
+def test_cuda_without_a_cuda_device_is_refused_at_load():
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("a CUDA device is present: this checks the refusal on a machine without one")
+    cfg = VortexConfig.load("rtx3060-12gb").models.whisper
+    with pytest.raises(VortexInitializationError, match=r"not supported on cuda:0.*no CUDA device.*placement: cpu"):
+        WhisperTranscriber.load(cfg, "cuda:0")

