@@ -24,7 +24,9 @@ when too little is left; an error in one section is recorded and the next one ru
 
 This file is the entry: `main()` puts src/ and this folder on the import path, sets the offline
 and quiet switches and imports kokoro's model (`setup()`), then runs the sections of
-`sections.py`, which return typed results (`EngineRun`, `EngineFigures`, `LivePortraitContext`).
+`sections.py`, which return typed results (`EngineRun`, `EngineFigures`, `LivePortraitContext`)
+into the `Check` of `bookkeeping.py` (budget, log, check.json/check.md); imports run one way:
+check -> sections -> bookkeeping.
 
 Why random weights are enough: time and memory depend on shapes, dtypes and kernels, not on the
 values; the one exception, Kokoro's predicted durations (they set how much audio the vocoder
@@ -34,17 +36,12 @@ makes), is pinned to a real speaking rate (see random_models.py).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import json
 import os
 import sys
 import tempfile
 import time
-import traceback
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -88,56 +85,6 @@ def import_kokoro_model_only() -> str:
     return "kokoro.KModel imported without kokoro.pipeline (no spaCy on this machine)"
 
 
-# ---- bookkeeping ---------------------------------------------------------------------------------------
-class Check:
-    def __init__(self, out: Path, budget_s: float, dry_run: bool, kokoro_import: str):
-        self.out, self.budget_s, self.dry_run = out, budget_s, dry_run
-        self.t0 = time.perf_counter()
-        self.results: dict[str, Any] = {"errors": [], "skipped": [], "kokoro_import": kokoro_import}
-        self.md: list[str] = []
-
-    def left(self) -> float:
-        return self.budget_s - (time.perf_counter() - self.t0)
-
-    def log(self, text: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:6.1f} s] {text}", flush=True)
-
-    @contextlib.contextmanager
-    def section(self, name: str, needs_s: float):
-        """Run a section if `needs_s` seconds are left; record an error and go on if it fails."""
-        if self.left() < needs_s:
-            line = f"{name}: SKIPPED, {self.left():.0f} s of budget left and it needs ~{needs_s:.0f} s"
-            self.log(line)
-            self.results["skipped"].append(line)
-            self.md.append(f"\n_{line}_\n")
-            yield False
-            return
-        self.log(f"--- {name} ({self.left():.0f} s left)")
-        try:
-            yield True
-        except Exception as exc:  # a section's failure must not cost the others their numbers
-            text = f"{name}: {type(exc).__name__}: {exc}"
-            self.log("ERROR " + text)
-            traceback.print_exc()
-            self.results["errors"].append({"section": name, "error": text, "traceback": traceback.format_exc()})
-            self.md.append(f"\n**{name} failed**: `{text.splitlines()[0][:300]}`\n")
-        finally:
-            self.save()
-
-    def save(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "check.json").write_text(json.dumps(self.results, indent=2, default=_json) + "\n")
-        (self.out / "check.md").write_text("\n".join(self.md) + "\n")
-
-
-def _json(value: Any) -> Any:
-    if is_dataclass(value):
-        return asdict(value)
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
 # ---- main ---------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import render
     import sections as s
+    from bookkeeping import Check
     from vortex.config import VortexConfig
 
     args.public = args.public or render.PUBLIC_FOLDER

@@ -23,11 +23,13 @@ from vortex.bench.recipes import BENCH_PROMPT, bench_recipe
 from vortex.bench.run import run_bench
 from vortex.bench.timing import Timing, time_calls
 from vortex.config import LivePortraitConfig, VortexConfig
+from vortex.cpu_check import FLUX_CPU_PRECISION
 from vortex.memory.plan import compute_plan
 from vortex.memory.stats import GIB
 
+from bookkeeping import Check
+
 if TYPE_CHECKING:
-    from check import Check
     from vortex.engine.pipeline import VortexPipeline
 
 FASTEST = {"models": {"liveportrait": {"batch_frames": 16}}, "buffers": {"video": {"ring_frames": 32}}}
@@ -93,7 +95,7 @@ def free_memory() -> None:
 
 
 # ---- 1. env and ceilings -------------------------------------------------------------------------------
-def environment(check: "Check", device: str) -> None:
+def environment(check: Check, device: str) -> None:
     import importlib.metadata as md
 
     versions = {}
@@ -139,15 +141,20 @@ def configured(profile: str, device: str, folders: dict[str, Path], extra: dict 
                                        "clip_b": {"source": str(folders["clip_b"])},
                                        "clip_l": {"source": str(folders["clip_l"])},
                                        "liveportrait": {"source": str(folders["liveportrait"])}},
-                            # random CLIP weights judge nothing: score every slot, fail none on it
+                            # random CLIP weights judge nothing: score every slot, fail none on it; the
+                            # speech check's tiny.en (75.5 MB) and CTranslate2 exceed the 64 MiB carry
                             "verification": {"enforce": False, "speech_check": False},
                             # random Flux paints no face to frame; the 99.7 MB 68-point dlib model
                             # cannot travel to the device machine either (64 MiB per call)
                             "faces": {"framing": False}}
-    if dry_run:  # the CPU stands in: everything fp32 where the CPU has no kernels for the GPU formats
+    if dry_run:  # the CPU stands in, with vortex.cpu_check's substitutions (NF4 -> bf16), and LivePortrait
+        # in fp32: fp16 convolutions run on torch's reference kernels on a CPU without AVX512-FP16
+        # (~40x slower than bf16; tests/test_precisions.py runs them), too slow for a dry run
         over["device"] = {"name": "cpu"}
         over["vram"] = {"cuda_context_reserve_gb": 0.0}
-        over["models"]["flux"] = {"precision": "bf16" if cfg.models.flux.precision == "nf4" else cfg.models.flux.precision}
+        flux = cfg.models.flux
+        over["models"]["flux"] = {f: FLUX_CPU_PRECISION.get(getattr(flux, f), getattr(flux, f))
+                                  for f in ("precision", "t5_precision")}
         over["models"]["liveportrait"]["precision"] = "fp32"
         over["models"]["clip_b"]["precision"] = over["models"]["clip_l"]["precision"] = "int8"
         over["pipeline"] = {"generation_timeout_sec": 600.0}
@@ -178,7 +185,7 @@ def plan_bytes_for(cfg: VortexConfig) -> dict[str, int]:
     return out
 
 
-def engine_run(check: "Check", run: str, profile: str, extra: dict | None, device: str, size: str,
+def engine_run(check: Check, run: str, profile: str, extra: dict | None, device: str, size: str,
                folders: dict[str, Path], args: argparse.Namespace, cap: bool) -> EngineRun:
     """Build the engine from random weights, measure each component, bench the slots. The engine
     is handed back open (the LivePortrait section drives its voice); the caller closes it."""
@@ -257,7 +264,7 @@ def engine_run(check: "Check", run: str, profile: str, extra: dict | None, devic
 
 
 # ---- 3. LivePortrait ----------------------------------------------------------------------------------
-def liveportrait_section(check: "Check", pipeline: "VortexPipeline", cfg: VortexConfig, args: argparse.Namespace,
+def liveportrait_section(check: Check, pipeline: "VortexPipeline", cfg: VortexConfig, args: argparse.Namespace,
                          size: str, weights_folder: Path, tmp: Path) -> LivePortraitContext:
     from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator
     from vortex.models.liveportrait.networks import load_networks
@@ -351,7 +358,7 @@ def liveportrait_section(check: "Check", pipeline: "VortexPipeline", cfg: Vortex
     return LivePortraitContext(lp, portrait, driving, weights_folder, dtype, device, batched)
 
 
-def compile_section(check: "Check", ctx: LivePortraitContext) -> None:
+def compile_section(check: Check, ctx: LivePortraitContext) -> None:
     """torch.compile of W and G (Inductor, default mode) at batch 8, after everything else: the
     compile itself can take a minute or two."""
     from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator
@@ -367,7 +374,7 @@ def compile_section(check: "Check", ctx: LivePortraitContext) -> None:
     check.md += ["\n### torch.compile (W and G, Inductor default mode)", ""] + timing_md([eager, t], device.type == "cuda")
 
 
-def nf4_self_test(check: "Check") -> None:
+def nf4_self_test(check: Check) -> None:
     """The NF4 swap on a small MLP against its bf16 weights (runs on the CPU too)."""
     import bitsandbytes  # noqa: F401
 
