@@ -21,8 +21,10 @@ MIRROR=${1:-/work/.mirror/KwaiVGI+LivePortrait/repo}
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 
+EXCLUDE=$(git rev-parse --git-path info/exclude)  # .git is a file in a worktree: ask git where it is
+mkdir -p "$(dirname "$EXCLUDE")"
 for line in '/.device-wheels/' '/.device-public/'; do
-  grep -qxF "$line" .git/info/exclude 2>/dev/null || echo "$line" >> .git/info/exclude
+  grep -qxF "$line" "$EXCLUDE" 2>/dev/null || echo "$line" >> "$EXCLUDE"
 done
 
 # Versions: what the project's tests run here (diffusers 0.42.1, kokoro/misaki 0.9.4, bitsandbytes 0.50.2, av 18.1.0).
