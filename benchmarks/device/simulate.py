@@ -28,8 +28,10 @@ h11 hf-xet httpcore httpx huggingface-hub idna jinja2 joblib markdown-it-py mark
 onnx onnxruntime packaging pillow protobuf psutil pygments python-dateutil pyyaml regex requests rich safetensors
 sentencepiece setuptools shellingham six sympy tokenizers torch tqdm transformers typer typing-extensions urllib3
 flatbuffers coloredlogs humanfriendly ml-dtypes""".split()
-# This machine's huggingface-hub is newer than the image's and needs these; they stand in with it.
-STAND_IN_DEPENDENCIES = "httpx2 httpcore2 truststore sniffio typing-inspect mypy-extensions".split()
+# This machine's huggingface-hub and transformers (5.25, which requires `kernels` and raises in
+# from_pretrained without it; the image's 5.17 does not) are newer than the image's and need
+# these; they stand in with them.
+STAND_IN_DEPENDENCIES = "httpx2 httpcore2 truststore sniffio typing-inspect mypy-extensions kernels tomlkit".split()
 
 
 def canonical(name: str) -> str:
