@@ -27,7 +27,7 @@ FLUX_CPU_PRECISION = {"nf4": "bf16", "int8": "bf16"}
 # CTranslate2 compute types that exist on CUDA only, and the nearest one its CPU build has.
 WHISPER_CPU_COMPUTE = {"float16": "float32", "bfloat16": "float32", "int8_float16": "int8_float32",
                        "int8_bfloat16": "int8_float32"}
-CPU_DEADLINE_SEC = 600.0  # 2 shared CI cores, fp16 convolutions on reference kernels (docs/gpu-readiness.md)
+CPU_DEADLINE_SEC = 600.0  # 2 shared CI cores, fp16 convolutions on reference kernels (docs/performance.md §11)
 
 
 @dataclass(frozen=True)
