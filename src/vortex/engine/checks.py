@@ -85,7 +85,8 @@ class FrameChecks:
         self.chunk_frames = dict(chunk_frames or {}) if framed else {}
         self.on_chunk_frame = on_chunk_frame
         self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance,
-                                      extra=tuple(self.chunk_frames)) if framed else None
+                                      extra=tuple(self.chunk_frames), region=_pasted_region(cfg, portrait)) \
+            if framed else None
         self.lips = LipSyncMeter(analyzer, n_frames, step=v.lip_sync_step, box_hint=portrait.framing.box) \
             if framed and cfg.pipeline.animation != "still" else None
         self.clip_indices = set(clip_indices)
@@ -178,6 +179,20 @@ class FrameChecks:
                                      "enforced": self.faces.enforced})
         if self.lips is not None and self.lips.wants(index):
             self.lips.measure(index, frame)
+
+
+def _pasted_region(cfg: VortexConfig, portrait: ActorPortrait) -> Optional[tuple[int, int, int, int]]:
+    """Where the rendered frames differ from the portrait: the face crop's footprint, pasted back
+    (the preview animator and LivePortrait render the crop only; `still` renders nothing)."""
+    f = portrait.framing
+    if f is None or cfg.pipeline.animation not in ("preview", "liveportrait"):
+        return None
+    s = f.crop_size
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], dtype=np.float64) @ np.asarray(f.inverse).T
+    h, w = f.portrait_size
+    left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
+    right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
+    return (left, top, right, bottom) if right - left >= 32 and bottom - top >= 32 else None
 
 
 class SpeechChecks:

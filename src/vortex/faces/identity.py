@@ -4,16 +4,46 @@ dlib's ResNet descriptor calls two faces the same person when their Euclidean di
 0.6 (99.38% on LFW). K output frames are sampled, the middle frame of each of K equal stretches of
 the video, so the start, the middle and the end are all seen; every one must hold a face within
 max_distance of the portrait's.
+
+Cost (2 cores, 512² frames): HOG detection at upsample 1 on the whole frame 88 ms, the descriptor
+77 ms. Two things make it cheaper without judging less: the portrait's own descriptor is the same
+for every slot of that portrait (kept, by the image's digest); and where the frames are the
+portrait with only the face region animated (`region`: the paste-back's footprint), the face is
+looked for in that region first (15-20 ms), the whole frame only when it holds none there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
 
 from ..engine.reports import IdentityReport
-from .analyzer import FaceAnalyzer, as_rgb
+from .analyzer import FaceAnalyzer, FaceBox, as_rgb
+
+_REFERENCES: "OrderedDict[tuple[int, str], Optional[np.ndarray]]" = OrderedDict()
+_REFERENCES_KEPT = 16  # portraits (a channel's actors); 512 bytes each
+_REFERENCES_LOCK = threading.Lock()
+
+
+def portrait_descriptor(analyzer: FaceAnalyzer, portrait: np.ndarray) -> Optional[np.ndarray]:
+    """The portrait's primary face descriptor (None: no face), computed once per portrait image."""
+    portrait = as_rgb(portrait, "portrait")
+    key = (id(analyzer), hashlib.blake2b(portrait.tobytes(), digest_size=16).hexdigest() + str(portrait.shape))
+    with _REFERENCES_LOCK:
+        if key in _REFERENCES:
+            _REFERENCES.move_to_end(key)
+            return _REFERENCES[key]
+    box = analyzer.primary_face(portrait)
+    reference = None if box is None else analyzer.descriptor(portrait, box)
+    with _REFERENCES_LOCK:
+        _REFERENCES[key] = reference
+        while len(_REFERENCES) > _REFERENCES_KEPT:
+            _REFERENCES.popitem(last=False)
+    return reference
 
 
 def sample_indices(n_frames: int, k: int) -> list[int]:
@@ -30,15 +60,16 @@ class IdentityMeter:
     `extra` frames are measured too (a live insert's one frame per chunk), outside the report."""
 
     def __init__(self, analyzer: FaceAnalyzer, portrait: np.ndarray, n_frames: int, k: int, max_distance: float,
-                 extra: tuple[int, ...] = ()):
+                 extra: tuple[int, ...] = (), region: Optional[tuple[int, int, int, int]] = None):
+        """`region` (left, top, right, bottom; right and bottom exclusive): where the frames can
+        differ from the portrait, searched first for the face."""
         self.analyzer, self.max_distance = analyzer, max_distance
+        self.region = region
         self.indices = sample_indices(n_frames, k)
         self._wanted = set(self.indices) | set(extra)
         self.distances: dict[int, Optional[float]] = {}
         self.notes: list[str] = []
-        portrait = as_rgb(portrait, "portrait")
-        source_box = analyzer.primary_face(portrait)
-        self.reference = None if source_box is None else analyzer.descriptor(portrait, source_box)
+        self.reference = portrait_descriptor(analyzer, portrait)
 
     def wants(self, index: int) -> bool:
         return index in self._wanted
@@ -47,7 +78,7 @@ class IdentityMeter:
         if self.reference is None:
             return
         frame = as_rgb(frame, "frame")
-        box = self.analyzer.primary_face(frame)
+        box = self._face(frame)
         if box is None:
             self.distances[index] = None
             self.notes.append(f"frame {index}: no face found")
@@ -56,6 +87,14 @@ class IdentityMeter:
         self.distances[index] = d
         if d >= self.max_distance:
             self.notes.append(f"frame {index}: distance {d:.3f} >= {self.max_distance}")
+
+    def _face(self, frame: np.ndarray) -> Optional[FaceBox]:
+        if self.region is not None:
+            left, top, right, bottom = self.region
+            box = self.analyzer.primary_face(np.ascontiguousarray(frame[top:bottom, left:right]))
+            if box is not None:
+                return FaceBox(box.left + left, box.top + top, box.right + left, box.bottom + top, box.score)
+        return self.analyzer.primary_face(frame)
 
     def report(self, enforced: bool, why_not: Optional[str] = None) -> IdentityReport:
         not_enforced = None if enforced else why_not
