@@ -85,8 +85,8 @@ class FrameChecks:
         self.chunk_frames = dict(chunk_frames or {}) if framed else {}
         self.on_chunk_frame = on_chunk_frame
         self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance,
-                                      extra=tuple(self.chunk_frames), region=_pasted_region(cfg, portrait)) \
-            if framed else None
+                                      extra=tuple(self.chunk_frames), region=_pasted_region(cfg, portrait),
+                                      steady_k=v.face_frames_steady) if framed else None
         self.lips = LipSyncMeter(analyzer, n_frames, step=v.lip_sync_step, box_hint=portrait.framing.box) \
             if framed and cfg.pipeline.animation != "still" else None
         self.clip_indices = set(clip_indices)
@@ -171,7 +171,10 @@ class FrameChecks:
 
     def _measure_one(self, index: int, frame: np.ndarray) -> None:
         if self.identity is not None and self.identity.wants(index):
-            self.identity.measure(index, frame)
+            if self.identity.optional(index) and index not in self.chunk_frames and self._steady():
+                self.identity.skip(index)
+            else:
+                self.identity.measure(index, frame)
             if index in self.chunk_frames and self.on_chunk_frame is not None:
                 d = self.identity.distances.get(index)
                 self.on_chunk_frame({"chunk": self.chunk_frames[index], "frame": index, "distance": d,
@@ -179,6 +182,11 @@ class FrameChecks:
                                      "enforced": self.faces.enforced})
         if self.lips is not None and self.lips.wants(index):
             self.lips.measure(index, frame)
+
+
+    def _steady(self) -> bool:
+        """The lip-sync tracker has found the face on every frame it measured so far (at least 2)."""
+        return self.lips is not None and self.lips.steady()
 
 
 def _pasted_region(cfg: VortexConfig, portrait: ActorPortrait) -> Optional[tuple[int, int, int, int]]:

@@ -60,12 +60,17 @@ class IdentityMeter:
     `extra` frames are measured too (a live insert's one frame per chunk), outside the report."""
 
     def __init__(self, analyzer: FaceAnalyzer, portrait: np.ndarray, n_frames: int, k: int, max_distance: float,
-                 extra: tuple[int, ...] = (), region: Optional[tuple[int, int, int, int]] = None):
+                 extra: tuple[int, ...] = (), region: Optional[tuple[int, int, int, int]] = None,
+                 steady_k: int = 0):
         """`region` (left, top, right, bottom; right and bottom exclusive): where the frames can
-        differ from the portrait, searched first for the face."""
+        differ from the portrait, searched first for the face. `steady_k`: of the K sampled
+        frames, this many (evenly spread) are always measured; the caller may `skip` the others
+        while the face track is steady."""
         self.analyzer, self.max_distance = analyzer, max_distance
         self.region = region
         self.indices = sample_indices(n_frames, k)
+        self.required = set(_spread(self.indices, steady_k)) if 0 < steady_k < len(self.indices) else set(self.indices)
+        self.skipped: list[int] = []
         self._wanted = set(self.indices) | set(extra)
         self.distances: dict[int, Optional[float]] = {}
         self.notes: list[str] = []
@@ -73,6 +78,13 @@ class IdentityMeter:
 
     def wants(self, index: int) -> bool:
         return index in self._wanted
+
+    def optional(self, index: int) -> bool:
+        """A sampled frame that may be skipped while the face track is steady."""
+        return index in self._wanted and index not in self.required and index in self.indices
+
+    def skip(self, index: int) -> None:
+        self.skipped.append(index)
 
     def measure(self, index: int, frame: np.ndarray) -> None:
         if self.reference is None:
@@ -103,15 +115,28 @@ class IdentityMeter:
                                   notes=["no face found in the source portrait: nothing to compare against"],
                                   frame_indices=self.indices, distances=[None] * len(self.indices),
                                   max_distance=self.max_distance)
-        missing = [i for i in self.indices if i not in self.distances]  # the report: the K spread frames only
+        # the report: the K spread frames only, less those skipped on a steady track
+        missing = [i for i in self.indices if i not in self.distances and i not in self.skipped]
         if missing:
             raise ValueError(f"identity: sampled frames {missing} were never measured")
-        distances = [self.distances[i] for i in self.indices]
+        indices = [i for i in self.indices if i in self.distances]
+        distances = [self.distances[i] for i in indices]
         found = [d for d in distances if d is not None]
-        passed = len(found) == len(self.indices) and all(d < self.max_distance for d in found)
-        return IdentityReport(passed=passed, enforced=enforced, why_not_enforced=not_enforced, notes=list(self.notes),
-                              frame_indices=self.indices, distances=distances, max_distance=self.max_distance,
+        passed = len(found) == len(indices) and all(d < self.max_distance for d in found)
+        notes = list(self.notes)
+        if self.skipped:
+            notes.append(f"{len(self.skipped)} of {len(self.indices)} sampled frames not measured: the face track "
+                         "was steady (lip-sync landmarks found on every frame before them)")
+        return IdentityReport(passed=passed, enforced=enforced, why_not_enforced=not_enforced, notes=notes,
+                              frame_indices=indices, distances=distances, max_distance=self.max_distance,
                               worst=max(found) if found else None, faces_found=len(found))
+
+
+def _spread(indices: list[int], k: int) -> list[int]:
+    """k of `indices`, evenly spread, the first and the last among them."""
+    if k == 1:
+        return [indices[len(indices) // 2]]
+    return sorted({indices[round(j * (len(indices) - 1) / (k - 1))] for j in range(k)})
 
 
 def check_identity(analyzer: FaceAnalyzer, portrait: np.ndarray, frames: np.ndarray, k: int,
