@@ -108,3 +108,27 @@ def test_a_portrait_without_a_face_fails_with_a_note(analyzer):
 def test_frames_of_the_wrong_type_are_refused(analyzer, astronaut):
     with pytest.raises(ValueError, match="frames must be"):
         check_identity(analyzer, astronaut, astronaut, k=1, max_distance=0.6, enforced=True)
+
+
+def test_a_steady_track_skips_the_optional_frames_but_a_required_one_still_fails(analyzer, astronaut):
+    """steady_k=3 of K=8: the first, a middle and the last sampled frame are always measured; the
+    other five may be skipped (the pipeline skips them while the lip-sync track is steady). A
+    different person on a required frame fails the slot; the search region is only a first try."""
+    from vortex.faces.identity import IdentityMeter
+
+    frames = _mild_variants(astronaut, 32)
+    meter = IdentityMeter(analyzer, astronaut, 32, 8, 0.6, steady_k=3, region=(100, 0, 400, 300))
+    assert sorted(meter.required) == [2, 18, 30] and [i for i in meter.indices if meter.optional(i)] == [6, 10, 14, 22, 26]
+    for i in meter.indices:
+        meter.skip(i) if meter.optional(i) else meter.measure(i, frames[i])
+    report = meter.report(enforced=True)
+    assert report.passed and report.frame_indices == [2, 18, 30] and "5 of 8" in report.notes[-1]
+    stranger = _upscaled(data.lfw_subset()[0])
+    swapped = IdentityMeter(analyzer, astronaut, 32, 8, 0.6, steady_k=3, region=(0, 0, 150, 150))
+    for i in swapped.indices:
+        if swapped.optional(i):
+            swapped.skip(i)
+        else:
+            swapped.measure(i, frames[i] if i != 18 else stranger)
+    bad = swapped.report(enforced=True)
+    assert not bad.passed and bad.fails_slot and bad.distances[1] > 0.6

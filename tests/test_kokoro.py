@@ -279,6 +279,26 @@ def test_multi_sentence_script_is_spoken_in_chunks(onnx_voice):
     )
 
 
+def test_a_long_first_sentence_is_cut_for_a_bounded_first_chunk(onnx_voice):
+    """The first chunk holds at most FIRST_CHUNK_S of speech (pads aside): the first sentence is cut
+    after its comma, or after as many words as fit (never after "to", "the", ...); both chunks are
+    the same sentence (checked once, whole); later sentences are not cut."""
+    from vortex.models.kokoro.voice import FIRST_CHUNK_S
+
+    sr, unit = 24000, 600
+    comma = onnx_voice.plan("Good evening, and welcome to the news. Stay with us.", "anchor", 1.0, "neutral", 10 * sr)
+    assert [c.phonemes.endswith(",") for c in comma.chunks] == [True, False, False]
+    assert [c.sentence for c in comma.chunks] == [0, 0, 1]
+    assert [c.text for c in comma.chunks] == ["Good evening, and welcome to the news."] * 2 + ["Stay with us."]
+    script = "Breaking news tonight the citadel has fallen to a council of Ricks. More soon."
+    plan = onnx_voice.plan(script, "rick_c137", 1.0, "neutral", 12 * sr)
+    head = onnx_voice.phoneme_chunks("Breaking news")[0]
+    assert plan.chunks[0].phonemes == head.phonemes and [c.sentence for c in plan.chunks] == [0, 0, 1]
+    assert int(plan.units[0][1:-1].sum()) * unit / sr <= FIRST_CHUNK_S
+    short = onnx_voice.plan("Hello there. How are you?", "narrator", 1.0, "neutral", 8 * sr)
+    assert [c.sentence for c in short.chunks] == [0, 1]  # short enough already
+
+
 def test_onnx_fits_the_speed_from_the_duration_predictor_before_one_synthesis(onnx_voice, onnx_hello, monkeypatch):
     """The raw durations give the units at any speed: the first and only take already fits."""
     calls = []

@@ -58,13 +58,13 @@ def test_streamed_and_whole_phase_runs_give_the_same_media_and_proof(engine, tmp
 
     # Streamed, the first frame comes before the last sentence is spoken; whole, after it.
     chunks = [e for e in streamed_events if e.kind == "chunk"]
-    assert [c.data["sentence"] for c in chunks] == [0, 1, 2]
+    assert [c.data["sentence"] for c in chunks] == [0, 0, 1, 2]  # the first cut after its comma (bounded)
     assert at(streamed_events, "first_audio") <= at(streamed_events, "first_frame") < chunks[-1].at_ms
     assert at(whole_events, "first_frame") > at(whole_events, "phase_done", "voice")
     heard = [e.data for e in streamed_events if e.kind == "chunk_checked"]
     assert heard and all(h["passed"] for h in heard) and sorted(s for h in heard for s in h["sentences"]) == [0, 1, 2]
     assert a.first_audio_ms < a.first_frame_ms < a.generation_time_ms
-    assert [c["sentence"] for c in a.chunks] == [0, 1, 2]
+    assert [c["sentence"] for c in a.chunks] == [0, 0, 1, 2]
 
 
 def test_cancel_mid_stream_publishes_nothing_and_leaves_no_temporaries(engine, tmp_path):
@@ -189,10 +189,10 @@ def test_a_live_request_judges_each_chunk_while_the_next_is_made(engine):
     kinds = [e.kind for e in events]
     checked = [e.data for e in events if e.kind == "chunk_checked"]
     assert [c["sentences"] for c in checked] == [[0], [1], [2]]
-    assert kinds.count("frame_checked") == 3
+    assert kinds.count("frame_checked") == 4  # one per chunk: the first sentence is spoken in two (bounded)
     first_verdict = kinds.index("chunk_checked")
     assert first_verdict < len(kinds) - 1 - kinds[::-1].index("progress")  # before the last frame
     assert not result.success and result.error_kind == "verification"  # the made-up sentence fails the slot
     released = line.take(10_000)
-    assert len(released.frames) == result.n_frames and released.replaced == [1]
-    assert [c["state"] for c in line.status()] == ["aired", "replaced", "aired"]
+    assert len(released.frames) == result.n_frames and released.replaced == [2]
+    assert [c["state"] for c in line.status()] == ["aired", "aired", "replaced", "aired"]

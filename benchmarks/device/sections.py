@@ -21,6 +21,7 @@ import random_models as rm
 import render
 from vortex.bench.recipes import BENCH_PROMPT, bench_recipe
 from vortex.bench.run import run_bench
+from vortex.bench.table import report_table
 from vortex.bench.timing import Timing, time_calls
 from vortex.config import LivePortraitConfig, VortexConfig
 from vortex.cpu_check import FLUX_CPU_PRECISION
@@ -255,8 +256,8 @@ def engine_run(check: Check, run: str, profile: str, extra: dict | None, device:
         (check.out / f"bench-{run}.json").write_text(report.to_json())
         result.bench = report.summary()
         result.bench_animation = report.animation
-        check.md += ["", "```", report.table(), "```"]
-        print(report.table(), flush=True)
+        check.md += ["", "```", report_table(report), "```"]
+        print(report_table(report), flush=True)
     except BaseException:
         pipeline.close()
         raise

@@ -97,6 +97,7 @@ class GenerationResult:
     clip_embedding: Optional[np.ndarray] = None  # (512,) float32, L2-normalised
     verification: Optional[VerificationReport] = None
     timings_ms: dict[str, float] = field(default_factory=dict)  # phase -> wall ms
+    cpu_s: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds on the engine's own threads
     spans_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase -> (start, end) since slot start
     generation_time_ms: float = 0.0
     first_frame_ms: Optional[float] = None  # slot start → first frame handed to the sinks
@@ -137,6 +138,7 @@ class GenerationResult:
             "speech": self.speech,
             "actor": self.actor,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "cpu_s": {k: round(v, 4) for k, v in self.cpu_s.items()},
             "spans_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.spans_ms.items()},
             "generation_time_ms": round(self.generation_time_ms, 2),
             "first_frame_ms": None if self.first_frame_ms is None else round(self.first_frame_ms, 2),

@@ -21,8 +21,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "stats": ("PERCENTILES", "PERCENTILE_METHOD", "Percentiles", "nearest_rank"),
-    "report": ("FIRST_AUDIO", "FIRST_FRAME", "GIB", "TOTAL", "BenchReport", "LoadFigure", "SlotSample"),
+    "stats": ("GIB", "PERCENTILES", "PERCENTILE_METHOD", "Percentiles", "nearest_rank"),
+    "report": ("FIRST_AUDIO", "FIRST_FRAME", "PROCESS", "TOTAL", "UNATTRIBUTED", "BenchReport", "LoadFigure",
+               "SlotSample"),
+    "table": ("report_table",),
     "recipes": ("BENCH_PROMPT", "BENCH_SCRIPT", "DEFAULT_DURATION_CPU", "DEFAULT_DURATION_GPU", "WORDS_PER_SECOND",
                 "bench_recipe", "default_duration", "with_duration"),
     "run": ("SlotCallback", "run_bench"),

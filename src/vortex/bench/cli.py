@@ -45,6 +45,7 @@ def bench_command(args: argparse.Namespace) -> int:
     from ..logs import quiet_libraries
     from .report import SlotSample
     from .run import run_bench
+    from .table import report_table
 
     cfg = VortexConfig.load(profile=args.profile, path=args.config)
     err = sys.stderr
@@ -59,7 +60,7 @@ def bench_command(args: argparse.Namespace) -> int:
 
     report = run_bench(cfg, slots=args.slots, warmup=args.warmup, recipe=args.recipe, duration=duration,
                        seed=args.seed, deadline=args.deadline, encode=not args.no_encode, on_slot=progress)
-    print(report.table())
+    print(report_table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(report.to_json(), encoding="utf-8")

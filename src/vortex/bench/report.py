@@ -8,7 +8,10 @@ Over the measured slots that succeeded:
 - how long voice and actor really ran at the same time (the overlap of their spans);
 - the real-time factor: slot wall time / slot duration (below 1: faster than real time);
 - per stage (voice+actor, video, verify) the peak device memory, allocated and reserved, as the
-  maximum over slots (failed ones too); zeros on a CPU engine.
+  maximum over slots (failed ones too); zeros on a CPU engine;
+- CPU seconds per content second: per stage (vortex.engine.cpu: the threads that did each stage's
+  work, plus the threads its library spawned), the process's total over the slot, and the
+  remainder no stage accounts for (the interpreter, threads spawned and gone, such as x264's).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from .stats import PERCENTILE_METHOD, Percentiles
 if TYPE_CHECKING:
     from ..result import GenerationResult
 
-GIB = 2**30
+from .stats import GIB  # noqa: F401 - re-exported (vortex.bench.GIB)
+
+UNATTRIBUTED = "unattributed"  # the process's CPU that no stage accounts for
+PROCESS = "process total"
 FIRST_FRAME = "first frame"  # the row name of the first-frame latency
 FIRST_AUDIO = "first audio"  # ... and of the first chunk of speech
 TOTAL = "total"  # the row name of the whole slot
@@ -47,6 +53,8 @@ class SlotSample:
     lip_sync_lag_ms: Optional[float] = None
     identity_worst: Optional[float] = None  # the largest face-descriptor distance to the portrait
     wer: Optional[float] = None
+    cpu_s: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds (library threads included)
+    process_cpu_s: Optional[float] = None  # the whole process's CPU over the slot (every thread)
 
     @property
     def real_time_factor(self) -> float:
@@ -57,6 +65,7 @@ class SlotSample:
         return cls(
             slot_id=result.slot_id, seed=result.seed, success=result.success, duration_sec=duration_sec,
             generation_time_ms=result.generation_time_ms, timings_ms=dict(result.timings_ms),
+            cpu_s=dict(getattr(result, "cpu_s", {}) or {}),
             first_frame_ms=result.first_frame_ms, first_audio_ms=result.first_audio_ms,
             voice_actor_overlap_ms=_overlap_ms(result.spans_ms),
             vram_peaks={k: dict(v) for k, v in result.vram_peaks.items()},
@@ -165,6 +174,25 @@ class BenchReport:
         ok = self.succeeded
         return Percentiles.of([s.real_time_factor for s in ok]) if ok else None
 
+    def cpu_per_content_second(self) -> dict[str, float]:
+        """Core-seconds per content second over the successful slots that measured CPU: each stage,
+        then the process total and the unattributed remainder (total minus the stages)."""
+        ok = [s for s in self.succeeded if s.process_cpu_s is not None]
+        content = sum(s.duration_sec for s in ok)
+        if not ok or content <= 0:
+            return {}
+        from ..engine.cpu import ordered
+
+        stages: dict[str, float] = {}
+        for s in ok:
+            for k, v in s.cpu_s.items():
+                stages[k] = stages.get(k, 0.0) + v
+        out = {k: v / content for k, v in ordered(stages)}
+        total = sum(s.process_cpu_s for s in ok) / content
+        out[UNATTRIBUTED] = total - sum(out.values())
+        out[PROCESS] = total
+        return out
+
     def vram_peaks(self) -> dict[str, dict[str, int]]:
         """Per stage, the largest peak over every measured slot (failed ones too: memory is memory)."""
         peaks: dict[str, dict[str, int]] = {}
@@ -182,6 +210,7 @@ class BenchReport:
             "real_time_factor": None if rtf is None else asdict(rtf),
             "voice_actor_overlap_ms": None if overlap is None else asdict(overlap),
             "vram_peaks_bytes": self.vram_peaks(),
+            "cpu_s_per_content_s": self.cpu_per_content_second(),
             "succeeded": len(self.succeeded),
             "failed": len(self.failures),
         }
@@ -203,8 +232,3 @@ class BenchReport:
         data["samples"] = [SlotSample(**x) for x in data["samples"]]
         data["warmup_samples"] = [SlotSample(**x) for x in data["warmup_samples"]]
         return cls(**data)
-
-    def table(self) -> str:
-        from .table import report_table
-
-        return report_table(self)

@@ -85,9 +85,17 @@ def run_bench(
             for i in range(warmup + slots):
                 kind, index = ("warmup", i) if i < warmup else ("slot", i - warmup)
                 output = Path(tmp) / f"slot-{i}.mp4" if encode else None
+                # One slot at a time: the process's CPU and the library threads' over the slot are its own.
+                libraries = pipeline.library_threads.cpu_by_stage()
+                cpu_start = time.process_time()
                 result = pipeline.generate_slot_sync(the_recipe, slot_id=i + 1, seed=seed + i,
                                                      deadline=deadline, output=output)
+                process_cpu = time.process_time() - cpu_start
                 sample = SlotSample.from_result(result, p.duration_sec)
+                sample.process_cpu_s = process_cpu
+                threads = pipeline.library_threads
+                for stage, spent in threads.spent(libraries, threads.cpu_by_stage()).items():
+                    sample.cpu_s[stage] = sample.cpu_s.get(stage, 0.0) + spent
                 (warm if kind == "warmup" else measured).append(sample)
                 if on_slot is not None:
                     on_slot(kind, index, sample)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+GIB = 2**30  # bytes
 PERCENTILES = (50, 95, 99)
 PERCENTILE_METHOD = (
     "nearest-rank: the ceil(p/100 x n)-th smallest of n slots (a measured value, no interpolation); "

@@ -1,11 +1,12 @@
-"""The bench report as the terminal table `vortex bench` prints."""
+"""The bench report as the terminal table `vortex bench` prints (this module reads the report; the
+report never imports it)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .report import GIB
-from .stats import Percentiles
+from .report import PROCESS, UNATTRIBUTED
+from .stats import GIB, Percentiles
 
 if TYPE_CHECKING:
     from .report import BenchReport
@@ -51,10 +52,27 @@ def report_table(r: "BenchReport") -> str:
             lines.append(f"{stage:<22}{'n/a (CPU)':>14}{'n/a (CPU)':>14}")
         else:
             lines.append(f"{stage:<22}{p['allocated'] / GIB:>10.2f} GiB{p['reserved'] / GIB:>10.2f} GiB")
+    lines.extend(_cpu_lines(r))
     for s in r.failures:
         lines.append(f"FAILED slot {s.slot_id} in '{s.failed_phase}': {s.error}")
     lines.extend(f"note: {n}" for n in r.notes)
     return "\n".join(lines)
+
+
+def _cpu_lines(r: "BenchReport") -> list[str]:
+    cpu = r.cpu_per_content_second()
+    if not cpu:
+        return []
+    total = cpu[PROCESS]
+    lines = ["", f"{'CPU per content second':<26}{'core-s':>10}{'share':>9}",  "-" * 45]
+    for stage, v in cpu.items():
+        if stage == PROCESS:
+            lines.append("-" * 45)
+        share = "" if stage == PROCESS else f"{100 * v / total:8.1f}%" if total else ""
+        lines.append(f"{stage:<26}{v:>10.3f}{share:>9}")
+    lines.append("  stages: thread_time of the threads that did their work, plus the threads their library spawned;")
+    lines.append(f"  '{UNATTRIBUTED}': process CPU no stage accounts for (interpreter, short-lived library threads)")
+    return lines
 
 
 def _row(name: str, p: Percentiles, fmt: str) -> str:

@@ -9,8 +9,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .host import device_name, host_load
-from .report import GIB
-from .stats import Percentiles
+from .stats import GIB, Percentiles
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ..asr.check import MIN_JUDGED_WORDS
 from ..asr.normalize import normalize_words
 from ..config import MINIATURE, VortexConfig
 from .cancel import CancelToken
+from .cpu import CpuLedger
 from .portrait import ActorPortrait
 from .reports import IdentityReport, LipSyncReport, SpeechReport
 from .scheduling import TICK_S
@@ -65,23 +66,27 @@ def speech_judgement(cfg: VortexConfig) -> Judgement:
 class FrameChecks:
     """A sink: the face checks and CLIP's samples, taken as the frames pass."""
 
+    cpu_stage = "checks"
+
     def __init__(self, cfg: VortexConfig, analyzer: Any, portrait: ActorPortrait, n_frames: int,
                  clip_indices: list[int], turn: Callable[[], None], token: CancelToken,
                  chunk_frames: Optional[dict[int, int]] = None,
-                 on_chunk_frame: Optional[Callable[[dict], None]] = None):
+                 on_chunk_frame: Optional[Callable[[dict], None]] = None, cpu: Optional[CpuLedger] = None):
         """`chunk_frames` ({frame: chunk}): one frame per chunk of speech whose identity is measured
         as it passes and told to `on_chunk_frame` (a live insert's delay line waits for it)."""
         from ..faces import IdentityMeter, LipSyncMeter
 
         v = cfg.verification
         self.cfg, self.portrait, self.turn, self.token = cfg, portrait, turn, token
+        self.cpu = cpu or CpuLedger()
         self.faces = face_judgement(cfg, portrait)
         self.lip = lip_judgement(cfg, self.faces)
         framed = portrait.framing is not None and analyzer is not None
         self.chunk_frames = dict(chunk_frames or {}) if framed else {}
         self.on_chunk_frame = on_chunk_frame
         self.identity = IdentityMeter(analyzer, portrait.image, n_frames, v.face_frames, v.face_max_distance,
-                                      extra=tuple(self.chunk_frames)) if framed else None
+                                      extra=tuple(self.chunk_frames), region=_pasted_region(cfg, portrait),
+                                      steady_k=v.face_frames_steady) if framed else None
         self.lips = LipSyncMeter(analyzer, n_frames, step=v.lip_sync_step, box_hint=portrait.framing.box) \
             if framed and cfg.pipeline.animation != "still" else None
         self.clip_indices = set(clip_indices)
@@ -158,18 +163,44 @@ class FrameChecks:
                     return
                 index, frame = item
                 self.turn()
-                if self.identity is not None and self.identity.wants(index):
-                    self.identity.measure(index, frame)
-                    if index in self.chunk_frames and self.on_chunk_frame is not None:
-                        d = self.identity.distances.get(index)
-                        self.on_chunk_frame({"chunk": self.chunk_frames[index], "frame": index, "distance": d,
-                                             "passed": d is not None and d < self.identity.max_distance,
-                                             "enforced": self.faces.enforced})
-                if self.lips is not None and self.lips.wants(index):
-                    self.lips.measure(index, frame)
+                with self.cpu.stage("checks"):
+                    self._measure_one(index, frame)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the slot's thread by finish()
             self._error = exc
             self._stop.set()
+
+    def _measure_one(self, index: int, frame: np.ndarray) -> None:
+        if self.identity is not None and self.identity.wants(index):
+            if self.identity.optional(index) and index not in self.chunk_frames and self._steady():
+                self.identity.skip(index)
+            else:
+                self.identity.measure(index, frame)
+            if index in self.chunk_frames and self.on_chunk_frame is not None:
+                d = self.identity.distances.get(index)
+                self.on_chunk_frame({"chunk": self.chunk_frames[index], "frame": index, "distance": d,
+                                     "passed": d is not None and d < self.identity.max_distance,
+                                     "enforced": self.faces.enforced})
+        if self.lips is not None and self.lips.wants(index):
+            self.lips.measure(index, frame)
+
+
+    def _steady(self) -> bool:
+        """The lip-sync tracker has found the face on every frame it measured so far (at least 2)."""
+        return self.lips is not None and self.lips.steady()
+
+
+def _pasted_region(cfg: VortexConfig, portrait: ActorPortrait) -> Optional[tuple[int, int, int, int]]:
+    """Where the rendered frames differ from the portrait: the face crop's footprint, pasted back
+    (the preview animator and LivePortrait render the crop only; `still` renders nothing)."""
+    f = portrait.framing
+    if f is None or cfg.pipeline.animation not in ("preview", "liveportrait"):
+        return None
+    s = f.crop_size
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], dtype=np.float64) @ np.asarray(f.inverse).T
+    h, w = f.portrait_size
+    left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
+    right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
+    return (left, top, right, bottom) if right - left >= 32 and bottom - top >= 32 else None
 
 
 class SpeechChecks:
@@ -182,10 +213,12 @@ class SpeechChecks:
     it can, whatever Whisper's cost per window."""
 
     def __init__(self, cfg: VortexConfig, transcriber: Any, plan: Any, submit: Callable[..., Future],
-                 turn: Callable[[], None], on_sentence: Callable[[dict], None], per_sentence: bool = False):
+                 turn: Callable[[], None], on_sentence: Callable[[dict], None], per_sentence: bool = False,
+                 cpu: Optional[CpuLedger] = None):
         v = cfg.verification
         self.cfg, self.transcriber, self.plan = cfg, transcriber, plan
         self.submit, self.turn, self.on_sentence = submit, turn, on_sentence
+        self.cpu = cpu or CpuLedger()
         self.sample_rate = cfg.buffers.audio.sample_rate
         self.texts = {c.sentence: c.text for c in plan.chunks}
         self.judge = speech_judgement(cfg)
@@ -215,8 +248,9 @@ class SpeechChecks:
         from ..asr.check import sentence_errors, transcribe_window
 
         self.turn()
-        window = transcribe_window(self.transcriber, audio, self.sample_rate, sentences)
-        scored, _ = sentence_errors(window, self.texts, self.cfg.verification.max_sentence_wer)
+        with self.cpu.stage("speech check"):
+            window = transcribe_window(self.transcriber, audio, self.sample_rate, sentences)
+            scored, _ = sentence_errors(window, self.texts, self.cfg.verification.max_sentence_wer)
         for s in scored:
             self.on_sentence({**s, "heard": window.transcript})
         return window

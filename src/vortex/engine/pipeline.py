@@ -48,6 +48,7 @@ from .admission import admit
 from .cancel import DEADLINE_EXCEEDED, CancelToken, SlotCancelled
 from .checks import FrameChecks, SpeechChecks
 from .components import Components
+from .cpu import LibraryThreads
 from .outputs import OutputError, SlotOutput, describe_os_error
 from .portrait import ActorPortrait, make_portrait
 from .render import RenderQueue, SlotVideo
@@ -80,7 +81,13 @@ class VortexPipeline:
             self.plan.raise_if_over()
         self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
         self.driver = MotionDriver(cfg.motion)
-        self.registry = registry or ModelRegistry.load(cfg)
+        self.library_threads = LibraryThreads()  # the threads each component spawned: their CPU per stage
+        if registry is None:
+            from ..models.registry import default_loaders
+
+            loaders = {k: self.library_threads.wrap(k, v) for k, v in default_loaders(cfg).items()}
+            registry = ModelRegistry.load(cfg, loaders)
+        self.registry = registry
         self.components = Components.of(self.registry, cfg, self.device)
         self.animation = self.components.animator.name
         crops = cfg.faces.crop_size if self.components.faces is not None else None
@@ -245,15 +252,16 @@ class VortexPipeline:
         # 2. The speech plan: the duration predictor alone fits the speed and lays out the timeline.
         slot.begin(Phase.VOICE)
         self._turn(slot)
-        with self._voice_lock:
+        with self._voice_lock, slot.cpu.stage("plan"):
             plan = c.voice.plan(a.script, a.voice_id, a.speed, a.emotion, n_samples)
         result.speech = plan.summary()
         planned = time.perf_counter()
-        motion = self.driver.start(plan.timeline, sample_rate=sr, n_samples=n_samples,
-                                   speech_samples=plan.speech_samples, chunk_starts=plan.chunk_starts,
-                                   n_frames=p.n_frames, fps=p.fps, seed=slot.seed, emotion=a.emotion.value,
-                                   expression_preset=v.expression_preset, expression_sequence=v.expression_sequence,
-                                   driving_source=v.driving_source)
+        with slot.cpu.stage("motion"):
+                motion = self.driver.start(plan.timeline, sample_rate=sr, n_samples=n_samples,
+                                       speech_samples=plan.speech_samples, chunk_starts=plan.chunk_starts,
+                                       n_frames=p.n_frames, fps=p.fps, seed=slot.seed, emotion=a.emotion.value,
+                                       expression_preset=v.expression_preset, expression_sequence=v.expression_sequence,
+                                       driving_source=v.driving_source)
         slot.record("motion", (time.perf_counter() - planned) * 1000.0)
 
         # 3. The actor, beside the voice: the portrait, its framing, the animator's source.
@@ -264,13 +272,13 @@ class VortexPipeline:
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
         sinks = [proof] + ([Mp4Sink(staging)] if staging is not None else []) + list(slot.request.sinks)
-        media = work.media = SinkSet(sinks + ([kept] if kept is not None else []))
+        media = work.media = SinkSet(sinks + ([kept] if kept is not None else []), cpu=slot.cpu)
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,
                               sample_rate=sr, n_frames=p.n_frames, n_samples=n_samples))
         live = slot.request.priority is Priority.LIVE  # aired while it is made: every chunk judged at once
         speech = work.speech = SpeechChecks(cfg, c.transcriber, plan, self.workers.submit, lambda: self._turn(slot),
                                             lambda s: slot.emit("chunk_checked", Phase.SPEECH_CHECK.value, **s),
-                                            per_sentence=live)
+                                            per_sentence=live, cpu=slot.cpu)
 
         # 5. Stream: speech chunk by chunk, frames as soon as their motion is final.
         if not cfg.pipeline.parallel_audio_actor:  # the lower peak on a tight card: the actor first
@@ -294,9 +302,10 @@ class VortexPipeline:
         checks.finish()
         heard = speech.finish(slot.token)
         slot.end(Phase.SPEECH_CHECK)
-        identity, lips = checks.reports(waveform, p.fps)
+        with slot.cpu.stage("checks"):
+            identity, lips = checks.reports(waveform, p.fps)
         self._turn(slot)
-        with self._verify_lock:
+        with self._verify_lock, slot.cpu.stage("verify"):
             report, embedding = c.verifier.verify_samples(checks.clip_frames, p.n_frames, v.prompt,
                                                           recipe.semantic_constraints.clip_threshold)
         result.verification = dataclasses.replace(report, identity=identity, lip_sync=lips, speech=heard)
@@ -308,7 +317,7 @@ class VortexPipeline:
 
         # 7. Complete the media and prove them.
         slot.phase = Phase.FINALIZE.value
-        media.finish()
+        media.finish()  # the sinks' own stages (the encoder's flush)
         result.video_frames = None if kept is None else kept.frames
         result.proof = proof.hasher.proof(result.recipe_sha256, slot.seed)
         result.success = True
@@ -319,7 +328,7 @@ class VortexPipeline:
         try:
             for index in range(len(plan.chunks)):
                 self._turn(slot)
-                with self._voice_lock, self._on_stream("voice"):
+                with self._voice_lock, self._on_stream("voice"), slot.cpu.stage("voice"):
                     chunk = self.components.voice.speak(plan, index, seed=slot.seed)
                 out.put(chunk)
                 slot.wake.set()
@@ -340,7 +349,7 @@ class VortexPipeline:
             with self._actor_lock:
                 return c.actor.generate(slot.recipe.visual_track.prompt, seed, cancel=slot.token)
 
-        with self._on_stream("actor"):
+        with self._on_stream("actor"), slot.cpu.stage("actor"):
             portrait = make_portrait(
                 actor_image=slot.recipe.visual_track.actor_image,
                 stand_in=None if cfg.pipeline.actor == "flux" else cfg.pipeline.actor,
@@ -374,10 +383,11 @@ class VortexPipeline:
         for k in range(len(live_plan.chunks) if live_plan is not None else 0):
             start, length = live_plan.chunk_starts[k], live_plan.chunk_samples(k)
             chunk_frames[min(int((start + min(length / 2, sr / 2)) * p.fps / sr), p.n_frames - 1)] = k
-        return FrameChecks(self.config, self.components.faces, portrait, p.n_frames,
-                           self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot), slot.token,
-                           chunk_frames=chunk_frames,
-                           on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
+        with slot.cpu.stage("checks"):  # the portrait's own descriptor
+            return FrameChecks(self.config, self.components.faces, portrait, p.n_frames,
+                               self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot),
+                               slot.token, chunk_frames=chunk_frames, cpu=slot.cpu,
+                               on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
 
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:
@@ -390,6 +400,7 @@ class VortexPipeline:
     # ---- bookkeeping ----------------------------------------------------------------------------
     def _finish_result(self, slot: Slot, result: GenerationResult, target: Optional[SlotOutput]) -> None:
         result.timings_ms = dict(slot.timings_ms)
+        result.cpu_s = dict(slot.cpu.seconds)
         if slot.flight is not None and slot.flight.paused_s > 0:
             result.timings_ms["paused"] = slot.flight.paused_s * 1000.0
         result.spans_ms = {k: v for k, v in slot.spans_ms.items() if not math.isnan(v[1])}

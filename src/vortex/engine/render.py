@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,6 +28,7 @@ import torch
 from ..motion import DrivingSequence
 from .cancel import CancelToken
 from .components import Animator
+from .cpu import CpuLedger
 from .scheduling import TICK_S
 
 log = logging.getLogger("vortex.engine")
@@ -58,6 +60,7 @@ class RenderJob:
     priority: int
     seq: int
     wake: Optional[threading.Event] = None  # set too when the job is done (the slot's thread waits on it)
+    cpu: Optional[CpuLedger] = None  # the slot's: the render's and the paste-back's CPU seconds
     done: threading.Event = field(default_factory=threading.Event)
     frames: Optional[np.ndarray] = None  # (count, H, W, 3) uint8 on the host, once done
     error: Optional[BaseException] = None
@@ -95,11 +98,11 @@ class RenderQueue:
         return self.ring.shape[0]
 
     def submit(self, video: SlotVideo, start: int, driving: DrivingSequence, priority: int,
-               wake: Optional[threading.Event] = None) -> RenderJob:
+               wake: Optional[threading.Event] = None, cpu: Optional[CpuLedger] = None) -> RenderJob:
         if driving.n_frames > self.capacity:
             raise ValueError(f"a render job holds at most {self.capacity} frames (buffers.video.ring_frames), "
                              f"got {driving.n_frames}")
-        job = RenderJob(video, start, driving, int(priority), next(self._seq), wake)
+        job = RenderJob(video, start, driving, int(priority), next(self._seq), wake, cpu)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the render queue is closed")
@@ -156,6 +159,7 @@ class RenderQueue:
             items.append((job.video.source, job.driving, views[offset:offset + job.count]))
             offset += job.count
         animator = batch[0].video.animator
+        started = time.thread_time()
         if len(items) > 1:
             animator.render_many(items)
             self.streams_batched += len(items)
@@ -163,14 +167,20 @@ class RenderQueue:
             animator.render(*items[0])
         self.batches += 1
         self.jobs_rendered += len(batch)
+        spent, frames = time.thread_time() - started, sum(job.count for job in batch)
         offset = 0
         for job, (_, _, rendered) in zip(batch, items):
+            if job.cpu is not None:  # a call shared by several streams: each pays for its frames
+                job.cpu.add("render", spent * job.count / frames)
+            started = time.thread_time()
             out = self.ring[offset:offset + job.count]
             if job.video.pasted:
                 out.copy_(job.video.framing.paste_back(rendered, job.video.portrait))
             # One contiguous (B, H, W, 3) copy on the host: the ring is free again, and every sink
             # (encoder, hash, checks) reads the frames without a strided copy of its own.
             job.frames = out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            if job.cpu is not None:
+                job.cpu.add("paste-back", time.thread_time() - started)
             offset += job.count
 
 

@@ -12,6 +12,7 @@ channel's HLS sinks (vortex.channel.feed), and the proof (`ProofSink`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..media import Mp4Writer
 from ..result import ProofHasher
+from .cpu import CpuLedger
 
 log = logging.getLogger("vortex.engine")
 
@@ -80,6 +82,8 @@ class ArraySink:
 class Mp4Sink:
     """The slot's MP4, muxed as the slot streams, at `path` (a temporary name of the caller's)."""
 
+    cpu_stage = "encode"
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._writer: Optional[Mp4Writer] = None
@@ -105,6 +109,8 @@ class Mp4Sink:
 class ProofSink:
     """The determinism proof's media hashes, kept as the slot streams (vortex.result.ProofHasher)."""
 
+    cpu_stage = "proof"
+
     def __init__(self) -> None:
         self.hasher: Optional[ProofHasher] = None
 
@@ -125,10 +131,13 @@ class ProofSink:
 
 
 class SinkSet:
-    """Every sink of one slot, written together: all finish, or all are aborted."""
+    """Every sink of one slot, written together: all finish, or all are aborted. With `cpu` (the
+    slot's vortex.engine.cpu.CpuLedger) each sink's work is counted to its `cpu_stage` ("sinks" if
+    it names none)."""
 
-    def __init__(self, sinks: list[FrameSink]):
+    def __init__(self, sinks: list[FrameSink], cpu: Optional[CpuLedger] = None):
         self.sinks = list(sinks)
+        self.cpu = cpu
         self._opened: list[FrameSink] = []
         self.shape: Optional[MediaShape] = None
         self.frames_written = 0
@@ -155,23 +164,31 @@ class SinkSet:
 
     def write_audio(self, chunk: np.ndarray) -> None:
         for s in self._opened:
-            s.write_audio(chunk)
+            with self._stage(s):
+                s.write_audio(chunk)
         self.samples_written += len(chunk)
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         if index != self.frames_written:
             raise ValueError(f"frames must arrive in order: expected frame {self.frames_written}, got {index}")
         for s in self._opened:
-            s.write_frame(index, frame)
+            with self._stage(s):
+                s.write_frame(index, frame)
         self.frames_written += 1
 
     def finish(self) -> None:
         try:
             for s in self._opened:
-                s.finish()
+                with self._stage(s):
+                    s.finish()
         except BaseException:
             self.abort()
             raise
+
+    def _stage(self, sink: FrameSink):
+        if self.cpu is None:
+            return contextlib.nullcontext()
+        return self.cpu.stage(getattr(sink, "cpu_stage", "sinks"))
 
     def abort(self) -> None:
         for s in self._opened:

@@ -21,6 +21,7 @@ from ..logs import phase_event
 from ..phases import Phase
 from ..recipe import Recipe
 from .cancel import CancelToken
+from .cpu import CpuLedger
 from .requests import EventFn, EventKind, SlotEvent, SlotRequest
 from .scheduling import Flight
 
@@ -48,6 +49,7 @@ class Slot:
     chunks: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wake: threading.Event = field(default_factory=threading.Event)  # the slot's thread: something arrived
+    cpu: CpuLedger = field(default_factory=CpuLedger)  # CPU seconds per stage, from the threads that did them
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def elapsed_ms(self) -> float:

@@ -79,8 +79,9 @@ class SlotStream:
                 stop = min(submitted + ring, n)
                 self.turn()
                 s.begin(Phase.VIDEO)
-                jobs.append(self.renderer.submit(video, submitted, self.motion.rows(submitted, stop),
-                                                 s.request.priority, wake=s.wake))
+                with s.cpu.stage("motion"):
+                    rows = self.motion.rows(submitted, stop)
+                jobs.append(self.renderer.submit(video, submitted, rows, s.request.priority, wake=s.wake, cpu=s.cpu))
                 submitted, progressed = stop, True
             while jobs and jobs[0].done.is_set():  # (d) rendered frames into the sinks, in order
                 job = jobs.popleft()
@@ -107,7 +108,8 @@ class SlotStream:
             s.emit("first_audio", Phase.VOICE.value, samples=len(chunk.audio),
                    seconds=round(len(chunk.audio) / self.speech.sample_rate, 3))
         self.waveform[chunk.start:chunk.end] = chunk.audio
-        self.motion.add_audio(chunk.audio)
+        with s.cpu.stage("motion"):
+            self.motion.add_audio(chunk.audio)
         record = {"index": chunk.index, "of": len(self.speech.plan.chunks), "sentence": chunk.sentence,
                   "text": chunk.text, "start": chunk.start, "samples": len(chunk.audio),
                   "start_s": round(chunk.start / self.speech.sample_rate, 3),
@@ -123,7 +125,8 @@ class SlotStream:
         padding = len(self.waveform) - self.speech_samples
         if padding > 0:  # the slot's silence after the speech
             self.media.write_audio(np.zeros(padding, np.float32))
-        self.motion.finish_audio()
+        with self.slot.cpu.stage("motion"):
+            self.motion.finish_audio()
 
     def _sink(self, index: int, frame: np.ndarray) -> None:
         s = self.slot

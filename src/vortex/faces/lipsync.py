@@ -184,6 +184,10 @@ class LipSyncMeter:
     def wants(self, index: int) -> bool:
         return index % self.step == 0
 
+    def steady(self) -> bool:
+        """A face found on every frame measured so far (and at least two measured)."""
+        return self._next >= 2 and not np.isnan(self.opening[:self._next]).any()
+
     def measure(self, index: int, frame: np.ndarray) -> None:
         """Frame `index` (one that `wants`), in order."""
         k = index // self.step

@@ -70,6 +70,7 @@ class OnnxKokoro:
         options.log_severity_level = 3  # the int8 graph's benign initializer warnings
         # The voice runs beside the actor on the same cores: idle threads must sleep, not spin.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = cfg.cpu_threads  # see KokoroConfig.cpu_threads
         try:
             session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
             probe = ort.InferenceSession(str(duration_probe_model(model)), sess_options=options,

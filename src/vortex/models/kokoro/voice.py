@@ -13,6 +13,7 @@ chunks concatenated are the whole slot's speech, however and whenever they are m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -33,6 +34,16 @@ from .kmodel import TorchKokoro
 from .onnx_export import OnnxKokoro
 
 logger = logging.getLogger(__name__)
+
+# The first chunk is spoken alone when the first sentence is longer: the slot's first frame waits
+# for it (its audio, then its motion). At most about this much speech (the two pads of silence
+# not counted: with the packaged voices "Welcome" alone lasts 1.33 s, 0.6 s of it pads), cut after
+# a comma or a word, at least FIRST_CHUNK_WORDS words before and 2 after, never after a word that
+# leans on the next one (see `_bounded_first`).
+FIRST_CHUNK_S = 1.2
+FIRST_CHUNK_WORDS = 2
+_LEANING = frozenset("a an the to of and or but in on at for with from by as into than that our my your his her "
+                     "their its this these is are was were be".split())
 
 
 @dataclass(frozen=True)
@@ -231,6 +242,7 @@ class KokoroVoice:
         pack = self._voices[voice_id]
         bound = max(self.max_speed, speed)
         used = min(speed * preset.speed, bound)
+        chunks = self._bounded_first(chunks, pack, used)
         raw = [self._backend.raw_durations(c.token_ids, pack) for c in chunks]
         needed = _fitting_speed(raw, used, n_samples)
         if needed > bound:
@@ -245,6 +257,38 @@ class KokoroVoice:
         return SpeechPlan(chunks=tuple(chunks), pack=pack, speed=float(used), emotion=emotion, gain=preset.gain,
                           fitted=fitted, units=units, chunk_starts=starts, n_samples=int(n_samples),
                           speech_samples=speech_samples, timeline=timeline)
+
+    def _bounded_first(self, chunks: list[PhonemeChunk], pack: str, speed: float) -> list[PhonemeChunk]:
+        """The first sentence cut in two where it lasts more than FIRST_CHUNK_S: its first words
+        (after the last comma that keeps them within the bound, else as many words as fit, at
+        least FIRST_CHUNK_WORDS) are spoken alone, the rest in the next chunk. Both chunks keep
+        the sentence's index and text: the speech check hears the sentence once, whole, on
+        exactly its audio. The durations are the predictor's at `speed`."""
+        first = chunks[0]
+        words = first.text.split()
+        if (len(chunks) > 1 and chunks[1].sentence == first.sentence) or len(words) < FIRST_CHUNK_WORDS + 2:
+            return chunks  # a sentence already cut to the context, or too short to cut
+        if self._seconds(first, pack, speed) <= FIRST_CHUNK_S:
+            return chunks
+        best, best_comma = FIRST_CHUNK_WORDS, None
+        for k in range(FIRST_CHUNK_WORDS, len(words) - 1):
+            head = self.phoneme_chunks(" ".join(words[:k]))
+            if len(head) != 1 or self._seconds(head[0], pack, speed) > FIRST_CHUNK_S:
+                break
+            if words[k - 1].lower().strip(",;:") not in _LEANING:
+                best = k
+            if words[k - 1][-1] in ",;:—–-":
+                best_comma = k
+        k = best_comma if best_comma is not None else best
+        head, rest = self.phoneme_chunks(" ".join(words[:k])), self.phoneme_chunks(" ".join(words[k:]))
+        if len(head) != 1 or not rest:
+            return chunks
+        same = dict(sentence=first.sentence, text=first.text)
+        return [dataclasses.replace(c, **same) for c in head + rest] + list(chunks[1:])
+
+    def _seconds(self, chunk: PhonemeChunk, pack: str, speed: float) -> float:
+        units = _chunk_units(self._backend.raw_durations(chunk.token_ids, pack), speed)
+        return float(units[1:-1].sum()) * SAMPLES_PER_UNIT / SAMPLE_RATE  # the pads are silence
 
     # -- 2. the chunks ------------------------------------------------------------------------
     def speak(self, plan: SpeechPlan, index: int, *, seed: int = 0) -> SpeechChunk:
