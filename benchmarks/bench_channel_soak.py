@@ -53,8 +53,9 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def cpu_of(pid: int) -> tuple[float, float] | None:
-    """(the process's CPU seconds, those of its live threads named APPENDER_THREAD), or None once it is gone."""
+def cpu_of(pid: int) -> tuple[float, dict[str, float]] | None:
+    """(the process's CPU seconds, {tid: CPU seconds} of its live threads named APPENDER_THREAD), or
+    None once it is gone. A thread's CPU leaves /proc with it: the caller keeps the last reading per tid."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def seconds(stat: str) -> tuple[str, float]:
@@ -63,14 +64,14 @@ def cpu_of(pid: int) -> tuple[float, float] | None:
 
     try:
         total = seconds(Path(f"/proc/{pid}/stat").read_text())[1]
-        appender = 0.0
+        appender = {}
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 comm, cpu = seconds((task / "stat").read_text())
             except OSError:
                 continue  # the thread just ended
             if comm == APPENDER_THREAD:
-                appender += cpu
+                appender[task.name] = cpu
         return total, appender
     except OSError:
         return None
@@ -100,7 +101,9 @@ def main() -> int:
     stalls, behind, worst_behind = 0, False, 0.0
     rss_samples: list = []
     last_sample = began
-    cpu_mark = cpu_last = None  # (process, appender) CPU seconds at the first decided slot, and lately
+    cpu_mark = cpu_last = None  # the process's CPU seconds at the first decided slot, and lately
+    appender_mark: dict[str, float] = {}
+    appender_seen: dict[str, float] = {}  # the last reading of each appender thread (ended ones included)
     mark_at = None
     try:
         while time.monotonic() - began < args.minutes * 60 and child.poll() is None:
@@ -108,8 +111,13 @@ def main() -> int:
             if rss_start is None and (out / "channel.json").is_file():
                 if any(s.get("decision") for s in json.loads((out / "channel.json").read_text())["slots"]):
                     rss_start = rss_mb(child.pid)
-                    cpu_mark, mark_at = cpu_of(child.pid), datetime.now(timezone.utc)
-            cpu_last = cpu_of(child.pid) or cpu_last  # the last reading before an asap run exits
+                    reading = cpu_of(child.pid)
+                    if reading is not None:
+                        cpu_mark, appender_mark, mark_at = reading[0], dict(reading[1]), datetime.now(timezone.utc)
+            reading = cpu_of(child.pid)  # the last reading before an asap run exits counts
+            if reading is not None and cpu_mark is not None:
+                cpu_last = reading[0]
+                appender_seen.update(reading[1])
             if rss_start is not None and time.monotonic() - last_sample >= 30:
                 rss_samples.append(rss_mb(child.pid))
                 last_sample = time.monotonic()
@@ -152,7 +160,8 @@ def main() -> int:
     print(f"  late appends {late}; stalls {stalls} (published edge behind the live play point; worst "
           f"{max(0.0, worst_behind):.2f} s)")
     if cpu_mark is not None and cpu_last is not None and content > 0:
-        total, appender = (b - a for a, b in zip(cpu_mark, cpu_last))
+        total = cpu_last - cpu_mark
+        appender = sum(appender_seen.values()) - sum(appender_mark.values())
         print(f"  CPU per content second (after the first slot, {content:g} s of content): {total / content:.3f} "
               f"core-s in all; appender (stream encode + publish) {appender / content:.3f}, the rest (engine, "
               f"sinks, spool) {(total - appender) / content:.3f}")
