@@ -34,10 +34,10 @@ from bench_encode import content  # noqa: E402
 
 from vortex.bench.stats import Percentiles  # noqa: E402
 from vortex.bench.timing import Timing, timing_table  # noqa: E402
-from vortex.channel import HlsChannelWriter  # noqa: E402
-from vortex.channel import publish as publish_module  # noqa: E402
-from vortex.channel.feed import read_mp4_slot  # noqa: E402
-from vortex.channel.pacing import WallClockPacer  # noqa: E402
+from vortex.channel.hls import HlsChannelWriter  # noqa: E402
+from vortex.channel.hls import publish as publish_module  # noqa: E402
+from vortex.channel.hls.spool import read_mp4_slot  # noqa: E402
+from vortex.channel.hls.pacing import WallClockPacer  # noqa: E402
 
 FPS, SAMPLE_RATE, SIZE = 24, 24000, 512
 ENCODERS = {  # label: (crf, x264 options)

@@ -40,7 +40,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from vortex.channel.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
+from vortex.channel.hls.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
 from support.harness import Server, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -41,9 +41,9 @@ from bench_encode import content  # noqa: E402
 
 from vortex.bench.host import host_load  # noqa: E402
 from vortex.bench.stats import Percentiles  # noqa: E402
-from vortex.channel import HlsChannelWriter  # noqa: E402
-from vortex.channel.pacing import WallClockPacer  # noqa: E402
-from vortex.channel.playlist import PLAYLIST_NAME  # noqa: E402
+from vortex.channel.hls import HlsChannelWriter  # noqa: E402
+from vortex.channel.hls.pacing import WallClockPacer  # noqa: E402
+from vortex.channel.hls.playlist import PLAYLIST_NAME  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HLSJS = Path(os.environ.get("VORTEX_HLSJS", ROOT / "build/hlsjs/node_modules/hls.js/dist/hls.min.js"))

@@ -13,7 +13,7 @@ import av
 import httpx
 import numpy as np
 
-from vortex.channel import parse_playlist, read_playlist
+from vortex.channel.hls import parse_playlist, read_playlist
 from support.harness import Server
 
 FPS, SR, TS = 24, 24000, 90_000

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vortex.channel import read_playlist
+from vortex.channel.hls import read_playlist
 from vortex.channel.cli import main
 from vortex.channel.filler import BACKGROUND
 
@@ -101,7 +101,11 @@ def test_looped_channel_is_exact_and_gapless(tmp_path):
     for s in slots:  # every slot carries its speech (not silence)
         part = speech[s["first_frame"] * 1000:(s["first_frame"] + s["n_frames"]) * 1000]
         assert np.sqrt(np.mean(part ** 2)) > 0.01, s
-    assert not list((out / "slots").glob("*.mp4"))[1:]  # only the last good slot's MP4 is kept
+    # Each frame was encoded once: the engine spooled the slots (no slot MP4), and only the last good
+    # slot's spool (the filler's source) and its sidecar are kept.
+    assert sorted(p.name for p in (out / "slots").iterdir()) == ["slot-00003.json", "slot-00003.pcm",
+                                                                  "slot-00003.yuv"]
+    assert json.loads((out / "slots" / "slot-00003.json").read_text())["success"] is True
 
 
 @pytest.fixture(scope="module")

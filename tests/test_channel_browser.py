@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vortex.channel import read_playlist
+from vortex.channel.hls import read_playlist
 
 from streams import chromium
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from vortex.channel.definition import ChannelDefinition
-from vortex.channel.playlist import read_playlist
+from vortex.channel.hls.playlist import read_playlist
 from vortex.channel.fencing import ChannelFenced
 from vortex.channel.scheduler import ChannelRunner, RunOptions
 from vortex.media import write_mp4

@@ -8,7 +8,6 @@ import pytest
 
 from vortex.channel import policy
 from vortex.channel.definition import ChannelError
-from vortex.channel.policy import Planned
 
 T0 = datetime(2026, 12, 1, 21, 0, 0, tzinfo=timezone.utc)
 
@@ -133,7 +132,7 @@ def test_a_failed_slot_re_airs_the_last_good_one_while_there_is_one():
     assert policy.decision_for(False, "standby", 3) == ("filler:standby", None)
 
 
-def test_the_appender_reads_the_right_mp4():
+def test_the_appender_reads_the_right_slots_media():
     assert policy.source_of("aired", 7, None) == ("aired", 7)
     assert policy.source_of("filler:last_good", 7, 5) == ("last_good", 5)
     assert policy.source_of("filler:standby", 7, None) == ("standby", None)
@@ -207,99 +206,3 @@ def test_more_to_air():
 
 
 # -- live inserts ----------------------------------------------------------------------------------
-
-def schedule(*durations: float, first: int = 0, start: float = 0.0, margin: float = 5.0) -> list[Planned]:
-    out, t = [], at(start)
-    for i, d in enumerate(durations):
-        out.append(Planned(first + i, t, d, t - timedelta(seconds=margin)))
-        t += timedelta(seconds=d)
-    return out
-
-
-def assert_gapless(planned) -> None:
-    for a, b in zip(planned, planned[1:]):
-        assert a.end == b.air
-
-
-def slots_of(plan) -> list[Planned]:
-    return [s for s in plan.schedule if s.insert is None]
-
-
-def test_an_insert_now_cuts_the_slot_on_air_at_the_published_horizon():
-    slots = schedule(6.0, 5.0, 4.0, first=10)  # on air 0-6, then 6-11, 11-15
-    plan = policy.plan_insert(slots, "x", 3.0, "now", now=at(2.0), published_until=at(2.5), margin_sec=5.0)
-    assert plan.air == at(2.5) and plan.cut == slots[0]
-    assert [(s.index, s.insert) for s in plan.schedule] == [(10, None), (None, "x"), (11, None), (12, None)]
-    cut, insert, nxt, last = plan.schedule
-    assert cut.air == at(0) and cut.duration_sec == 2.5 and cut.deadline == slots[0].deadline
-    assert insert.air == at(2.5) and insert.duration_sec == 3.0 and insert.deadline is None
-    assert nxt.air == at(5.5) and nxt.deadline == at(0.5) and nxt.duration_sec == 5.0
-    assert last.air == at(10.5) and last.deadline == at(5.5)
-    assert plan.shift_sec == -0.5  # 3 s inserted, 3.5 s of the cut slot dropped
-    assert_gapless(plan.schedule)
-
-
-def test_an_insert_now_on_a_slot_boundary_cuts_nothing_and_moves_the_rest_by_its_length():
-    slots = schedule(6.0, 5.0)
-    plan = policy.plan_insert(slots, "x", 3.0, "now", now=at(5.5), published_until=at(6.0), margin_sec=2.0)
-    assert plan.air == at(6.0) and plan.cut is None and plan.shift_sec == 3.0
-    assert plan.schedule[0] == slots[0]
-    assert slots_of(plan)[1].air == at(9.0) and slots_of(plan)[1].deadline == at(7.0)
-
-
-def test_an_insert_next_airs_after_the_slot_on_air():
-    slots = schedule(6.0, 5.0, 4.0)
-    plan = policy.plan_insert(slots, "x", 2.0, "next", now=at(1.0), published_until=at(1.5), margin_sec=5.0)
-    assert plan.air == at(6.0) and plan.cut is None and plan.shift_sec == 2.0
-    assert plan.schedule[0] == slots[0]
-    assert [s.air for s in slots_of(plan)[1:]] == [at(8.0), at(13.0)]
-    assert [s.deadline for s in slots_of(plan)[1:]] == [at(3.0), at(8.0)]
-    assert [s.duration_sec for s in slots_of(plan)] == [6.0, 5.0, 4.0]
-    assert_gapless(plan.schedule)
-
-
-def test_an_insert_next_never_lands_in_published_media():
-    slots = schedule(6.0, 5.0, 4.0)  # the boundary at 6 s is already published
-    plan = policy.plan_insert(slots, "x", 2.0, "next", now=at(5.8), published_until=at(6.5), margin_sec=5.0)
-    assert plan.air == at(11.0) and plan.cut is None
-    assert [s.air for s in slots_of(plan)] == [at(0), at(6.0), at(13.0)]
-
-
-def test_an_insert_next_when_the_slot_on_air_just_began_waits_for_its_end():
-    slots = schedule(6.0, 5.0)
-    plan = policy.plan_insert(slots, "x", 2.0, "next", now=at(6.0), published_until=at(6.0), margin_sec=1.0)
-    assert plan.air == at(11.0)  # slot 1 is on air from 6.0: the insert follows it
-
-
-def test_an_insert_after_the_whole_schedule_moves_nothing():
-    slots = schedule(6.0)
-    plan = policy.plan_insert(slots, "x", 2.0, "next", now=at(7.0), published_until=at(7.5), margin_sec=1.0)
-    assert plan.air == at(7.5) and tuple(slots_of(plan)) == tuple(slots) and plan.shift_sec == 0.0
-    empty = policy.plan_insert([], "x", 2.0, "now", now=at(0), published_until=at(0.5), margin_sec=1.0)
-    assert empty.air == at(0.5) and empty.cut is None
-    assert empty.schedule == (Planned(None, at(0.5), 2.0, None, "x"),)
-
-
-def test_an_insert_before_the_first_slot_airs():
-    slots = schedule(6.0, start=10.0)
-    plan = policy.plan_insert(slots, "x", 2.0, "next", now=at(0), published_until=at(0), margin_sec=1.0)
-    assert plan.air == at(10.0) and slots_of(plan)[0].air == at(12.0)
-
-
-def test_an_insert_needs_a_length_and_a_known_at():
-    with pytest.raises(ValueError):
-        policy.plan_insert(schedule(6.0), "x", 0.0, "now", now=at(0), published_until=at(0), margin_sec=1.0)
-    with pytest.raises(ValueError):
-        policy.plan_insert(schedule(6.0), "x", 1.0, "later", now=at(0), published_until=at(0), margin_sec=1.0)
-
-
-def test_a_second_insert_plans_around_the_first_and_every_slot_stays():
-    slots = schedule(6.0, 5.0, 4.0)
-    first = policy.plan_insert(slots, "a", 3.0, "next", now=at(1), published_until=at(1.5), margin_sec=5.0)
-    second = policy.plan_insert(first.schedule, "b", 2.0, "next", now=at(1), published_until=at(1.5), margin_sec=5.0)
-    assert second.air == at(6.0)  # after the slot on air, so before "a", which moves later
-    assert [s.insert or s.index for s in second.schedule] == [0, "b", "a", 1, 2]
-    insert_a = second.schedule[2]
-    assert insert_a.air == at(8.0) and insert_a.deadline is None
-    assert second.schedule[3].air == at(11.0) and second.schedule[3].deadline == at(6.0)
-    assert_gapless(second.schedule)

@@ -24,10 +24,11 @@ import av
 import numpy as np
 import pytest
 
-from vortex.channel import HlsChannelWriter, read_playlist
-from vortex.channel import publish as publish_module
-from vortex.channel.pacing import WallClockPacer
-from vortex.channel.playlist import parse_playlist
+from vortex.channel.hls import HlsChannelWriter, read_playlist
+from vortex.channel.hls import publish as publish_module
+from vortex.channel.hls.pacing import WallClockPacer
+from vortex.channel.hls.playlist import parse_playlist
+from vortex.channel.hls.spool import SlotSpool, read_spool
 from vortex.media import write_mp4
 from vortex.engine.sinks import MediaShape
 
@@ -373,31 +374,42 @@ def test_resume_after_sigkill_keeps_segments_and_parts_and_continues(tmp_path):
     assert decode(folder, parts_on_disk(folder))[0] == indices
 
 
-def test_slot_sink_airs_only_committed_slots(tmp_path):
-    writer = new_writer(tmp_path)
+def test_a_slot_spool_airs_only_once_appended_with_its_exact_samples(tmp_path):
+    """The engine streams a made-ahead slot into a spool (yuv420p frames, its samples): nothing of it
+    reaches the encoders until it is appended, a failed one leaves no file, and the samples the
+    stream's encoder gets are exactly the ones made."""
+    writer = new_writer(tmp_path / "ch")
     (f1, w1), (f2, w2), _ = slots()
-    shape = MediaShape(width=SIZE, height=SIZE, fps=FPS, sample_rate=SR, n_frames=len(f1))
-    failed = writer.slot_sink()
-    failed.open(shape)
+    failed = SlotSpool(tmp_path / "slot-00000.yuv", width=SIZE, height=SIZE, fps=FPS, sample_rate=SR)
+    failed.open(MediaShape(width=SIZE, height=SIZE, fps=FPS, sample_rate=SR, n_frames=len(f1)))
     failed.write_audio(w1)
     for i, f in enumerate(f1[:10]):
         failed.write_frame(i, f)
     failed.abort()
-    assert writer.frames_appended == 0 and not list(tmp_path.glob(".slot-*"))
-    for frames, wave in ((f1, w1), (f2, w2)):
-        sink = writer.slot_sink()
-        sink.open(MediaShape(SIZE, SIZE, FPS, SR, len(frames)))
-        sink.write_audio(wave)
+    assert not list(tmp_path.glob("*slot-*"))
+    spools = []
+    for k, (frames, wave) in enumerate(((f1, w1), (f2, w2))):
+        spool = SlotSpool(tmp_path / f"slot-{k:05d}.yuv", width=SIZE, height=SIZE, fps=FPS, sample_rate=SR)
+        spool.open(MediaShape(SIZE, SIZE, FPS, SR, len(frames)))
+        for chunk in np.array_split(wave, 3):  # the engine streams the audio chunk by chunk
+            spool.write_audio(chunk)
         for i, f in enumerate(frames):
-            sink.write_frame(i, f)
-        sink.finish()
-        assert writer.frames_appended == (0 if frames is f1 else 55)  # finished is not yet aired
-        sink.commit()
+            spool.write_frame(i, f)
+        spool.finish()
+        _, samples, n = read_spool(spool.video, SIZE, SIZE)
+        assert n == len(frames) and np.array_equal(samples, wave)
+        spools.append(spool.video)
+    assert writer.frames_appended == 0  # finished is not yet aired
+    for video in spools:
+        writer.append_spool(video)
     assert writer.frames_appended == 96 and not list(tmp_path.glob(".slot-*"))
     writer.close()
-    assert decode(tmp_path)[0] == list(range(96))
+    assert decode(tmp_path / "ch")[0] == list(range(96))
     with pytest.raises(ValueError, match="do not match the channel"):
-        new_writer(tmp_path / "other").slot_sink().open(MediaShape(256, 256, FPS, SR, 10))
+        SlotSpool(tmp_path / "x.yuv", width=SIZE, height=SIZE, fps=FPS, sample_rate=SR).open(
+            MediaShape(256, 256, FPS, SR, 10))
+    with pytest.raises(FileNotFoundError, match="no complete slot spool"):
+        read_spool(tmp_path / "slot-00009.yuv", SIZE, SIZE)
 
 
 def test_append_mp4_slot_round_trips(tmp_path):
@@ -558,7 +570,7 @@ def test_a_channel_from_before_ll_hls_resumes_in_fmp4_after_a_discontinuity(tmp_
 def test_a_live_sink_airs_an_engine_slot_while_it_is_made(tmp_path):
     """HlsLiveSink: the engine's FrameSink protocol straight into a SlotFeed. Parts are published
     between the engine's frames; finish fits the audio; a wrong shape or order is refused."""
-    from vortex.channel import HlsLiveSink
+    from vortex.channel.hls import HlsLiveSink
 
     seen: list[int] = []
     writer = new_writer(tmp_path, on_part=lambda p: seen.append(writer.frames_appended))

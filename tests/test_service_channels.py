@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from vortex.channel import parse_playlist
+from vortex.channel.hls import parse_playlist
 from support.harness import Server, free_port, short_recipe
 
 from streams import FPS, SR, TS, decode, fetch_stream, post, wait_for

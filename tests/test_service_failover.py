@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import pytest
 
-from vortex.channel import parse_playlist
+from vortex.channel.hls import parse_playlist
 from support.harness import Server, free_port, short_recipe, start_all
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture

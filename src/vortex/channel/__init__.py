@@ -1,10 +1,8 @@
-"""The always-on channel's media layer: one continuous H.264 + AAC encoder cut into a Low-Latency HLS stream."""
+"""The always-on channel: a schedule of recipes aired as one live HLS stream.
 
-from .feed import HlsLiveSink, HlsSlotSink, SlotFeed, read_mp4_slot
-from .hls import AppendedSlot, HlsChannelWriter
-from .playlist import MediaPlaylist, OpenSegment, PlaylistPart, PlaylistSegment, parse_playlist, read_playlist
-from .publish import PublishedPart
-
-__all__ = ["AppendedSlot", "HlsChannelWriter", "HlsLiveSink", "HlsSlotSink", "MediaPlaylist", "OpenSegment",
-           "PlaylistPart", "PlaylistSegment", "PublishedPart", "SlotFeed", "parse_playlist", "read_mp4_slot",
-           "read_playlist"]
+On air (this package): scheduler.py (``ChannelRunner``: the generator thread, the files, the
+records), appender.py (the thread that airs decided slots and live inserts), handoff.py (what the
+two hand each other), policy.py (the decisions, pure functions), live.py and delay.py (live
+inserts), definition.py, records.py (channel.json), filler.py, fencing.py. The media side is
+``vortex.channel.hls``: the writer, the encoder, parts, fMP4, the playlist, the spool.
+"""

@@ -19,32 +19,18 @@ air later by what it added; their air times and deadlines are recorded so.
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from . import filler
 from .fencing import park
-from .hls import HlsChannelWriter
+from .handoff import END, Handoff, Ready
+from .hls.pacing import WallClockPacer
+from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
-from .pacing import WallClockPacer
 from .records import SlotRecord, iso, parse_iso
-
-if TYPE_CHECKING:
-    from .scheduler import ChannelRunner
-
-
-@dataclass
-class Ready:
-    record: SlotRecord
-    kind: str  # "aired" | "last_good" | "standby"
-    source: Optional[int]  # the slot index whose MP4 is read (aired: itself; last_good: the re-aired one)
-
-
-END = object()  # the generator's last item
 
 
 # An insert not ready at its planned frame (its first sentence not yet made and heard) cuts in as soon
@@ -68,7 +54,7 @@ class _Pacer(WallClockPacer):
     the thread where the fence refuses (asked before each frame: fencing.py)."""
 
     def __init__(self, appender: "Appender", paced: bool, cuts: bool):
-        super().__init__(appender.writer, appender.runner.options.part_seconds, appender.runner._stop)
+        super().__init__(appender.writer, appender.runner.options.part_seconds, appender.handoff.stop)
         self.appender, self.paced, self.cuts = appender, paced, cuts
 
     def wait_for(self, frame: int) -> bool:
@@ -83,8 +69,12 @@ class _Pacer(WallClockPacer):
 
 
 class Appender:
-    def __init__(self, runner: "ChannelRunner"):
-        self.runner = runner
+    """The appender thread's side. `runner` (scheduler.ChannelRunner, not imported: it builds on this
+    module) is used through its public members only: options, definition, lock, state, save,
+    open_writer, media_of, release, appended, on_record, insert_changed, shift_next_air, stop."""
+
+    def __init__(self, runner: Any, handoff: Handoff):
+        self.runner, self.handoff = runner, handoff
         self.writer: Optional[HlsChannelWriter] = None
         self.inserts: list[LiveInsert] = []  # planned, in air order, not yet on air
         self.on_air: Optional[LiveInsert] = None
@@ -98,29 +88,29 @@ class Appender:
 
     # -- the thread -----------------------------------------------------------------------------
     def run(self) -> None:
-        r = self.runner
+        r, h = self.runner, self.handoff
+        name_os_thread(APPENDER_THREAD)  # the stream's encoder threads, started here, inherit the name
         ended = False
         try:
             while True:
-                try:
-                    item = r._queue.get(timeout=0.1)
-                except queue.Empty:
+                item = h.get(timeout=0.1)
+                if item is None:
                     if self.writer is not None:
                         self._air_due_inserts()  # a gap in the schedule: an insert may fill it
                     continue
                 if item is END:
-                    ended = r._ended
-                    if self.writer is not None and not r._stop.is_set():
+                    ended = h.ended
+                    if self.writer is not None and not h.stop.is_set():
                         self._air_due_inserts()  # one planned at the end of the last slot ("next") airs
                     break
-                if r._stop.is_set():
+                if h.stop.is_set():
                     continue  # drain to the end marker
                 if self.paced:
                     hold = parse_iso(item.record.air_time) - timedelta(seconds=r.options.part_seconds)
-                    if r._stop.wait(max(0.0, (hold - _now()).total_seconds())):
+                    if h.stop.wait(max(0.0, (hold - _now()).total_seconds())):
                         continue
-                if not self.fence_holds():  # two owners never append to one playlist
-                    raise r._fenced
+                if not h.fence_holds():  # two owners never append to one playlist
+                    raise h.fenced
                 if self.writer is None:
                     with r.lock:  # a resume deletes stray temporaries: never channel.json's mid-save
                         self.writer = r.open_writer(parse_iso(item.record.air_time))
@@ -128,21 +118,20 @@ class Appender:
                 self._append(item)
                 self._air_due_inserts()
         except BaseException as exc:  # the generator re-raises it
-            r._error = exc
-            r.stop()
-            while r._queue.get() is not END:
-                pass
+            h.fail(exc)
+            r.stop()  # cancels the slot being made
+            h.drain()
         finally:
             for ins in list(self.inserts):
                 self._fail(ins, "the channel stopped before its air time")
-            if self.writer is not None and self.fence_holds():
-                self.writer.close(end=ended and r._error is None)
+            if self.writer is not None and h.fence_holds():
+                self.writer.close(end=ended and h.error is None)
             with r.lock:
-                r.state.ended = ended and self.writer is not None and r._error is None
+                r.state.ended = ended and self.writer is not None and h.error is None
                 r.save()
 
     def fence_holds(self) -> bool:
-        return self.runner._fence_holds()
+        return self.handoff.fence_holds()
 
     # -- slots ----------------------------------------------------------------------------------
     def _append(self, item: Ready) -> None:
@@ -156,10 +145,13 @@ class Appender:
             self.current = (record, w.frames_appended)
         pace = _Pacer(self, self.paced, cuts=True)
         try:
-            if item.kind == "aired":
-                report = w.append_mp4(r.mp4(item.source), pace=pace)
+            media = None if item.source is None else r.media_of(item.source)
+            if item.source is not None and media is None:
+                raise FileNotFoundError(f"slot {item.source}'s media (its spool or MP4) are gone from {r.slots_dir}")
+            if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
+                report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
             elif item.kind == "last_good":
-                frames, waveform = filler.last_good(r.mp4(item.source), record.n_frames, fps, o.sample_rate)
+                frames, waveform = filler.last_good(media, record.n_frames, fps, o.sample_rate, o.width, o.height)
                 report = w.append_slot(pace(frames), waveform)
             else:
                 frames, waveform = filler.standby(r.definition.name, record.n_frames, o.width, o.height, fps,
@@ -184,7 +176,7 @@ class Appender:
         """Give `insert` its air frame (see the module note); raises ChannelNotOnAir."""
         with self.lock:
             w = self.writer
-            if w is None or self.runner._stop.is_set():
+            if w is None or self.handoff.stop.is_set():
                 raise ChannelNotOnAir("the channel is not on air yet: its first slot has not started")
             if len(self.inserts) >= MAX_PENDING_INSERTS:
                 raise InsertRefused(f"{len(self.inserts)} live inserts already wait to air (at most "
@@ -293,7 +285,7 @@ class Appender:
                     done += 1
                     if rec.published_after_s is None and w.frames_published >= first + w.part_frames:
                         rec.published_after_s = round(time.monotonic() - insert.requested_mono, 3)
-                if done < insert.n_frames and r._stop.is_set():
+                if done < insert.n_frames and self.handoff.stop.is_set():
                     break
         finally:
             feed.close()
@@ -330,3 +322,17 @@ class Appender:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+APPENDER_THREAD = "vx-appender"  # the OS thread name: benchmarks/bench_channel_soak.py sums its CPU
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-level name (Linux prctl PR_SET_NAME, 15 bytes), so a process's
+    CPU can be split by thread from /proc; threads it starts (x264's, AAC's) inherit it. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

@@ -1,7 +1,7 @@
 """What airs when a slot could not be made in time: exactly the failed slot's duration, never a gap.
 
-- ``last_good``: the channel's last good slot re-aired from its MP4, trimmed to the failed slot's
-  frames, or padded with its last frame frozen and silence.
+- ``last_good``: the channel's last good slot re-aired from its spool (hls/spool.py; a remote
+  engine's: its MP4), trimmed to the failed slot's frames, or padded with its last frame frozen and silence.
 - ``standby``: a still card (the channel name on a dark background, drawn with PIL) with silence.
 """
 
@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .feed import read_mp4_slot
+from .hls.spool import read_mp4_slot, read_spool
 
 BACKGROUND = (18, 22, 34)  # a dark blue-grey: reads as "stand by", not as a black (dead) screen
 TEXT = (235, 235, 240)
@@ -57,9 +57,12 @@ def standby(name: str, n_frames: int, width: int, height: int, fps: int, sample_
     return FillerFrames(iter(()), n_frames, still=card), np.zeros(n_frames * sample_rate // fps, np.float32)
 
 
-def last_good(mp4: Path, n_frames: int, fps: int, sample_rate: int):
-    """(frames, waveform) of a good slot's MP4 fitted to ``n_frames``: trimmed, or frozen + silence."""
-    frames, waveform, _ = read_mp4_slot(mp4, rgb=False)  # decoded frames go to the encoder as they are
+def last_good(media: Path, n_frames: int, fps: int, sample_rate: int, width: int, height: int):
+    """(frames, waveform) of a good slot's spool (.yuv) or MP4 fitted to ``n_frames``: trimmed, or frozen + silence."""
+    if Path(media).suffix == ".yuv":
+        frames, waveform, _ = read_spool(media, width, height)
+    else:
+        frames, waveform, _ = read_mp4_slot(media, rgb=False)  # decoded frames go to the encoder as they are
     n_samples = n_frames * sample_rate // fps
     if waveform.size >= n_samples:
         waveform = waveform[:n_samples]

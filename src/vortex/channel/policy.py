@@ -8,13 +8,12 @@ passed in). ``ChannelRunner`` (scheduler.py) owns the threads and the files and 
   allow (never after an ``input`` error or a cancel).
 - Fillers: a slot that was not made airs the last good slot again, or the stand-by card.
 - A "now" start and restarts: the preroll, the resume index, the new epoch's start.
-- Live inserts (not wired yet): where an insert airs and how the slots made ahead move.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Literal, Optional, Sequence
 
@@ -153,8 +152,8 @@ def decision_for(ok: bool, filler: str, last_good: Optional[int]) -> tuple[str, 
 
 
 def source_of(decision: str, index: int, filler_of: Optional[int]) -> tuple[str, Optional[int]]:
-    """(kind, slot index whose MP4 the appender reads): ("aired", itself), ("last_good", the re-aired
-    one) or ("standby", None: the card needs no file)."""
+    """(kind, slot index whose media (spool or MP4) the appender reads): ("aired", itself),
+    ("last_good", the re-aired one) or ("standby", None: the card needs no file)."""
     if decision == "aired":
         return "aired", index
     if decision == "filler:last_good":
@@ -210,14 +209,14 @@ def epoch_start(previous_end: Optional[datetime], start: Optional[datetime], mar
 
 def kept_last_good(last_good: Optional[int], index: int, on_disk: bool) -> Optional[int]:
     """The last good slot a restart may re-air: not one at or after ``index`` (made but never
-    appended: it is made again, into the same file name), nor one whose MP4 is gone."""
+    appended: it is made again, into the same file name), nor one whose media (spool or MP4) are gone."""
     if last_good is None or last_good >= index or not on_disk:
         return None
     return last_good
 
 
 def stale_slot_files(names: Iterable[str], last_good: Optional[int]) -> list[str]:
-    """The slot files a restart deletes: every one but the last good slot's (MP4 and sidecar)."""
+    """The slot files a restart deletes: every one but the last good slot's (spool, MP4, sidecar)."""
     keep = None if last_good is None else f"slot-{last_good:05d}."
     return [n for n in names if keep is None or not n.startswith(keep)]
 
@@ -225,83 +224,3 @@ def stale_slot_files(names: Iterable[str], last_good: Optional[int]) -> list[str
 def more_to_air(index: int, max_slots: Optional[int]) -> bool:
     """Whether slot ``index`` is within the channel's total (None: no end)."""
     return max_slots is None or index < max_slots
-
-
-# -- live inserts (designed ahead: nothing calls these yet) ------------------------------------------
-
-@dataclass(frozen=True)
-class Planned:
-    """An entry of the schedule: a channel slot (``index``) or a live insert (``insert``: its id)."""
-
-    index: Optional[int]
-    air: datetime
-    duration_sec: float
-    deadline: Optional[datetime] = None  # a slot's: air time − margin; an insert's: None (it streams)
-    insert: Optional[str] = None
-
-    @property
-    def end(self) -> datetime:
-        return air_after(self.air, self.duration_sec)
-
-
-@dataclass(frozen=True)
-class InsertPlan:
-    air: datetime  # the insert's air time
-    duration_sec: float
-    schedule: tuple[Planned, ...]  # earlier entries as they were (a cut one shortened), the insert, later ones moved
-    shift_sec: float  # how much later the first entry after the insert airs than it would have
-    cut: Optional[Planned] = None  # "now": the entry on air at the cut, as it was
-
-
-def insert_air(schedule: Sequence[Planned], at: Literal["now", "next"], now: datetime,
-               published_until: datetime) -> datetime:
-    """Where an insert airs. ``published_until``: the stream time up to which media is published
-    (nothing before it can change).
-
-    "now": at ``published_until``, the earliest point not yet published (the entry there is cut).
-    "next": after the entry on air, i.e. at the first boundary between entries later than ``now``
-    and not yet published; with none in the schedule, after its last entry (or at
-    ``published_until`` if that is later)."""
-    if at == "now":
-        return published_until
-    if at != "next":
-        raise ValueError(f"at must be 'now' or 'next', got {at!r}")
-    bounds = sorted({s.air for s in schedule[:1]} | {s.end for s in schedule})
-    for b in bounds:
-        if b > now and b >= published_until:
-            return b
-    return max([published_until, *bounds[-1:]])
-
-
-def plan_insert(schedule: Sequence[Planned], insert: str, duration_sec: float, at: Literal["now", "next"],
-                now: datetime, published_until: datetime, margin_sec: float) -> InsertPlan:
-    """Insert ``insert`` (an id) of ``duration_sec`` into ``schedule`` (gapless, in air-time order:
-    the entry on air and the ones made ahead, earlier inserts included).
-
-    Entries that end by the insert's air time keep theirs. The entry on air at that point ("now"
-    only: it falls inside one) is cut there: it keeps its air time and its duration becomes what
-    aired. Every later entry moves later and none is lost: the first airs when the insert ends,
-    each next one when the one before it ends, and each slot's deadline becomes its new air time −
-    ``margin_sec``. The returned schedule holds the insert, so a second insert plans around it."""
-    if not duration_sec > 0:
-        raise ValueError(f"an insert lasts more than 0 s, got {duration_sec!r}")
-    air = insert_air(schedule, at, now, published_until)
-    before: list[Planned] = []
-    after: list[Planned] = []
-    cut = None
-    for s in schedule:
-        if s.end <= air:
-            before.append(s)
-        elif s.air < air:  # on air at the cut
-            cut = s
-            before.append(replace(s, duration_sec=(air - s.air).total_seconds()))
-        else:
-            after.append(s)
-    moved, t = [], air_after(air, duration_sec)
-    for s in after:
-        deadline = s.deadline if s.insert is not None else t - timedelta(seconds=margin_sec)
-        moved.append(replace(s, air=t, deadline=deadline))
-        t = air_after(t, s.duration_sec)
-    shift = (moved[0].air - after[0].air).total_seconds() if after else 0.0
-    this = Planned(None, air, duration_sec, None, insert)
-    return InsertPlan(air, duration_sec, tuple(before + [this] + moved), shift, cut)

@@ -28,6 +28,7 @@ class Attempt:
     error: Optional[str]
     seconds: float
     replica: Optional[str] = None  # the engine replica that ran it (`vortex serve --engine ray`)
+    cpu_s: Optional[dict] = None  # CPU seconds per engine stage, where the engine's result has `cpu_s`
 
 
 @dataclass

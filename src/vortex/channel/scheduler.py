@@ -10,7 +10,15 @@ time (fillers cost nothing and do not count).
 
 The appender thread (appender.py) owns the ``HlsChannelWriter`` and airs the decided slots in
 order, one part ahead of the clock with ``realtime``, and the live inserts that cut in
-(``insert``: live.py).
+(``insert``: live.py). The two share only a ``Handoff`` (handoff.py): the queue, stop, end, error
+and fence. With asap the generator makes the next slots (up to ``lookahead`` queued) while the
+appender encodes and publishes the one before.
+
+Each frame is encoded once: an engine that streams into this process's sinks (``VortexPipeline``:
+``streams_sinks``) makes a channel slot into a spool (hls/spool.py: yuv420p frames and its samples,
+``slots/slot-NNNNN.yuv`` + ``.pcm``) and no MP4; the appender encodes the spool into the stream once
+the slot is decided. A remote engine (Ray Serve) hands back the slot MP4, decoded and encoded once.
+The last good slot's media stay on disk for the ``last_good`` filler (and a restart, or another node).
 
 A restart (``DIR/channel.json``, see records.py) resumes with a new epoch;
 ``HlsChannelWriter.resume`` marks the DISCONTINUITY. ``--pace asap`` runs ahead of any clock:
@@ -21,7 +29,7 @@ program date-times) and lead times recorded.
 from __future__ import annotations
 
 import copy
-import queue
+import json
 import threading
 import time
 from collections import Counter
@@ -33,11 +41,13 @@ from typing import Any, Callable, Optional
 from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
-from .fencing import ChannelFenced
-from .appender import END, LIVE_SLIP_SEC, Appender, Ready
-from .hls import HlsChannelWriter
+from ..engine.outputs import write_text_atomic
+from .appender import LIVE_SLIP_SEC, Appender
+from .handoff import END, Handoff, Ready
+from .hls.spool import SlotSpool, spool_frames
+from .hls.writer import HlsChannelWriter
 from .live import At, LiveInsert
-from .playlist import PLAYLIST_NAME, read_playlist
+from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
 
@@ -67,28 +77,27 @@ class ChannelRunner:
                  fence: Optional[Callable[[], None]] = None,
                  on_insert: Optional[Callable[[LiveInsert], None]] = None):
         self.definition, self.engine, self.options = definition, engine, options
-        self.fence = fence  # raises ChannelFenced once another node may own the channel (service/channel_lease.py)
-        self._fenced: Optional[ChannelFenced] = None
         self.on_insert = on_insert  # a live insert changed state: the service's metrics
         self.on_record = on_record  # (record, "decided" | "appended"): the service's metrics and pages
         self.timeout = generation_timeout_sec
         self.say = say
         self.out = Path(options.out)
         self.slots_dir = self.out / "slots"
-        self._stop = threading.Event()
         self.lock = threading.Lock()  # the state (channel.json) and the file references
         # asap: the queue bounds how far ahead the generator runs; realtime: the lookahead gate does.
-        self._queue: queue.Queue = queue.Queue(maxsize=definition.lookahead if options.pace == "asap" else 0)
-        self._refs: Counter[int] = Counter()  # slot MP4s still needed (queued, or the last good one)
+        # fence: raises ChannelFenced once another node may own the channel (service/channel_lease.py).
+        self.handoff = Handoff(definition.lookahead if options.pace == "asap" else 0, fence)
+        self._stop = self.handoff.stop
+        self._refs: Counter[int] = Counter()  # slot media still needed (queued, or the last good one)
         self._current_request: Optional[str] = None
-        self._error: Optional[BaseException] = None
+        # Stream the slot into a spool (each frame encoded once) where the engine runs our sinks.
+        self.spools = bool(getattr(engine, "streams_sinks", False))
         self.appended = 0  # slots appended in this run
         self._costs: list[float] = []  # attempt seconds / slot seconds of recent successes
         self.state: Optional[ChannelState] = None  # channel.json, once run() has read or made it
         self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
         self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
-        self._ended = False  # the generator reached the end of the list or max_slots (a stop is no end)
-        self._appender = Appender(self)
+        self._appender = Appender(self, self.handoff)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -129,10 +138,10 @@ class ChannelRunner:
         try:
             self._generate_loop(index)
         finally:
-            self._put(END)
+            self.handoff.put(END)
             appender.join()
-        if self._error is not None:
-            raise self._error
+        if self.handoff.error is not None:
+            raise self.handoff.error
         return self.state
 
     # -- preparing: a fresh channel or a restart ------------------------------------------------
@@ -174,12 +183,14 @@ class ChannelRunner:
         self._next_air = policy.epoch_start(previous_end, d.start, d.margin_sec, o.pace, _now(), d.source)
         state.epochs.append(Epoch(index, iso(self._next_air), self._resuming, iso(_now())))
         good = state.last_good
-        state.last_good = policy.kept_last_good(good, index, good is not None and self.mp4(good).is_file())
+        state.last_good = policy.kept_last_good(good, index, good is not None and self.media_of(good) is not None)
         if state.last_good is not None:
             self._refs[state.last_good] += 1
         stale = policy.stale_slot_files((p.name for p in self.slots_dir.glob("slot-*")), state.last_good)
-        for name in stale:  # MP4s of slots that never aired
+        for name in stale:  # media of slots that never aired
             (self.slots_dir / name).unlink(missing_ok=True)
+        for temp in self.slots_dir.glob(".slot-*.tmp"):  # spools a killed run was writing
+            temp.unlink(missing_ok=True)
         if policy.more_to_air(index, o.max_slots):
             state.ended = False
         self.save()
@@ -205,9 +216,9 @@ class ChannelRunner:
             if self._stop.is_set():
                 break
             self._decide(record, ok)
-            self._put(Ready(record, *self._source_of(record)))
+            self.handoff.put(Ready(record, *self._source_of(record)))
             index += 1
-        self._ended = not self._stop.is_set()
+        self.handoff.ended = not self._stop.is_set()
 
     def _wait_for_lookahead(self, index: int) -> bool:
         """Realtime: wait while ``lookahead`` made slots wait for air (False: stopped meanwhile)."""
@@ -238,8 +249,12 @@ class ChannelRunner:
                     record.attempts.append(Attempt(seed, "skipped", "deadline", policy.skip_reason(need, left), 0.0))
                     self.save()
                 break
+            o = self.options
+            spool = SlotSpool(self.spool(record.index), width=o.width, height=o.height, fps=self.definition.fps,
+                              sample_rate=o.sample_rate) if self.spools else None
             request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
-                                  deadline_s=self.timeout if left is None else left, output=self.mp4(record.index))
+                                  deadline_s=self.timeout if left is None else left,
+                                  output=None if spool else self.mp4(record.index), sinks=(spool,) if spool else ())
             self._current_request = request.id
             if self._stop.is_set():
                 break
@@ -251,12 +266,16 @@ class ChannelRunner:
             replica = result.replica  # a RayEngine's result says which replica ran it
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
                               result.error_msg, round(time.monotonic() - began, 3),
-                              replica.get("id") if isinstance(replica, dict) else None)
+                              replica.get("id") if isinstance(replica, dict) else None,
+                              getattr(result, "cpu_s", None) or None)  # the cost accounting's hook
             with self.lock:
                 record.attempts.append(attempt)
                 self.save()
             if result.success:
                 self._costs = policy.remember_cost(self._costs, attempt.seconds, record.duration_sec)
+                if spool is not None:  # the sidecar the engine writes beside an MP4: what the checks said
+                    write_text_atomic(self.mp4(record.index).with_suffix(".json"),
+                                      json.dumps(result.metadata(), indent=2) + "\n")
                 return True
             if not policy.may_retry(result.error_kind) or self._stop.is_set():
                 break
@@ -299,20 +318,6 @@ class ChannelRunner:
                 self._refs[source] += 1
         return kind, source
 
-    def _put(self, item) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if self._stop.is_set() and item is not END:
-                    return
-                if self._stop.is_set():  # make room: the appender drops what it has not started
-                    try:
-                        self._queue.get_nowait()
-                    except queue.Empty:
-                        pass
-
     # -- the appender's needs (appender.py) --------------------------------------------------------
 
     def open_writer(self, air: datetime) -> HlsChannelWriter:
@@ -347,23 +352,24 @@ class ChannelRunner:
     def mp4(self, index: int) -> Path:
         return self.slots_dir / f"slot-{index:05d}.mp4"
 
+    def spool(self, index: int) -> Path:
+        return self.slots_dir / f"slot-{index:05d}.yuv"
+
+    def media_of(self, index: int) -> Optional[Path]:
+        """Slot `index`'s media on disk: its spool (.yuv, with its .pcm), else its MP4; None: neither."""
+        if spool_frames(self.spool(index), self.options.width, self.options.height) is not None:
+            return self.spool(index)
+        return self.mp4(index) if self.mp4(index).is_file() else None
+
     def release(self, index: int) -> None:
-        """Drop one reference to a slot MP4 (lock held); the last one deletes it and its sidecar."""
+        """Drop one reference to a slot's media (lock held); the last one deletes them and the sidecar."""
         self._refs[index] -= 1
         if self._refs[index] <= 0:
             del self._refs[index]
-            for path in (self.mp4(index), self.mp4(index).with_suffix(".json")):
-                path.unlink(missing_ok=True)
+            base = self.mp4(index)
+            for suffix in (".mp4", ".json", ".yuv", ".pcm"):
+                base.with_suffix(suffix).unlink(missing_ok=True)
 
     def save(self) -> None:
-        if self._fence_holds():
+        if self.handoff.fence_holds():
             self.state.save(self.out)
-
-    def _fence_holds(self) -> bool:
-        """False once the fence refused: from then on this runner writes nothing to the folder."""
-        if self.fence is not None and self._fenced is None:
-            try:
-                self.fence()
-            except ChannelFenced as exc:
-                self._fenced = exc
-        return self._fenced is None

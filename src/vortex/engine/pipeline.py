@@ -64,6 +64,10 @@ log = logging.getLogger("vortex.engine")
 class VortexPipeline:
     """Loads every component once (static residency) and streams slots, several at a time."""
 
+    # A request's `sinks` run in this process, so a caller may stream a slot into its own files
+    # (the channel's spool) instead of asking for the MP4; a remote engine (vortex.serving) cannot.
+    streams_sinks = True
+
     def __init__(self, config: VortexConfig | None = None, *, registry: ModelRegistry | None = None):
         self.config = cfg = config or VortexConfig.load()
         self.device = torch.device(cfg.device.name)

@@ -7,7 +7,7 @@ checks passed) or aborted (the slot failed: nothing of it may remain).
 
 Implementations: `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.engine.outputs
 publishes), `ArraySink` (every frame in memory, for callers that ask: 0.85 GB at 45 s), the
-channel's HLS sinks (vortex.channel.feed), and the proof (`ProofSink`).
+channel's HLS sinks (vortex.channel.hls: the spool and the live sink), and the proof (`ProofSink`).
 """
 
 from __future__ import annotations

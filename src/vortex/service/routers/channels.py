@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from ...channel.definition import ChannelDefinition, ChannelError
-from ...channel.playlist import PLAYLIST_NAME
+from ...channel.hls.playlist import PLAYLIST_NAME
 from ...errors import RecipeError, VortexError
 from ...inputs import decode_text, parse_text
 from ..channels import ChannelConflict

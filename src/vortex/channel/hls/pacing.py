@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from .hls import HlsChannelWriter
+from .writer import HlsChannelWriter
 
 
 def _utc_now() -> datetime:

@@ -29,7 +29,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-from ..media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, VIDEO_ENCODER, YUV_INTERPOLATION
+from ...media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, VIDEO_ENCODER, YUV_INTERPOLATION
 
 AAC_FRAME = 1024  # samples an AAC-LC frame holds; also the encoder's delay (priming)
 DEFAULT_CRF = 25  # with zerolatency: the PSNR CRF 20 gave with x264's look-ahead (see the module note)
@@ -72,14 +72,7 @@ class ChannelEncoder:
     def encode_frame(self, frame: np.ndarray | av.VideoFrame, index: int, *, idr: bool) -> list[Coded]:
         """Frame ``index``: (H, W, 3) uint8 RGB, or a decoded yuv420p BT.709 ``av.VideoFrame`` (a slot
         MP4's, passed through: no RGB round trip); ``idr`` forces a keyframe (a segment start)."""
-        if isinstance(frame, av.VideoFrame):
-            yuv = frame
-        else:
-            # The BT.709 matrix and limited range, as vortex.media encodes slots. Naming the transfer and
-            # primaries as well gave the same bytes at 3.5 instead of 1.5 ms a frame (512², swscale).
-            yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
-                format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-                interpolation=YUV_INTERPOLATION)
+        yuv = frame if isinstance(frame, av.VideoFrame) else to_yuv420p(frame)
         yuv.pts, yuv.time_base = index, Fraction(1, self.fps)
         # A decoded frame keeps its source's picture type: only segment starts may force an IDR.
         yuv.pict_type = PictureType.I if idr else PictureType.NONE
@@ -97,6 +90,15 @@ class ChannelEncoder:
 
     def flush_audio(self) -> list[Coded]:
         return [_coded(p, AAC_FRAME) for p in self._audio.encode(None)]
+
+
+def to_yuv420p(frame: np.ndarray) -> av.VideoFrame:
+    """An (H, W, 3) uint8 RGB frame as the stream's yuv420p: the BT.709 matrix and limited range, as
+    vortex.media encodes slots. Naming the transfer and primaries as well gave the same bytes at 3.5
+    instead of 1.5 ms a frame (512², swscale)."""
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
+        format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+        interpolation=YUV_INTERPOLATION)
 
 
 def _coded(packet: av.Packet, default_duration: int) -> Coded:

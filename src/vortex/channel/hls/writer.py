@@ -33,35 +33,23 @@ audio running past its video.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import av
 import numpy as np
 
 from .cutter import PartCutter
 from .encoder import DEFAULT_CRF, DEFAULT_PRESET, ChannelEncoder
+from .feed import AppendedSlot, SlotFeed, checked_audio
 from .fmp4 import AAC_RATES
 from .playlist import PLAYLIST_NAME, MediaPlaylist, PlaylistSegment, read_playlist, target_duration_for, write_playlist
 from .publish import PublishedPart, Publisher, recover
+from .spool import read_mp4_slot, read_spool
 
-if TYPE_CHECKING:
-    from .feed import HlsSlotSink, SlotFeed
-
+Pace = Callable[[Iterable], Iterable]  # wraps a slot's frames (pacing.py: hands them over with the clock)
 MAX_PART_SECONDS = 1.0  # RFC 8216bis: parts are short; Apple suggests 0.2-0.5 s, the issue at most 1 s
-
-
-@dataclass(frozen=True)
-class AppendedSlot:
-    """What appending one slot did."""
-
-    first_frame: int  # global frame index of the slot's first frame
-    n_frames: int
-    n_samples: int  # samples fed to the AAC encoder (the waveform, fitted)
-    fitted_samples: int  # fed minus given: > 0 silence padded, < 0 tail trimmed
-    air_time: datetime  # program date-time of the slot's first frame
 
 
 class HlsChannelWriter:
@@ -147,27 +135,21 @@ class HlsChannelWriter:
 
     def open_slot(self) -> SlotFeed:
         """Start a slot fed as it is made: ``write_frame``/``write_audio`` in any order, then ``close()``."""
-        from .feed import SlotFeed  # feed builds on this module
-
         self._check_open()
         if self._feed is not None:
             raise RuntimeError("a slot is already open on this writer: close() it first")
         self._feed = SlotFeed(self)
         return self._feed
 
-    def slot_sink(self) -> HlsSlotSink:
-        """A ``vortex.engine.sinks.FrameSink`` for one slot, spooled to disk; ``commit()`` it once the slot passed."""
-        from .feed import HlsSlotSink
-
-        return HlsSlotSink(self)
-
-    def append_mp4(self, path: str | Path,
-                   pace: Optional[Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]] = None) -> AppendedSlot:
+    def append_mp4(self, path: str | Path, pace: Optional[Pace] = None) -> AppendedSlot:
         """Append a finished slot MP4 (``vortex.media``'s): decoded frames and presented PCM;
         ``pace`` wraps the frame iterator (e.g. to hand frames over with the wall clock)."""
-        from .feed import read_mp4_slot
-
         frames, waveform, n_frames = read_mp4_slot(path, rgb=False)  # yuv420p frames straight to x264
+        return self._append(frames if pace is None else pace(frames), waveform, n_frames)
+
+    def append_spool(self, video: str | Path, pace: Optional[Pace] = None) -> AppendedSlot:
+        """Append a finished slot spool (spool.py): its yuv420p frames encoded once, its samples as made."""
+        frames, waveform, n_frames = read_spool(Path(video), self.width, self.height)
         return self._append(frames if pace is None else pace(frames), waveform, n_frames)
 
     def close(self, *, end: bool = True) -> MediaPlaylist:
@@ -300,16 +282,3 @@ def _whole_frames(name: str, seconds: float, fps: int, sample_rate: int) -> int:
         raise ValueError(f"{name} {seconds}: {frames} frames at {fps} fps are not a whole number of samples "
                          f"at {sample_rate} Hz: choose it so that they are")
     return frames
-
-
-def checked_audio(samples: np.ndarray, what: str) -> np.ndarray:
-    """A 1-D float32 mono array of finite samples in [-1, 1], or a ValueError naming ``what``."""
-    if not isinstance(samples, np.ndarray) or samples.dtype != np.float32 or samples.ndim != 1:
-        got = f"{samples.dtype} array of shape {samples.shape}" if isinstance(samples, np.ndarray) else type(samples).__name__
-        raise ValueError(f"{what}: expected a 1-D float32 mono array, got {got}")
-    if not np.all(np.isfinite(samples)):
-        raise ValueError(f"{what}: holds NaN/infinite samples")
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak > 1.0:
-        raise ValueError(f"{what} peaks at {peak:.3f}, outside [-1, 1]: normalise or limit it first")
-    return samples
