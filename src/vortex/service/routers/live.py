@@ -68,7 +68,9 @@ def parse_insert(body: bytes, state: ServiceState, fps: int | None) -> tuple[Rec
     return recipe, at
 
 
-@router.post("/v1/channels/{name}/live", status_code=202, dependencies=[Depends(require_token)])
+@router.post("/v1/channels/{name}/live", status_code=202, dependencies=[Depends(require_token)],
+             responses={**ok(InsertAccepted, 202, "the insert, being made"), **errors(401, 404, 409, 413, 422, 503)},
+             openapi_extra=text_body("a live insert {recipe, at}, JSON or YAML", INSERT_SCHEMA))
 async def go_live(name: str, request: Request, state: ServiceState = Depends(get_state)):
     host = channel_host(state)
     row = channel_or_404(state, name)
