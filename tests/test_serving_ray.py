@@ -193,5 +193,7 @@ def test_the_serve_configs_validate_and_ask_for_the_right_resources():
         build_app(app.args)  # the builder accepts the file's args
     cfg = VortexConfig.load("cpu-preview").with_changes({"pipeline": {"generation_timeout_sec": 30.0}})
     build_app(AppArgs(config=cfg.model_dump(mode="json"), replicas=2))  # start_local's path for a VortexConfig
-    assert actor_options(cfg) == {"num_cpus": 1}
+    assert actor_options(cfg) == {"num_cpus": 1, "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "2"}}}
+    assert actor_options(cfg, {"VORTEX_CACHE": "/c"})["runtime_env"]["env_vars"] == {"MALLOC_ARENA_MAX": "2",
+                                                                                    "VORTEX_CACHE": "/c"}
     assert actor_options(VortexConfig.load("h100"))["num_gpus"] == 1

@@ -10,6 +10,7 @@ names the file or field and what is allowed.
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import io
 import json
 import os
@@ -26,6 +27,9 @@ MAX_TEXT_BYTES = 1 << 20  # 1 MiB: a recipe is ~1 KB and a config ~3 KB; anythin
 MAX_IMAGE_BYTES = 50_000_000  # 50 MB: a 40 MP PNG of a photograph is about 40-60 MB
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: above any camera portrait (a 24 MP DSLR frame fits); a 30000² bomb does not
 MAX_DEPTH = 64  # nesting levels; a recipe uses 3 and a config 4
+# YAML aliases may repeat a node; expanded, a document may hold at most this many nodes. A channel
+# of 1000 slots, each an alias of one ~20-node recipe, is 20 000; a "billion laughs" is 10^9.
+MAX_EXPANDED_NODES = 100_000
 
 Kind = Literal["recipe", "config"]
 Format = Literal["json", "yaml"]
@@ -59,6 +63,9 @@ _FILE_ERRORS: dict[str, type] = {"recipe": RecipeFileError, "config": ConfigFile
 
 
 def _failer(kind: Kind, source: str | os.PathLike | None) -> Callable[..., NoReturn]:
+    if kind not in _FILE_ERRORS:  # refused at once, not only when the input is bad (a 500 on bad input)
+        raise ValueError(f"kind must be one of {', '.join(_FILE_ERRORS)}, got {kind!r}")
+
     def fail(problem: str, field: Optional[str] = None) -> NoReturn:
         cls = _FILE_ERRORS[kind]
         raise (cls(source, problem) if field is None else cls(source, problem, field))
@@ -90,6 +97,8 @@ def _stat_regular(path: Path, fail: Callable[[str], NoReturn]) -> os.stat_result
         fail("cannot be read: no such file")
     except OSError as exc:
         fail(f"cannot be read: {exc.strerror or exc}")
+    except ValueError:  # os.stat refuses a NUL in a path (found by tests/test_fuzz_parsers.py)
+        fail("cannot be read: a path cannot contain a NUL character")
     if not stat.S_ISREG(st.st_mode):
         fail(f"is {_what(st.st_mode)}, not a regular file")
     return st
@@ -194,6 +203,34 @@ def parse_text(text: str, kind: Kind, source: str | os.PathLike | None = None, f
             except (RecipeFileError, ConfigFileError):
                 fail(not_json.message)  # it looked like JSON: the JSON parser's complaint is the useful one
     return _parse_yaml(text, fail)
+
+
+def json_compatible(data: Any, kind: Kind, source: str | os.PathLike | None = None) -> Any:
+    """YAML's data as JSON can hold it, for what is stored as JSON: a timestamp (`start: 2026-12-01
+    21:00:00+00:00` unquoted) becomes its ISO 8601 text; a key that is not a string, a set
+    (`!!set`) or bytes (`!!binary`) is refused, naming the key path. No recursive structure reaches
+    here (refused at parse)."""
+    fail = _failer(kind, source)
+
+    def plain(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    fail(f"key {str(k)[:40]!r} at '{path or '(top level)'}' is a {type(k).__name__}; keys must be "
+                         "strings (quote it)", field=path or "(top level)")
+                out[k] = plain(v, f"{path}.{k}" if path else k)
+            return out
+        if isinstance(node, list):
+            return [plain(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, (dt.date, dt.datetime)):
+            return node.isoformat()
+        if node is None or isinstance(node, (str, bool, int, float)):
+            return node
+        fail(f"'{path}' is a {type(node).__name__}, which JSON cannot hold; use a string, number, list or mapping",
+             field=path or "(top level)")
+
+    return plain(data, "")
 
 
 # ---- JSON ---------------------------------------------------------------------------------------
@@ -302,12 +339,16 @@ def _at(mark: Any) -> str:
 
 
 def _parse_yaml(text: str, fail: Callable[..., NoReturn]) -> Any:
-    loader = _BoundedLoader(text)
+    try:  # the reader checks every character on construction: "\x01" is a ReaderError here
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:
+        fail(f"is not valid YAML: {exc}")
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _refuse_duplicate_keys(node, fail)
+        _refuse_alias_bombs(node, fail)
         return loader.construct_document(node)
     except _TooDeep as exc:
         fail(f"nests deeper than {MAX_DEPTH} levels{_at(exc.mark)}; the limit is {MAX_DEPTH}")
@@ -317,6 +358,10 @@ def _parse_yaml(text: str, fail: Callable[..., NoReturn]) -> Any:
         fail(f"is not valid YAML: {exc}")
     except (ValueError, TypeError) as exc:  # e.g. an integer of more than 4300 digits
         fail(f"is not valid YAML: {_value_problem(exc)}")
+    except (AttributeError, KeyError, IndexError, OverflowError) as exc:
+        # PyYAML's constructors trust the explicit tags they dispatch on: `!!timestamp x` is an
+        # AttributeError inside it (found by tests/test_fuzz_parsers.py), not a YAMLError.
+        fail(f"is not valid YAML: a value cannot be built from its tag ({type(exc).__name__}: {str(exc)[:80]})")
     finally:
         loader.dispose()
 
@@ -349,6 +394,37 @@ def _refuse_duplicate_keys(root: yaml.Node, fail: Callable[..., NoReturn]) -> No
                     stack.append((value_node, prefix))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, f"{prefix}{i}.") for i, item in enumerate(node.value))
+
+
+def _refuse_alias_bombs(root: yaml.Node, fail: Callable[..., NoReturn]) -> None:
+    """Aliases that expand past MAX_EXPANDED_NODES (the "billion laughs": 9 anchors of 10 aliases
+    each are 10^9 nodes), or that refer to a node containing them (a recursive structure, which
+    no JSON can hold and no validator ends on), are refused; each node is sized once."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_EXPANDED_NODES:
+                fail(f"expands to more than {MAX_EXPANDED_NODES} nodes through aliases{_at(node.start_mark)} "
+                     f"(a \"billion laughs\"); the limit is {MAX_EXPANDED_NODES}")
+            continue
+        if key in size:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                fail(f"an alias refers to a node that contains it{_at(child.start_mark)} (a recursive structure); "
+                     "aliases may only repeat a node defined before and outside them")
+            if id(child) not in size:
+                stack.append((child, False))
 
 
 # ---- images -------------------------------------------------------------------------------------

@@ -214,7 +214,11 @@ class Recipe(_Strict):
 
 def _relative_to(ref: str, base_dir: Path | None) -> Path:
     """A path in a recipe is relative to the recipe's own folder, like an include."""
-    path = Path(ref).expanduser()
+    path = Path(ref)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # "~nosuchuser/x": no such home; left as written, so the file check names it
+        pass
     return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 

@@ -112,7 +112,7 @@ class ChannelDefinition:
             fail("(top level)", f"must be a mapping with {', '.join(_KEYS)}; got {type(data).__name__}")
         unknown = sorted(str(k) for k in data if k not in _KEYS)
         if unknown:
-            fail(unknown[0], f"is not a channel field; allowed: {', '.join(_KEYS)}")
+            fail(unknown[0] or "(top level)", f"key {unknown[0]!r} is not a channel field; allowed: {', '.join(_KEYS)}")
         name = data.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             fail("name", f"must be 1-64 letters, digits, '.', '_' or '-' (it names a folder and a URL), got {name!r}")

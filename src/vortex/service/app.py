@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import input_errors
 from .deps import ServiceState, error
 from .routers import channels, health, live, portraits, slots, web
 
@@ -24,6 +25,7 @@ ROUTERS = (slots.router, portraits.router, health.router, channels.router, live.
 def create_app(state: ServiceState) -> FastAPI:
     app = FastAPI(title="Vortex", version="1", summary="recipe → verified talking-head MP4, as a service")
     app.state.service = state
+    input_errors.install(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

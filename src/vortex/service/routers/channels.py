@@ -29,7 +29,8 @@ from fastapi.responses import JSONResponse
 from ...channel.definition import ChannelDefinition, ChannelError
 from ...channel.hls.playlist import PLAYLIST_NAME
 from ...errors import RecipeError, VortexError
-from ...inputs import decode_text, parse_text
+from ...inputs import decode_text, json_compatible, parse_text
+from ..api_models import CHANNEL_SCHEMA, Channel, ChannelList, errors, media, ok, text_body
 from ..channels import ChannelConflict
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
 from ..hls_serving import media_response, playlist_response
@@ -76,14 +77,16 @@ def _resolve_slot(i: int, entry: Any, state: ServiceState) -> Any:
     return entry
 
 
-@router.post("/v1/channels", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/v1/channels", status_code=201, dependencies=[Depends(require_token)],
+             responses={**ok(Channel, 201, "the channel, starting"), **errors(401, 409, 413, 422, 503)},
+             openapi_extra=text_body("a channel definition, JSON or YAML", CHANNEL_SCHEMA))
 async def start_channel(request: Request, pace: Literal["realtime", "asap"] = Query("realtime"),
                         max_slots: Optional[int] = Query(None, ge=1, le=1_000_000),
                         state: ServiceState = Depends(get_state)):
     host = channel_host(state)
     body = await read_limited(request, CHANNEL_MAX_BYTES)
     try:
-        data = parse_text(decode_text(body, _body_failer), "config")
+        data = json_compatible(parse_text(decode_text(body, _body_failer), "config"), "config")  # stored as JSON
         definition = await asyncio.to_thread(parse_channel, data, state)
     except ChannelError as exc:
         return error(422, str(exc), field=exc.field)
@@ -100,18 +103,19 @@ def _body_failer(problem: str):
     raise ChannelError(None, "(body)", problem)
 
 
-@router.get("/v1/channels")
+@router.get("/v1/channels", responses={**ok(ChannelList), **errors(503)})
 async def list_channels(state: ServiceState = Depends(get_state)):
     host = channel_host(state)
     return {"channels": [host.describe(row) for row in await asyncio.to_thread(host.all)]}
 
 
-@router.get("/v1/channels/{name}")
+@router.get("/v1/channels/{name}", responses={**ok(Channel), **errors(404, 422, 503)})
 async def get_channel(name: str, state: ServiceState = Depends(get_state)):
     return channel_host(state).describe(channel_or_404(state, name))
 
 
-@router.delete("/v1/channels/{name}", dependencies=[Depends(require_token)])
+@router.delete("/v1/channels/{name}", dependencies=[Depends(require_token)],
+               responses={**ok(Channel, description="the channel, stopped"), **errors(401, 404, 422, 503)})
 async def stop_channel(name: str, state: ServiceState = Depends(get_state)):
     channel_or_404(state, name)
     row = await asyncio.to_thread(channel_host(state).stop, name)  # here, or by its owner node
@@ -128,14 +132,19 @@ def _stream_folder(state: ServiceState, name: str) -> Path:
     return folder
 
 
-@router.get("/v1/channels/{name}/" + PLAYLIST_NAME)
-async def playlist(name: str, request: Request, state: ServiceState = Depends(get_state)):
+@router.get("/v1/channels/{name}/" + PLAYLIST_NAME,
+            responses={**media("application/vnd.apple.mpegurl", "the LL-HLS playlist"), **errors(400, 404, 422, 503)})
+async def playlist(name: str, request: Request, state: ServiceState = Depends(get_state),
+                   # Declared for the schema; hls_serving reads and checks them (400, as RFC 8216bis says).
+                   _HLS_msn: Optional[str] = Query(None, description="blocking reload: wait for this media sequence number"),
+                   _HLS_part: Optional[str] = Query(None, description="blocking reload: and this part of it (needs _HLS_msn)")):
     folder = _stream_folder(state, name)  # on any node: the folder is shared (--media)
     return await playlist_response(folder, request.query_params, f"channel '{name}' has published no segment yet; "
                                                                  "try again in a few seconds")
 
 
-@router.get("/v1/channels/{name}/{segment}")
+@router.get("/v1/channels/{name}/{segment}",
+            responses={**media("video/mp4", "an init segment, part or segment (video/mp2t for .ts)"), **errors(404, 422, 503)})
 async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
     folder = _stream_folder(state, name)
     # Only the writer's names (channel/publish.py); a listed file is never rewritten, so it may be cached.

@@ -26,6 +26,7 @@ from ...channel.appender import InsertRefused
 from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
+from ..api_models import INSERT_SCHEMA, InsertAccepted, errors, ok, text_body
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
 from ..forward import forward_to_owner
 from ..security import RECIPE_MAX_BYTES
@@ -39,15 +40,18 @@ def parse_insert(body: bytes, state: ServiceState, fps: int | None) -> tuple[Rec
     """The request's recipe (portrait references resolved, admitted against the service's profile)
     and "at". RecipeError names the field; the recipe's own fields come as recipe.<field>."""
     def fail(problem: str) -> None:
-        raise RecipeFileError(None, problem)
+        raise RecipeError("(body)", problem)
 
-    data = parse_text(decode_text(body, fail), "live insert")
+    try:
+        data = parse_text(decode_text(body, fail), "recipe")
+    except RecipeFileError as exc:  # the body is not JSON/YAML (or has a duplicate key): not a recipe field
+        raise RecipeError("(body)" if exc.field == "recipe" else exc.field, exc.problem) from None
     if not isinstance(data, dict):
         raise RecipeError("(body)", f"must be a mapping {{\"recipe\": {{...}}, \"at\": \"now\" | \"next\"}}, "
                                     f"got {type(data).__name__}")
     unknown = sorted(str(k) for k in data if k not in _KEYS)
     if unknown:
-        raise RecipeError(unknown[0], f"is not a live insert field; allowed: {', '.join(_KEYS)}")
+        raise RecipeError(unknown[0] or "(body)", f"key {unknown[0]!r} is not a live insert field; allowed: {', '.join(_KEYS)}")
     at = data.get("at", "now")
     if at not in ("now", "next"):
         raise RecipeError("at", f"must be 'now' (cut in at once) or 'next' (after the slot on air), got {at!r}"[:200])
@@ -64,7 +68,9 @@ def parse_insert(body: bytes, state: ServiceState, fps: int | None) -> tuple[Rec
     return recipe, at
 
 
-@router.post("/v1/channels/{name}/live", status_code=202, dependencies=[Depends(require_token)])
+@router.post("/v1/channels/{name}/live", status_code=202, dependencies=[Depends(require_token)],
+             responses={**ok(InsertAccepted, 202, "the insert, being made"), **errors(401, 404, 409, 413, 422, 503)},
+             openapi_extra=text_body("a live insert {recipe, at}, JSON or YAML", INSERT_SCHEMA))
 async def go_live(name: str, request: Request, state: ServiceState = Depends(get_state)):
     host = channel_host(state)
     row = channel_or_404(state, name)

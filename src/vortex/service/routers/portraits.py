@@ -18,13 +18,16 @@ from starlette.datastructures import UploadFile  # what request.form() holds (fa
 
 from ...errors import RecipeError
 from ...inputs import open_image
+from ..api_models import PORTRAIT_BODY, Portrait, errors, ok
 from ..deps import ServiceState, error, get_state, require_token
 from ..security import UPLOAD_MAX_BYTES, portrait_path
 
 router = APIRouter()
 
 
-@router.post("/v1/portraits", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/v1/portraits", status_code=201, dependencies=[Depends(require_token)],
+             responses={**ok(Portrait, 201, "the stored portrait"), **errors(400, 401, 413, 422)},
+             openapi_extra=PORTRAIT_BODY)
 async def upload_portrait(request: Request, state: ServiceState = Depends(get_state)):
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > UPLOAD_MAX_BYTES + 64 * 1024:

@@ -24,6 +24,7 @@ from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
 from ..deps import ServiceState, error, get_state, read_limited, require_token
+from ..api_models import RECIPE_SCHEMA, RESULT_SCHEMA, SSE_EVENT, Slot, SlotList, errors, media, ok, text_body
 from ..events import END
 from ..security import RECIPE_MAX_BYTES, portrait_reference, resolve_references
 from ..store import STATES, TERMINAL, Job
@@ -86,7 +87,10 @@ def admitted_recipe(data: Any, state: ServiceState) -> Recipe:
     return recipe
 
 
-@router.post("/v1/slots", status_code=202, dependencies=[Depends(require_token)])
+@router.post("/v1/slots", status_code=202, dependencies=[Depends(require_token)],
+             responses={**ok(Slot, 202, "the job, queued"), **ok(Slot, 200, "the job an Idempotency-Key named before"),
+                        **errors(401, 413, 422)},
+             openapi_extra=text_body("a recipe, JSON or YAML", RECIPE_SCHEMA))
 async def submit(request: Request, idempotency_key: Optional[str] = Header(None, max_length=200),
                  state: ServiceState = Depends(get_state)):
     body = await read_limited(request, RECIPE_MAX_BYTES)
@@ -105,7 +109,7 @@ async def submit(request: Request, idempotency_key: Optional[str] = Header(None,
                         headers={"Location": f"/v1/slots/{job.id}"})
 
 
-@router.get("/v1/slots")
+@router.get("/v1/slots", responses={**ok(SlotList), **errors(422)})
 async def list_slots(state_: Optional[str] = Query(None, alias="state"),
                      limit: int = Query(50, ge=1, le=MAX_LIST), state: ServiceState = Depends(get_state)):
     if state_ is not None and state_ not in STATES:
@@ -113,12 +117,13 @@ async def list_slots(state_: Optional[str] = Query(None, alias="state"),
     return {"slots": [job_json(j, state) for j in state.store.list(state_, limit)]}
 
 
-@router.get("/v1/slots/{job_id}")
+@router.get("/v1/slots/{job_id}", responses={**ok(Slot), **errors(404, 422)})
 async def get_slot(job_id: str, state: ServiceState = Depends(get_state)):
     return job_json(_job_or_404(state, job_id), state)
 
 
-@router.delete("/v1/slots/{job_id}", dependencies=[Depends(require_token)])
+@router.delete("/v1/slots/{job_id}", status_code=202, dependencies=[Depends(require_token)],
+               responses={**ok(Slot, 202, "the job, cancelled or stopping"), **errors(401, 404, 409, 422)})
 async def cancel_slot(job_id: str, state: ServiceState = Depends(get_state)):
     was = state.store.cancel(job_id)
     if was is None:
@@ -133,7 +138,8 @@ async def cancel_slot(job_id: str, state: ServiceState = Depends(get_state)):
     return JSONResponse(job_json(state.store.get(job_id), state), status_code=202)
 
 
-@router.get("/v1/slots/{job_id}/events")
+@router.get("/v1/slots/{job_id}/events", responses={**media("text/event-stream", "its events, to the end", SSE_EVENT),
+                                                   **errors(404, 422)})
 async def events(job_id: str, request: Request, last_event_id: Optional[str] = Header(None),
                  state: ServiceState = Depends(get_state)):
     _job_or_404(state, job_id)
@@ -147,7 +153,7 @@ async def events(job_id: str, request: Request, last_event_id: Optional[str] = H
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/v1/slots/{job_id}/video.mp4")
+@router.get("/v1/slots/{job_id}/video.mp4", responses={**media("video/mp4", "the MP4"), **errors(404, 422)})
 async def video(job_id: str, state: ServiceState = Depends(get_state)):
     job = _job_or_404(state, job_id)
     path = state.media.job_file(job_id, job.attempts, "video.mp4")  # on any node when --media is shared
@@ -156,7 +162,8 @@ async def video(job_id: str, state: ServiceState = Depends(get_state)):
     return FileResponse(path, media_type="video/mp4")  # Starlette answers Range with 206
 
 
-@router.get("/v1/slots/{job_id}/result.json")
+@router.get("/v1/slots/{job_id}/result.json",
+            responses={**media("application/json", "the result sidecar", RESULT_SCHEMA), **errors(404, 422)})
 async def result_json(job_id: str, state: ServiceState = Depends(get_state)):
     job = _job_or_404(state, job_id)
     for name in ("video.json", "video.failed.json"):
