@@ -18,8 +18,8 @@ from vortex.channel.filler import BACKGROUND
 from vortex.channel.records import parse_iso
 from vortex.channel.scheduler import ChannelRunner, RunOptions
 from vortex.config import VortexConfig
+from vortex.contracts.requests import SlotRequest
 from vortex.engine.pipeline import VortexPipeline
-from vortex.engine.requests import SlotRequest
 from vortex.engine.sinks import ArraySink
 from vortex.recipe import Recipe
 

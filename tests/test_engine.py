@@ -8,10 +8,10 @@ import time
 import pytest
 
 from vortex.config import VortexConfig
-from vortex.errors import EngineClosed
+from vortex.contracts.requests import SlotEvent, SlotRequest
 from vortex.engine.pipeline import VortexPipeline
+from vortex.errors import EngineClosed
 from vortex.recipe import Recipe
-from vortex.engine.requests import SlotEvent, SlotRequest
 
 
 def recipe(seed=1, script="Hello there.", duration=1.5) -> Recipe:

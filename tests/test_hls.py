@@ -28,8 +28,8 @@ from vortex.channel import HlsChannelWriter, read_playlist
 from vortex.channel import publish as publish_module
 from vortex.channel.pacing import WallClockPacer
 from vortex.channel.playlist import parse_playlist
+from vortex.contracts.sinks import MediaShape
 from vortex.media import write_mp4
-from vortex.engine.sinks import MediaShape
 
 from streams import stream_bytes
 

@@ -257,8 +257,8 @@ def test_kill9_then_restart_completes_with_the_same_proof_and_sigterm_drains(ser
 
     # the proof of the attempt that survived the kill equals a direct run of the same recipe and seed
     from vortex.config import VortexConfig
+    from vortex.contracts.requests import SlotRequest
     from vortex.engine.pipeline import VortexPipeline
-    from vortex.engine.requests import SlotRequest
 
     portrait = server.data / "portraits" / (portrait_ref.split(":")[1] + ".png")
     direct_recipe = Recipe.from_dict(short_recipe(slot_id=21, seed=4242, actor_image=str(portrait)))

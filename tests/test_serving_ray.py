@@ -23,10 +23,10 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from vortex.config import VortexConfig
+from vortex.contracts.requests import SlotRequest
 from vortex.errors import EngineClosed, EngineDead
 from vortex.media import probe_mp4
 from vortex.recipe import Recipe
-from vortex.engine.requests import SlotRequest
 from vortex.serving import AppArgs, RayEngine, RemoteResult, VortexReplica, build_app, connect, start_local
 from vortex.serving.deployment import actor_options
 

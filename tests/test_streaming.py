@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from vortex.config import VortexConfig
+from vortex.contracts.requests import Priority, SlotEvent, SlotRequest
 from vortex.engine.pipeline import VortexPipeline
-from vortex.engine.requests import Priority, SlotEvent, SlotRequest
 from vortex.engine.sinks import ArraySink
 from vortex.media import probe_mp4
 from vortex.recipe import Recipe

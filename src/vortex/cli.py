@@ -17,9 +17,9 @@ from typing import Callable, Optional, Sequence
 
 from . import logs
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
+from .contracts.requests import SlotRequest
 from .errors import VortexError
 from .recipe import Recipe
-from .engine.requests import SlotRequest
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 

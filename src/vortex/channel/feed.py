@@ -6,7 +6,7 @@ taken back out of a continuous stream. So a made-ahead slot is buffered whole, t
 
 - ``read_mp4_slot(path)``: the slot's finished MP4 (what the engine publishes), decoded with PyAV.
   The channel's default: the MP4 exists anyway and the slot's checks ran on it.
-- ``HlsSlotSink``: a ``vortex.engine.sinks.FrameSink`` for the engine's video stage that spools raw RGB
+- ``HlsSlotSink``: a ``vortex.contracts.sinks.FrameSink`` for the engine's video stage that spools raw RGB
   frames to a temporary file in the channel folder (a 45 s slot at 512² is 1080 x 786 KB = 850 MB:
   too much for memory, fine for disk) and keeps the waveform. ``finish()`` only completes the
   spool; ``commit()`` appends it once the slot passed its checks; ``abort()`` deletes it.
@@ -28,7 +28,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from ..engine.sinks import MediaShape
+from ..contracts.sinks import MediaShape
 from .hls import AppendedSlot, HlsChannelWriter, checked_audio
 
 

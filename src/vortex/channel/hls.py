@@ -156,7 +156,7 @@ class HlsChannelWriter:
         return self._feed
 
     def slot_sink(self) -> HlsSlotSink:
-        """A ``vortex.engine.sinks.FrameSink`` for one slot, spooled to disk; ``commit()`` it once the slot passed."""
+        """A ``vortex.contracts.sinks.FrameSink`` for one slot, spooled to disk; ``commit()`` it once the slot passed."""
         from .feed import HlsSlotSink
 
         return HlsSlotSink(self)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..engine.reports import IdentityReport
+from ..contracts.reports import IdentityReport
 from .analyzer import FaceAnalyzer, as_rgb
 
 

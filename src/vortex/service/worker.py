@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..contracts.protocol import Engine
+from ..contracts.requests import Priority, SlotEvent, SlotRequest
 from ..errors import EngineClosed, EngineDead
 from ..recipe import Recipe
-from ..engine.protocol import Engine
-from ..engine.requests import Priority, SlotEvent, SlotRequest
 from .events import END, EventHub
 from .media import LocalMedia
 from .metrics import ServiceMetrics
