@@ -19,7 +19,7 @@ from vortex.errors import RecipeError
 from vortex.media import probe_mp4
 from vortex.recipe import Recipe
 from support.harness import Server, free_port, short_recipe
-from vortex.service.store import JobStore
+from vortex.service.store.jobs import JobStore
 
 N_FRAMES, N_SAMPLES = 36, 36000  # 1.5 s at 24 fps, 24 kHz
 LATE_PHASES = {"video", "speech_check", "verify"}  # video and the speech check start together: mid-slot

@@ -26,10 +26,10 @@ from ...channel.appender import InsertRefused
 from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
+from ..admission import admitted_recipe
+from ..channels.forward import forward_to_owner
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
-from ..forward import forward_to_owner
 from ..security import RECIPE_MAX_BYTES
-from .slots import admitted_recipe
 
 router = APIRouter()
 _KEYS = ("recipe", "at")
