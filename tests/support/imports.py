@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "vortex.weights")),
     ("engine", ("vortex.engine",)),
     ("product", ("vortex.service", "vortex.channel", "vortex.serving", "vortex.bench", "vortex.cli",
-                 "vortex.__main__")),
+                 "vortex.command")),
 )
 # `vortex/__init__.py` is the public façade (`from vortex import VortexPipeline` resolves the engine
 # on first use): it sits above every layer and nothing inside the package imports it.
