@@ -155,13 +155,19 @@ def largest(modules: dict[str, Module], count: int = 10) -> list[Module]:
     return sorted(modules.values(), key=lambda m: (-m.lines, m.name))[:count]
 
 
+def _repo_of(path: Path) -> Path:
+    """The checkout a folder belongs to (the nearest one holding pyproject.toml): paths are shown from there."""
+    return next((p for p in path.parents if (p / "pyproject.toml").exists()), path.parent)
+
+
 def report(roots: Iterable[Path]) -> str:
     out = []
     for root in roots:
+        repo = _repo_of(root)
         modules = read_tree(root)
         found = circles(modules)
         upward = upward_imports(modules)
-        out.append(f"{root.relative_to(REPO)}: {len(modules)} modules, {sum(m.lines for m in modules.values())} lines")
+        out.append(f"{root.relative_to(repo)}: {len(modules)} modules, {sum(m.lines for m in modules.values())} lines")
         out.append(f"  import circles: {len(found)}")
         out += [f"    {' <-> '.join(c)}" for c in found]
         if root.name == "vortex":
@@ -169,7 +175,7 @@ def report(roots: Iterable[Path]) -> str:
             out += [f"    {a} [{LAYERS[layer_of(a)][0]}] -> {b} [{LAYERS[layer_of(b)][0] if b != FACADE else 'facade'}]"
                     for a, b in upward]
         out.append("  largest modules (lines):")
-        out += [f"    {m.lines:5d}  {m.path.relative_to(REPO)}" for m in largest(modules)]
+        out += [f"    {m.lines:5d}  {m.path.relative_to(repo)}" for m in largest(modules)]
     return "\n".join(out)
 
 
@@ -177,7 +183,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="import-graph", description=__doc__.split("\n\n")[0])
-    parser.add_argument("roots", nargs="*", type=Path, help="package folders (default: src/vortex benchmarks)")
+    parser.add_argument("roots", nargs="*", type=Path,
+                        help="package or script folders, of any checkout (default: this one's src/vortex benchmarks)")
     args = parser.parse_args(argv)
     roots = [p.resolve() for p in args.roots] or [REPO / "src" / "vortex", REPO / "benchmarks"]
     print(report(roots))
