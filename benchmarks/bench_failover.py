@@ -39,8 +39,9 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from vortex.channel.hls.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
-from vortex.service.store_channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S  # noqa: E402
-from support.harness import Server, free_port, short_recipe, start_all  # noqa: E402
+from vortex.service.store.channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S  # noqa: E402
+from support.harness import Server, free_port, start_all  # noqa: E402
+from support.recipes import short_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "failover-bench"

@@ -144,8 +144,8 @@ def main() -> int:
 def alone(path: Path, times: int) -> int:
     from vortex.channel.delay import DelayLine
     from vortex.config import VortexConfig
+    from vortex.contracts.requests import Priority, SlotRequest
     from vortex.engine.factory import build_engine
-    from vortex.engine.requests import Priority, SlotRequest
     from vortex.recipe import Recipe
 
     engine = build_engine(VortexConfig.load())

@@ -4,7 +4,7 @@
 
 A synthetic channel (moving 512² pattern + tone, 24 fps) is written by ``HlsChannelWriter`` with the
 channel's realtime pacing (each frame handed over one part before its air time) and served on
-loopback with `vortex serve`'s LL-HLS code (vortex.service.hls_serving: blocking playlist reload).
+loopback with `vortex serve`'s LL-HLS code (vortex.service.channels.hls_serving: blocking playlist reload).
 No engine runs, so this is the stream path alone. Modes:
 
 - ``fmp4-ll``: the channel as shipped: fMP4 parts, hls.js ``lowLatencyMode`` (the channel page's config);
@@ -123,7 +123,7 @@ def write_channel(folder: Path, seconds: float, mirror: TsMirror | None, stop: t
 def serve(root: Path):
     import uvicorn
 
-    from vortex.service.hls_serving import playlist_response
+    from vortex.service.channels.hls_serving import playlist_response
 
     app = FastAPI()
 

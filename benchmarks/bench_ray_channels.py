@@ -136,7 +136,7 @@ def wire(n: int, profile: str | None) -> int:
     from support.harness import short_recipe
     from vortex.config import VortexConfig
     from vortex.engine.factory import build_engine
-    from vortex.engine.requests import SlotRequest
+    from vortex.contracts.requests import SlotRequest
     from vortex.recipe import Recipe
     from vortex.serving.wire import decode_request, encode_request, encode_result
 

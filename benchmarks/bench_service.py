@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 import httpx  # noqa: E402
 
 from vortex.bench.stats import PERCENTILE_METHOD, Percentiles  # noqa: E402
-from support.harness import Server, free_port, rss_bytes, short_recipe  # noqa: E402
+from support.harness import Server, free_port, rss_bytes  # noqa: E402
+from support.recipes import short_recipe  # noqa: E402
 
 PROBE_INTERVAL_S = 0.05  # one GET every 50 ms and one POST every 250 ms while the queue drains
 MIB = 2**20

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from vortex.config import LivePortraitConfig
+from vortex.contracts.cancel import CancelToken
+from vortex.engine.render import RenderQueue, SlotVideo
 from vortex.errors import ConfigError, WeightsNotFoundError
 from vortex.models.liveportrait import WEIGHT_FILES, MINIATURE, stitch, transform_keypoint
 from vortex.models.liveportrait.animator import (
@@ -21,8 +23,6 @@ from vortex.models.liveportrait.animator import (
     to_uint8,
 )
 from vortex.motion import DrivingSequence
-from vortex.engine.render import RenderQueue, SlotVideo
-from vortex.engine.cancel import CancelToken
 
 MINI = dict(source="miniature", precision="fp32", placement="cpu", batch_frames=4, stitching=True)
 

@@ -22,9 +22,10 @@ from vortex.channel.fencing import ChannelFenced
 from vortex.channel.scheduler import ChannelRunner, RunOptions
 from vortex.media import write_mp4
 from vortex.result import GenerationResult
-from vortex.service.channel_lease import ChannelKeeper, ChannelLease
-from vortex.service.store import open_store
-from vortex.service.store_channels import ChannelLeases
+from vortex.service.channels.lease import ChannelKeeper
+from vortex.service.store.channels import ChannelLeases
+from vortex.service.store.jobs import open_store
+from vortex.service.store.lease import ChannelLease
 
 W = H = 64
 FPS, SR = 24, 24000

@@ -11,15 +11,15 @@ import time
 
 import numpy as np
 import pytest
+from support.engines import engine_fixture
+from support.recipes import short_recipe
 
 from vortex.channel.appender import ChannelNotOnAir
 from vortex.channel.definition import ChannelDefinition
 from vortex.channel.filler import BACKGROUND
 from vortex.channel.records import parse_iso
 from vortex.channel.scheduler import ChannelRunner, RunOptions
-from vortex.config import VortexConfig
-from vortex.engine.pipeline import VortexPipeline
-from vortex.engine.requests import SlotRequest
+from vortex.contracts.requests import SlotRequest
 from vortex.engine.sinks import ArraySink
 from vortex.recipe import Recipe
 
@@ -30,16 +30,10 @@ NEXT = "And now the weather for the weekend ahead."
 
 
 def recipe(script: str, duration: float, seed: int, voice: str = "anchor") -> dict:
-    return {"slot_params": {"slot_id": seed, "duration_sec": duration, "fps": FPS, "seed": seed},
-            "audio_track": {"script": script, "voice_id": voice},
-            "visual_track": {"prompt": "portrait of a news anchor"}}
+    return short_recipe(seed, seed, duration, script, fps=FPS, voice=voice, prompt="portrait of a news anchor")
 
 
-@pytest.fixture(scope="module")
-def engine():
-    pipe = VortexPipeline(VortexConfig.load())  # the embedded default: cpu-preview
-    yield pipe
-    pipe.close()
+engine = engine_fixture()  # the embedded default: cpu-preview
 
 
 def wait(predicate, timeout: float, what: str):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.recipes import short_recipe as build
 
 from vortex.cli import main
 from vortex.media import probe_mp4
@@ -21,11 +22,8 @@ def write(tmp_path, data, name="r.json"):
 
 
 def short_recipe(**audio):
-    return {
-        "slot_params": {"slot_id": 9, "duration_sec": 1.5, "seed": 2},
-        "audio_track": {"script": "Hello from the command line.", **audio},
-        "visual_track": {"prompt": "portrait of a presenter"},
-    }
+    return build(9, 2, script="Hello from the command line.", fps=None, voice=None, prompt="portrait of a presenter",
+                 audio=audio)
 
 
 @pytest.mark.parametrize(

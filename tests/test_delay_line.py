@@ -4,8 +4,8 @@ failed airs as the stand-by card with silence for exactly its duration."""
 import numpy as np
 
 from vortex.channel.delay import DelayLine
-from vortex.engine.requests import SlotEvent
-from vortex.engine.sinks import MediaShape
+from vortex.contracts.requests import SlotEvent
+from vortex.contracts.sinks import MediaShape
 
 FPS, SR = 24, 24000
 CARD = np.full((8, 8, 3), 7, np.uint8)

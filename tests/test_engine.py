@@ -4,30 +4,20 @@ any thread or event loop, cancel by request id, and a lifecycle (closed engines 
 import asyncio
 import threading
 import time
+from functools import partial
 
 import pytest
+from support.engines import engine_fixture, engine_of
+from support.recipes import recipe as build_recipe
 
 from vortex.config import VortexConfig
+from vortex.contracts.requests import SlotEvent, SlotRequest
 from vortex.errors import EngineClosed
-from vortex.engine.pipeline import VortexPipeline
-from vortex.recipe import Recipe
-from vortex.engine.requests import SlotEvent, SlotRequest
 
 
-def recipe(seed=1, script="Hello there.", duration=1.5) -> Recipe:
-    return Recipe.from_dict({
-        "slot_params": {"slot_id": 4, "duration_sec": duration, "seed": seed},
-        "audio_track": {"script": script},
-        "visual_track": {"prompt": "portrait of a presenter"},
-    })
-
-
-@pytest.fixture(scope="module")
-def engine():
-    cfg = VortexConfig.load(profile="cpu-miniature")  # the miniature LivePortrait path: video events, no face checks
-    pipe = VortexPipeline(cfg)
-    yield pipe
-    pipe.close()
+recipe = partial(build_recipe, slot_id=4, seed=1, script="Hello there.", fps=None, voice=None,
+                 prompt="portrait of a presenter")
+engine = engine_fixture("cpu-miniature")  # the miniature LivePortrait path: video events, no face checks
 
 
 def test_a_request_streams_typed_events_in_order(engine, tmp_path):
@@ -93,8 +83,8 @@ def test_cancel_by_request_id_stops_the_running_slot(engine):
 
 def test_a_closed_engine_refuses_requests():
     cfg = VortexConfig.load(profile="cpu-miniature")
-    pipe = VortexPipeline(cfg.with_changes({"pipeline": {"animation": "still"}}))
-    pipe.close()
+    with engine_of(cfg.with_changes({"pipeline": {"animation": "still"}})) as pipe:
+        pass
     with pytest.raises(EngineClosed):
         pipe.run(SlotRequest(recipe=recipe()))
     assert pipe.dead is None
@@ -106,8 +96,7 @@ def test_a_cuda_fault_marks_the_engine_dead_so_its_owner_restarts(tmp_path):
     from vortex.errors import EngineDead
 
     cfg = VortexConfig.load(profile="cpu-miniature").with_changes({"pipeline": {"animation": "still"}})
-    pipe = VortexPipeline(cfg)
-    try:
+    with engine_of(cfg) as pipe:
         flux = pipe.registry.get_model("flux")
         real_generate = flux.generate
 
@@ -127,5 +116,3 @@ def test_a_cuda_fault_marks_the_engine_dead_so_its_owner_restarts(tmp_path):
         flux.generate = real_generate
         with pytest.raises(EngineDead, match="restart the process"):
             pipe.run(SlotRequest(recipe=recipe()))
-    finally:
-        pipe.close()

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import CLIPModel
 
-from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import FluxConfig
+from vortex.contracts.cancel import CancelToken, SlotCancelled
 from vortex.errors import ConfigError, VortexInitializationError, WeightsNotFoundError
 from vortex.models.flux import FluxActor, _quantization_config
 from vortex.models.miniature.clip import L14_TEXT_HIDDEN, save_miniature_clip

@@ -1,4 +1,4 @@
-"""The helper that hands a request to the node running a channel (service/forward.py): it passes the
+"""The helper that hands a request to the node running a channel (service/channels/forward.py): it passes the
 owner's answer on, never loops, and says why when no node can answer (503 with Retry-After, 502)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from starlette.requests import Request
 
-from vortex.service.forward import ANSWERED_BY, FORWARDED_BY, _send, forward_to_owner
-from vortex.service.store_channels import ChannelRow
+from vortex.service.channels.forward import ANSWERED_BY, FORWARDED_BY, _send, forward_to_owner
+from vortex.service.store.channels import ChannelRow
 
 ME = "node-a:11"
 

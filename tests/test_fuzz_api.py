@@ -29,7 +29,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
                                          response_schema_conformance, status_code_conformance)
 
-from vortex.channel import parse_playlist
+from vortex.channel.hls import parse_playlist
 from support.harness import Server, free_port, short_recipe
 
 # Per operation (18 in the schema): 18 x 25 = 450 requests, ~2 min on this 2-core machine with the

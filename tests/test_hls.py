@@ -30,7 +30,6 @@ from vortex.channel.hls.pacing import WallClockPacer
 from vortex.channel.hls.playlist import parse_playlist
 from vortex.channel.hls.spool import SlotSpool, read_spool
 from vortex.media import write_mp4
-from vortex.engine.sinks import MediaShape
 
 from streams import stream_bytes
 
@@ -524,7 +523,7 @@ def test_the_pacer_hands_frames_over_one_part_before_air(tmp_path):
 def test_the_servers_quick_read_of_a_playlist_agrees_with_the_parser(tmp_path):
     """`vortex serve` answers blocking reloads from a light read of the playlist text (it grows all
     day); for every segment/part a client may ask for it must say what the full parser says."""
-    from vortex.service.hls_serving import PlaylistState
+    from vortex.service.channels.hls_serving import PlaylistState
 
     writer = new_writer(tmp_path)
     for frames, wave in slots((3.0, 3.0)) + slots((2.3,), first_frame=144):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import KokoroConfig, VortexConfig
+from vortex.contracts.cancel import CancelToken, SlotCancelled
 from vortex.errors import ConfigError, RecipeError, SpeechTooLongError, VortexInitializationError
 from vortex.models.g2p import Phonemizer, script_chunks, split_sentences
 from vortex.models.kokoro import (

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from vortex.engine.cancel import CancelToken, SlotCancelled
 from vortex.config import VortexConfig
+from vortex.contracts.cancel import CancelToken, SlotCancelled
+from vortex.engine.registry import ModelRegistry
+from vortex.engine.render import RenderQueue, SlotVideo
 from vortex.errors import MemoryPressureError, VortexInitializationError
 from vortex.memory.buffers import SlotBuffers
 from vortex.memory.monitor import VRAMMonitor
 from vortex.memory.stats import GIB, format_bytes, module_bytes, vram_stats
-from vortex.models.registry import ModelRegistry
-from vortex.engine.render import RenderQueue, SlotVideo
 from vortex.motion import DrivingSequence
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.recipes import short_recipe
 
 from vortex.cli import main
 from vortex.engine.outputs import OutputError, SlotOutput, remove_stale_temporaries, write_text_atomic
@@ -24,11 +25,8 @@ NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search,-fowner",
 
 def recipe_file(tmp_path, duration=1.5, script="Hello there.") -> Path:
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({
-        "slot_params": {"slot_id": 3, "duration_sec": duration, "seed": 5},
-        "audio_track": {"script": script},
-        "visual_track": {"prompt": "portrait of a presenter"},
-    }))
+    path.write_text(json.dumps(short_recipe(3, 5, duration, script, fps=None, voice=None,
+                                            prompt="portrait of a presenter")))
     return path
 
 

@@ -3,31 +3,22 @@ CLIP through their real loaders, the still video track, MP4 output, deadlines an
 
 import asyncio
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.engines import engine_fixture, engine_of
+from support.recipes import short_recipe
 
 from vortex.config import VortexConfig
 from vortex.errors import PlanOverBudgetError
 from vortex.media import probe_mp4
 from vortex.memory.plan import compute_plan
-from vortex.engine.pipeline import VortexPipeline
 
 
-def recipe(duration=1.5, script="Hello there.", seed=7, **visual) -> dict:
-    return {
-        "slot_params": {"slot_id": 5, "duration_sec": duration, "fps": 24, "seed": seed},
-        "audio_track": {"script": script, "voice_id": "rick_c137"},
-        "visual_track": {"prompt": "portrait of a news anchor", **visual},
-    }
-
-
-@pytest.fixture(scope="module")
-def pipeline():
-    pipe = VortexPipeline(VortexConfig.load(profile="cpu-miniature"))
-    yield pipe
-    pipe.close()
+recipe = partial(short_recipe, slot_id=5, seed=7, script="Hello there.", prompt="portrait of a news anchor")
+pipeline = engine_fixture("cpu-miniature", name="pipeline")
 
 
 def test_slot_has_exact_counts_and_a_playable_mp4(pipeline, tmp_path):
@@ -135,12 +126,7 @@ def test_the_actor_talks_frames_change_over_time(pipeline):
     assert len({f.tobytes() for f in result.video_frames[::6]}) > 1
 
 
-@pytest.fixture(scope="module")
-def still_pipeline():
-    cfg = VortexConfig.load(profile="cpu-miniature")
-    pipe = VortexPipeline(cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"animation": "still"})}))
-    yield pipe
-    pipe.close()
+still_pipeline = engine_fixture("cpu-miniature", changes={"pipeline": {"animation": "still"}}, name="still_pipeline")
 
 
 def test_still_animation_holds_the_portrait_and_skips_liveportrait(still_pipeline, tmp_path):
@@ -183,8 +169,7 @@ def test_no_buffer_growth_across_five_slots(pipeline):
 def test_enforced_verification_failure_writes_no_video(tmp_path):
     cfg = VortexConfig.load(profile="cpu-miniature")
     cfg = cfg.model_copy(update={"verification": cfg.verification.model_copy(update={"enforce": True})})
-    pipe = VortexPipeline(cfg)
-    try:
+    with engine_of(cfg) as pipe:
         out = tmp_path / "v.mp4"
         strict = recipe()
         strict["semantic_constraints"] = {"clip_threshold": 0.99}
@@ -192,8 +177,6 @@ def test_enforced_verification_failure_writes_no_video(tmp_path):
         assert not result.success and result.failed_phase == "verify"
         assert "verification failed" in result.error_msg and result.verification.threshold == 0.99
         assert not out.exists()
-    finally:
-        pipe.close()
 
 
 def test_plan_over_the_hard_limit_refuses_to_start(tmp_path):

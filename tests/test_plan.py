@@ -24,7 +24,8 @@ from vortex.memory.counting import (  # noqa: E402
     nf4_weight_bytes,
     transformers_bnb_rule,
 )
-from vortex.memory.plan import GIB, VRAMPlan, compute_plan  # noqa: E402
+from vortex.memory.figures import GIB  # noqa: E402
+from vortex.memory.plan import VRAMPlan, compute_plan  # noqa: E402
 
 
 def _row(plan: VRAMPlan, component: str):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from vortex.engine.cancel import CancelToken, SlotCancelled
-from vortex.engine.requests import Priority
+from vortex.contracts.cancel import CancelToken, SlotCancelled
+from vortex.contracts.requests import Priority
 from vortex.engine.scheduling import RequestScheduler
 
 

@@ -18,8 +18,9 @@ import pytest
 from vortex.errors import RecipeError
 from vortex.media import probe_mp4
 from vortex.recipe import Recipe
-from support.harness import Server, free_port, short_recipe
-from vortex.service.store import JobStore
+from support.harness import Server, free_port
+from support.recipes import short_recipe
+from vortex.service.store.jobs import JobStore
 
 N_FRAMES, N_SAMPLES = 36, 36000  # 1.5 s at 24 fps, 24 kHz
 LATE_PHASES = {"video", "speech_check", "verify"}  # video and the speech check start together: mid-slot
@@ -256,16 +257,14 @@ def test_kill9_then_restart_completes_with_the_same_proof_and_sigterm_drains(ser
     store.close()
 
     # the proof of the attempt that survived the kill equals a direct run of the same recipe and seed
+    from support.engines import engine_of
+
     from vortex.config import VortexConfig
-    from vortex.engine.pipeline import VortexPipeline
-    from vortex.engine.requests import SlotRequest
+    from vortex.contracts.requests import SlotRequest
 
     portrait = server.data / "portraits" / (portrait_ref.split(":")[1] + ".png")
     direct_recipe = Recipe.from_dict(short_recipe(slot_id=21, seed=4242, actor_image=str(portrait)))
-    engine = VortexPipeline(VortexConfig.load())
-    try:
+    with engine_of(VortexConfig.load()) as engine:
         result = engine.run(SlotRequest(recipe=direct_recipe, output=tmp_path / "direct.mp4"))
-    finally:
-        engine.close()
     assert result.success, result.error_msg
     assert result.proof == done["proof"]

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from vortex.channel.hls import parse_playlist
-from support.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port
+from support.recipes import short_recipe
 
 from streams import FPS, SR, TS, decode, fetch_stream, post, wait_for
 

@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 
 from vortex.channel.hls import parse_playlist
-from support.harness import Server, free_port, short_recipe, start_all
+from support.harness import Server, free_port, start_all
+from support.recipes import short_recipe
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture
 from streams import FPS, TS, post, status, wait_for

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from support.harness import Server, free_port, short_recipe, start_all
+from support.harness import Server, free_port, start_all
+from support.recipes import short_recipe
 
 from postgres_server import fresh_schema, pg_server  # noqa: F401 - the fixture
 

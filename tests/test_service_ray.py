@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from support.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port
+from support.recipes import short_recipe
 
 from streams import FPS, SR, TS, decode, fetch_stream, post, wait_for
 

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 
 from vortex.service.events import END, EventHub
-from vortex.service.store import JobStore
+from vortex.service.store.jobs import JobStore
 
 RECIPE = {"slot_params": {"slot_id": 1, "duration_sec": 1.0, "fps": 24, "seed": 5}}
 

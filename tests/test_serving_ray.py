@@ -15,18 +15,19 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 import ray
 import yaml
 from ray.serve.schema import ServeDeploySchema
+from support.recipes import recipe as build_recipe
 
 from vortex.config import VortexConfig
+from vortex.contracts.requests import SlotRequest
 from vortex.errors import EngineClosed, EngineDead
 from vortex.media import probe_mp4
-from vortex.recipe import Recipe
-from vortex.engine.requests import SlotRequest
 from vortex.serving import AppArgs, RayEngine, RemoteResult, VortexReplica, build_app, connect, start_local
 from vortex.serving.deployment import actor_options
 
@@ -34,12 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOT_TIMEOUT_S = 240  # a CPU slot takes ~5-10 s; a re-run may wait for a replacement replica to load
 
 
-def recipe(slot_id: int, seed: int = 7, duration: float = 1.5) -> Recipe:
-    return Recipe.from_dict({
-        "slot_params": {"slot_id": slot_id, "duration_sec": duration, "fps": 24, "seed": seed},
-        "audio_track": {"script": "Hello there, and welcome back.", "voice_id": "rick_c137"},
-        "visual_track": {"prompt": "studio portrait of a news anchor"},
-    })
+recipe = partial(build_recipe, seed=7)  # recipe(slot_id, seed=, duration=)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import time
 import pytest
 from postgres_server import fresh_schema, pg_server, store_target  # noqa: F401  (fixtures: pg_server, target)
 
-from vortex.service.store import SCHEMA_VERSION, JobStore, StoreVersionError, open_store
-from vortex.service.store_postgres import PostgresBackend
-from vortex.service.store_schema import MIGRATIONS
-from vortex.service.store_sqlite import SqliteBackend
+from vortex.service.store.jobs import JobStore, open_store
+from vortex.service.store.postgres import PostgresBackend
+from vortex.service.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersionError
+from vortex.service.store.sqlite import SqliteBackend
 
 RECIPE = {"slot_params": {"slot_id": 1, "duration_sec": 1.0, "fps": 24, "seed": 5}}
 
@@ -247,7 +247,7 @@ def test_open_store_takes_postgres_urls(pg_server):  # noqa: F811
 
 
 def test_the_lease_keeper_holds_a_long_job_and_notices_its_loss(opener):
-    from vortex.service.store_lease import LeaseKeeper
+    from vortex.service.store.lease import LeaseKeeper
 
     a, b = opener(owner="a"), opener(owner="b")
     job = a.submit(RECIPE, seed=1)[0]

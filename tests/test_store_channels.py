@@ -11,8 +11,8 @@ import time
 import pytest
 from postgres_server import pg_server, store_target  # noqa: F401  (fixtures: pg_server, target)
 
-from vortex.service.store import open_store
-from vortex.service.store_channels import ChannelBusy, ChannelLeases
+from vortex.service.store.channels import ChannelBusy, ChannelLeases
+from vortex.service.store.jobs import open_store
 
 DEF = {"name": "ch", "slots": []}
 

@@ -6,47 +6,33 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import partial
 
 import numpy as np
-import pytest
+from support.engines import engine_fixture, engine_of
+from support.recipes import recipe as build_recipe
 
-from vortex.config import VortexConfig
-from vortex.engine.pipeline import VortexPipeline
-from vortex.engine.requests import Priority, SlotEvent, SlotRequest
+from vortex.contracts.requests import Priority, SlotEvent, SlotRequest
 from vortex.engine.sinks import ArraySink
 from vortex.media import probe_mp4
-from vortex.recipe import Recipe
 
 THREE_SENTENCES = "Good evening, and welcome to the news. Tonight the weather turns. Stay with us."
 
 
-def recipe(script: str = THREE_SENTENCES, duration: float = 5.0, seed: int = 21) -> Recipe:
-    return Recipe.from_dict({
-        "slot_params": {"slot_id": 3, "duration_sec": duration, "fps": 24, "seed": seed},
-        "audio_track": {"script": script, "voice_id": "anchor"},
-        "visual_track": {"prompt": "portrait of a news anchor"},
-    })
-
-
-@pytest.fixture(scope="module")
-def engine():
-    pipe = VortexPipeline(VortexConfig.load())  # the embedded default: cpu-preview
-    yield pipe
-    pipe.close()
+recipe = partial(build_recipe, slot_id=3, seed=21, duration=5.0, script=THREE_SENTENCES, voice="anchor",
+                 prompt="portrait of a news anchor")
+engine = engine_fixture()  # the embedded default: cpu-preview
 
 
 def test_streamed_and_whole_phase_runs_give_the_same_media_and_proof(engine, tmp_path):
     """The whole speech before the first frame, and frames rendered 5 at a time instead of 8: the
     same frames, samples and proof as the streamed slot."""
     whole_cfg = engine.config.with_changes({"pipeline": {"streaming": False}, "buffers": {"video": {"ring_frames": 5}}})
-    whole = VortexPipeline(whole_cfg, registry=engine.registry)  # the same loaded models
-    try:
+    with engine_of(whole_cfg, registry=engine.registry) as whole:  # the same loaded models
         streamed_events: list[SlotEvent] = []
         a = engine.run(SlotRequest(recipe=recipe(), output=tmp_path / "a.mp4"), on_event=streamed_events.append)
         whole_events: list[SlotEvent] = []
         b = whole.run(SlotRequest(recipe=recipe(), output=tmp_path / "b.mp4"), on_event=whole_events.append)
-    finally:
-        whole.close()
     assert a.success and b.success, (a.error_msg, b.error_msg)
     assert a.proof == b.proof
     assert (a.n_frames, len(a.audio_waveform)) == (b.n_frames, len(b.audio_waveform)) == (120, 120_000)
@@ -80,7 +66,7 @@ def test_cancel_mid_stream_publishes_nothing_and_leaves_no_temporaries(engine, t
     assert not result.success and result.error_kind == "cancelled"
     assert sink.frames is None  # the caller's sink was aborted too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.failed.json"]
-    assert engine.run(SlotRequest(recipe=recipe("Good evening.", duration=1.5))).success  # the engine goes on
+    assert engine.run(SlotRequest(recipe=recipe(script="Good evening.", duration=1.5))).success  # the engine goes on
 
 
 def test_speech_that_lost_a_sentence_fails_after_its_frames_streamed(engine, tmp_path, monkeypatch):
@@ -101,7 +87,7 @@ def test_speech_that_lost_a_sentence_fails_after_its_frames_streamed(engine, tmp
     events: list[SlotEvent] = []
     sink = ArraySink()
     out = tmp_path / "lost.mp4"
-    result = engine.run(SlotRequest(recipe=recipe(script, duration=10.0), output=out, sinks=(sink,)),
+    result = engine.run(SlotRequest(recipe=recipe(script=script, duration=10.0), output=out, sinks=(sink,)),
                         on_event=events.append)
     assert not result.success and result.error_kind == "verification" and result.failed_phase == "verify"
     speech = result.verification.speech
@@ -118,7 +104,7 @@ def test_speech_that_lost_a_sentence_fails_after_its_frames_streamed(engine, tmp
 def test_a_channel_slot_goes_ahead_of_a_running_job_which_pauses_and_succeeds(engine):
     job_events: list[SlotEvent] = []
     job_script = " ".join(["The long report goes on about the harbour and the boats."] * 3)
-    job = SlotRequest(recipe=recipe(job_script, duration=14.0), id="job-long", priority=Priority.JOB)
+    job = SlotRequest(recipe=recipe(script=job_script, duration=14.0), id="job-long", priority=Priority.JOB)
     results: dict[str, object] = {}
     started = threading.Event()
 
@@ -130,7 +116,7 @@ def test_a_channel_slot_goes_ahead_of_a_running_job_which_pauses_and_succeeds(en
     runner = threading.Thread(target=lambda: results.__setitem__("job", engine.run(job, on_event=on_job)))
     runner.start()
     assert started.wait(120), "the job never made its first frame"
-    channel = SlotRequest(recipe=recipe("Breaking news from the harbour.", duration=3.0, seed=5),
+    channel = SlotRequest(recipe=recipe(script="Breaking news from the harbour.", duration=3.0, seed=5),
                           id="channel-slot", priority=Priority.CHANNEL, deadline_s=60.0)
     channel_result = engine.run(channel)
     job_still_running = runner.is_alive()
@@ -184,7 +170,7 @@ def test_a_live_request_judges_each_chunk_while_the_next_is_made(engine):
         line.on_event(event)
 
     script = "Breaking news from the harbour tonight. Zorblax quindrel fesh mordok plith wugga. The ferry is safe."
-    result = engine.run(SlotRequest(recipe=recipe(script, duration=9.0), priority=Priority.LIVE, sinks=(line,)),
+    result = engine.run(SlotRequest(recipe=recipe(script=script, duration=9.0), priority=Priority.LIVE, sinks=(line,)),
                         on_event=on_event)
     kinds = [e.kind for e in events]
     checked = [e.data for e in events if e.kind == "chunk_checked"]

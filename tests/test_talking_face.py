@@ -2,32 +2,24 @@
 checked on its own pixels (identity, lip sync) and sound (the speech check). CPU, offline."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.engines import engine_fixture, engine_of
+from support.recipes import short_recipe
 
 from vortex.cli import main
 from vortex.config import VortexConfig
 from vortex.faces import FaceAnalyzer
 from vortex.media import probe_mp4
-from vortex.engine.pipeline import VortexPipeline
 from vortex.engine.portrait import stand_in_portrait
 
 
-def recipe(script="Good evening, and welcome to the news.", duration=3.0, seed=11, **visual) -> dict:
-    return {
-        "slot_params": {"slot_id": 8, "duration_sec": duration, "fps": 24, "seed": seed},
-        "audio_track": {"script": script, "voice_id": "anchor"},
-        "visual_track": {"prompt": "portrait of a news anchor", **visual},
-    }
-
-
-@pytest.fixture(scope="module")
-def pipeline():
-    pipe = VortexPipeline(VortexConfig.load())  # the embedded default: cpu-preview
-    yield pipe
-    pipe.close()
+recipe = partial(short_recipe, slot_id=8, seed=11, duration=3.0, script="Good evening, and welcome to the news.",
+                 voice="anchor", prompt="portrait of a news anchor")
+pipeline = engine_fixture(name="pipeline")  # the embedded default: cpu-preview
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +116,7 @@ def test_a_generated_portrait_without_a_face_is_retried_then_fails_saying_why(tm
     """The miniature Flux paints no face: with framing on, every take is tried, then the slot fails."""
     path = tmp_path / "framed.yaml"
     path.write_text("extends: cpu-miniature\nfaces: {framing: true}\npipeline: {animation: still}\n")
-    pipe = VortexPipeline(VortexConfig.load(path=path))
-    try:
+    with engine_of(VortexConfig.load(path=path)) as pipe:
         result = pipe.generate_slot_sync(recipe(script="Hello there.", duration=1.5, seed=40))
-    finally:
-        pipe.close()
     assert not result.success and result.failed_phase == "actor" and result.error_kind == "model"
     assert "no detectable face in 3 take(s)" in result.error_msg and "40, 41, 42" in result.error_msg

@@ -213,7 +213,7 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
 def test_a_cancelled_job_shows_its_exact_seed_and_no_player(server, browser):
     from selenium.webdriver.common.by import By
 
-    from support.harness import short_recipe
+    from support.recipes import short_recipe
 
     job = server.submit(short_recipe(slot_id=7)).json()  # no seed: the server draws one below 2^63
     httpx.delete(f"{server.url}/v1/slots/{job['id']}", timeout=30)

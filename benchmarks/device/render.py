@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from vortex.bench.timing import Timing, time_calls
+from vortex.contracts.cancel import CancelToken
+from vortex.engine.render import RenderQueue, SlotVideo
 from vortex.media import Mp4Writer
 from vortex.models.liveportrait.animator import DrivingRows, LivePortraitAnimator, compose_driving_keypoints
 from vortex.models.liveportrait.stitching_retargeting import stitch
-from vortex.engine.cancel import CancelToken
-from vortex.engine.render import RenderQueue, SlotVideo
 
 SAMPLE_RATE = 24000
 PUBLIC_FOLDER = ".device-public/LivePortrait"  # src/modules/*.py and src/config/models.yaml of KwaiVGI/LivePortrait

@@ -192,7 +192,7 @@ def engine_run(check: Check, run: str, profile: str, extra: dict | None, device:
     is handed back open (the LivePortrait section drives its voice); the caller closes it."""
     import psutil
 
-    from vortex.models.registry import ModelRegistry, default_loaders
+    from vortex.engine.registry import ModelRegistry, default_loaders
     from vortex.engine.factory import build_engine
 
     cfg = configured(profile, device, folders, extra, check.dry_run)

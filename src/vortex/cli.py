@@ -16,32 +16,14 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import logs
+from .command import EXIT_FAILED, EXIT_USAGE, Terminated, run_command
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
-from .errors import VortexError
+from .contracts.requests import SlotRequest
 from .recipe import Recipe
-from .engine.requests import SlotRequest
-
-EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    verbose = getattr(args, "verbose", False)
-    logs.configure(verbose=verbose, log_file=getattr(args, "log_file", None))
-    if not verbose:
-        logs.quiet_libraries()
-    try:
-        return args.func(args)
-    except VortexError as exc:
-        print(f"vortex: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("vortex: interrupted", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print("vortex: terminated (SIGTERM): the slot was stopped and its temporary files removed", file=sys.stderr)
-        return 143
+    return run_command(_parser(), argv)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,7 +129,7 @@ class _SigtermGuard:
 
     def check(self) -> None:
         if self.seen:
-            raise _Terminated()
+            raise Terminated()
 
 
 def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
@@ -202,10 +184,6 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     print(f"wrote {output.mp4} ({result.n_frames} frames, {result.audio_waveform.shape[0]} samples) "
           f"and {output.sidecar}", file=err)
     return 0
-
-
-class _Terminated(Exception):
-    """SIGTERM (what an orchestrator sends) arrived during a slot; it ended as Ctrl-C would."""
 
 
 

@@ -10,13 +10,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .engine.reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
+from .contracts.reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
 
 
 @dataclass(frozen=True)
 class VerificationReport:
     """What a slot was checked for: CLIP agreement between the sampled frames and the prompt (raw
-    cosines), and one section per face and speech check (vortex.engine.reports)."""
+    cosines), and one section per face and speech check (vortex.contracts.reports)."""
 
     frame_indices: list[int]
     cosine_b: list[float]  # ViT-B/32, one per sampled frame
@@ -103,7 +103,7 @@ class GenerationResult:
     first_frame_ms: Optional[float] = None  # slot start → first frame handed to the sinks
     first_audio_ms: Optional[float] = None  # slot start → first chunk of speech handed to the sinks
     chunks: list[dict[str, Any]] = field(default_factory=list)  # per speech chunk: sentence, timing, check
-    priority: str = "job"  # live | channel | job (vortex.engine.requests.Priority)
+    priority: str = "job"  # live | channel | job (vortex.contracts.requests.Priority)
     vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> peak allocated/reserved bytes
     profile: str = ""
     stand_ins: list[str] = field(default_factory=list)  # components running on miniature weights

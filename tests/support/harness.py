@@ -26,16 +26,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def short_recipe(slot_id: int = 1, seed: Optional[int] = None, duration: float = 1.5,
-                 script: str = "Hello there, and welcome back.", **visual: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"slot_id": slot_id, "duration_sec": duration, "fps": 24}
-    if seed is not None:
-        params["seed"] = seed
-    return {"slot_params": params,
-            "audio_track": {"script": script, "voice_id": "rick_c137"},
-            "visual_track": {"prompt": "studio portrait of a news anchor", **visual}}
-
-
 @dataclass
 class Server:
     data: Path

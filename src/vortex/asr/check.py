@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..engine.reports import SpeechReport
+from ..contracts.reports import SpeechReport
 from ..errors import RecipeError
 from .align import errors_by_label
 from .normalize import join_compounds_labelled, normalize_words

@@ -96,10 +96,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m vortex.channel.cli run ...`: the same as `vortex channel run ...`."""
-    from ..cli import main as vortex_main
+    from ..command import run_command
 
+    parser = argparse.ArgumentParser(prog="vortex")
+    add_channel_parser(parser.add_subparsers(dest="command", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
-    return vortex_main(argv if argv[:1] == ["channel"] else ["channel", *argv])
+    return run_command(parser, argv if argv[:1] == ["channel"] else ["channel", *argv])
 
 
 if __name__ == "__main__":

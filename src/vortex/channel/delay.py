@@ -24,8 +24,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..engine.requests import SlotEvent
-from ..engine.sinks import MediaShape
+from ..contracts.requests import SlotEvent
+from ..contracts.sinks import MediaShape
 
 OPEN_END = 1 << 62  # the last chunk runs to the insert's end, its silence included
 

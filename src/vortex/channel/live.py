@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
-from ..engine.requests import Priority, SlotEvent, SlotRequest
+from ..contracts.requests import Priority, SlotEvent, SlotRequest
 from ..recipe import Recipe
 from .delay import DelayLine
 from .records import iso

@@ -235,7 +235,7 @@ class ChannelRunner:
                 return False
 
     def _make(self, recipe, record: SlotRecord, deadline: Optional[datetime]) -> bool:
-        from ..engine.requests import Priority, SlotRequest
+        from ..contracts.requests import Priority, SlotRequest
 
         seed = policy.slot_seed(self.definition.name, record.index, recipe.slot_params.seed)
         for _ in range(self.definition.max_attempts):

@@ -10,10 +10,6 @@ from typing import Any
 
 _EXPORTS = {
     "VortexPipeline": "pipeline",
-    "Engine": "protocol",
-    "SlotRequest": "requests",
-    "SlotEvent": "requests",
-    "Priority": "requests",
     "build_engine": "factory",
     "admit": "admission",
 }

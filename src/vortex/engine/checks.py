@@ -26,10 +26,10 @@ import numpy as np
 from ..asr.check import MIN_JUDGED_WORDS
 from ..asr.normalize import normalize_words
 from ..config import MINIATURE, VortexConfig
-from .cancel import CancelToken
+from ..contracts.cancel import CancelToken
+from ..contracts.reports import IdentityReport, LipSyncReport, SpeechReport
 from .cpu import CpuLedger
 from .portrait import ActorPortrait
-from .reports import IdentityReport, LipSyncReport, SpeechReport
 from .scheduling import TICK_S
 
 FRAME_QUEUE = 32  # frames waiting for the face checks (~25 MB at 512²): beyond, the render waits

@@ -1,6 +1,6 @@
 """The slot's components, typed: what each stage calls, instead of `registry.get_model(name)`.
 
-The registry (vortex.models.registry) loads every component once and keeps the load records;
+The registry (vortex.engine.registry) loads every component once and keeps the load records;
 `Components.of(registry)` hands the slot typed references. Every animator has one interface
 (`Animator`), so the slot has no branch per animator: LivePortrait and the preview animate the
 framed face crop (pasted back into the portrait), and the still animator holds the portrait.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..models.clip import ClipVerifier
     from ..models.flux import FluxActor
     from ..models.kokoro import KokoroVoice
-    from ..models.registry import ModelRegistry
+    from .registry import ModelRegistry
 
 
 class Animator(Protocol):

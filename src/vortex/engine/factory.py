@@ -11,8 +11,8 @@ from ..config import VortexConfig
 from .process import configure_process
 
 if TYPE_CHECKING:
-    from ..models.registry import ModelRegistry
     from .pipeline import VortexPipeline
+    from .registry import ModelRegistry
 
 
 def build_engine(cfg: VortexConfig, *, registry: Optional["ModelRegistry"] = None) -> "VortexPipeline":

@@ -33,26 +33,26 @@ import numpy as np
 import torch
 
 from ..config import MINIATURE, VortexConfig
+from ..contracts.cancel import DEADLINE_EXCEEDED, CancelToken, SlotCancelled
+from ..contracts.requests import EventFn, Priority, SlotRequest
 from ..errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
                       VortexInitializationError)
 from ..memory.buffers import SlotBuffers
 from ..memory.monitor import VRAMMonitor
 from ..memory.plan import VRAMPlan, compute_plan
 from ..memory.stats import reset_peak, vram_stats
-from ..models.registry import ModelRegistry
 from ..motion.driver import MotionDriver
 from ..phases import Phase
 from ..recipe import Recipe
 from ..result import GenerationResult
 from .admission import admit
-from .cancel import DEADLINE_EXCEEDED, CancelToken, SlotCancelled
 from .checks import FrameChecks, SpeechChecks
 from .components import Components
 from .cpu import LibraryThreads
 from .outputs import OutputError, SlotOutput, describe_os_error
 from .portrait import ActorPortrait, make_portrait
+from .registry import ModelRegistry
 from .render import RenderQueue, SlotVideo
-from .requests import EventFn, Priority, SlotRequest
 from .scheduling import TICK_S, RequestScheduler
 from .sinks import ArraySink, MediaShape, Mp4Sink, ProofSink, SinkSet
 from .slot import Slot, as_recipe, is_device_fault, pick_seed
@@ -87,7 +87,7 @@ class VortexPipeline:
         self.driver = MotionDriver(cfg.motion)
         self.library_threads = LibraryThreads()  # the threads each component spawned: their CPU per stage
         if registry is None:
-            from ..models.registry import default_loaders
+            from .registry import default_loaders
 
             loaders = {k: self.library_threads.wrap(k, v) for k, v in default_loaders(cfg).items()}
             registry = ModelRegistry.load(cfg, loaders)
@@ -492,7 +492,7 @@ def _cuda_stream(stream: torch.cuda.Stream):
 
 
 def _result_event(request_id: str, result: GenerationResult):
-    from .requests import SlotEvent
+    from ..contracts.requests import SlotEvent
 
     return SlotEvent(request_id, "result", 0.0, None, result.metadata())
 

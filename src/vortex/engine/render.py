@@ -25,8 +25,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..contracts.cancel import CancelToken
 from ..motion import DrivingSequence
-from .cancel import CancelToken
 from .components import Animator
 from .cpu import CpuLedger
 from .scheduling import TICK_S

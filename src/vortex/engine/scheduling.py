@@ -23,8 +23,8 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from .cancel import CancelToken
-from .requests import Priority
+from ..contracts.cancel import CancelToken
+from ..contracts.requests import Priority
 
 TICK_S = 0.05  # how often a waiting thread looks at its cancel token and deadline
 

@@ -1,9 +1,5 @@
-"""Where a slot's media go as they are made: the engine writes to sinks without knowing which.
-
-A sink is opened once per slot with the media's shape, then receives the audio chunk by chunk
-(in order, `n_samples` in all) and every frame in order, interleaved as the slot streams; it is
-then finished (the slot's media are complete; publishing is the owner's business, after the
-checks passed) or aborted (the slot failed: nothing of it may remain).
+"""Where a slot's media go as they are made: the engine's sinks (the `FrameSink` protocol and
+`MediaShape` are contracts: vortex.contracts.sinks).
 
 Implementations: `Mp4Sink` (an H.264 + AAC file at a temporary name that vortex.engine.outputs
 publishes), `ArraySink` (every frame in memory, for callers that ask: 0.85 GB at 45 s), the
@@ -14,42 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 
 import numpy as np
 
+from ..contracts.sinks import FrameSink, MediaShape
 from ..media import Mp4Writer
 from ..result import ProofHasher
 from .cpu import CpuLedger
 
 log = logging.getLogger("vortex.engine")
-
-
-@dataclass(frozen=True)
-class MediaShape:
-    width: int
-    height: int
-    fps: int
-    sample_rate: int
-    n_frames: int
-    n_samples: int = 0  # 0: not given (a sink that needs it reads n_frames / fps instead)
-
-
-@runtime_checkable
-class FrameSink(Protocol):
-    def open(self, shape: MediaShape) -> None: ...
-
-    def write_audio(self, chunk: np.ndarray) -> None:
-        """The slot's next samples (float32 mono in [-1, 1]), in order."""
-
-    def write_frame(self, index: int, frame: np.ndarray) -> None:
-        """Frame `index` ((H, W, 3) uint8 RGB), in order."""
-
-    def finish(self) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 class ArraySink:

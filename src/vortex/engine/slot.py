@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import torch
 
+from ..contracts.cancel import CancelToken
+from ..contracts.requests import EventFn, EventKind, SlotEvent, SlotRequest
 from ..logs import phase_event
 from ..phases import Phase
 from ..recipe import Recipe
-from .cancel import CancelToken
 from .cpu import CpuLedger
-from .requests import EventFn, EventKind, SlotEvent, SlotRequest
 from .scheduling import Flight
 
 log = logging.getLogger("vortex.engine")

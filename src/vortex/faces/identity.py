@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..engine.reports import IdentityReport
+from ..contracts.reports import IdentityReport
 from .analyzer import FaceAnalyzer, FaceBox, as_rgb
 
 _REFERENCES: "OrderedDict[tuple[int, str], Optional[np.ndarray]]" = OrderedDict()

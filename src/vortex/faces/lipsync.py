@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..engine.reports import LipSyncReport
+from ..contracts.reports import LipSyncReport
 from .analyzer import FaceAnalyzer, FaceBox, as_rgb
 from .framing import LEFT_EYE, RIGHT_EYE, face_axes
 

@@ -4,8 +4,8 @@ Each model is built at full size on the meta device from its upstream config (Li
 its public models.yaml, whose state dicts match the published weight files) and counted tensor
 by tensor at the configured precision and placement (see `counting.py`); the figures are kept on
 disk between runs (`census.py`). Buffers come from `cfg.buffers`, the CUDA context from `cfg.vram`,
-and activation peaks from the estimates in `activations.py`. The rows are made in `weigh.py`, the
-table in `render.py`, and the search for a change that fits in `search.py`.
+and activation peaks from the estimates in `activations.py`. The figures' types are in `figures.py`, the
+rows are made in `weigh.py`, the table in `render.py`, and the search for a change that fits in `search.py`.
 
 All models stay resident, so the GPU peak is
 
@@ -17,60 +17,19 @@ Units are GiB (2**30 bytes); the config's `*_gb` limits are read as GiB.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Mapping, get_args
 
 from ..errors import PlanOverBudgetError
-from .counting import NF4, count_module_bytes
-from .render import GIB
+from .figures import PlanFigures
 
 if TYPE_CHECKING:
     from ..config import VortexConfig
 
-__all__ = ["GIB", "NF4", "PlanRow", "VRAMPlan", "compute_plan", "count_module_bytes"]
-
 
 @dataclass(frozen=True)
-class PlanRow:
-    component: str
-    placement: str  # "cuda" | "cpu"
-    precision: str
-    params: int | None
-    bytes: int
-    basis: str  # "counted (meta)" | "counted (manifest)" | "estimate: <how>" | "measured" | "config"
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class VRAMPlan:
-    profile: str
-    rows: list[PlanRow]
-    gpu_bytes: int
-    host_bytes: int
-    soft_limit_bytes: int
-    hard_limit_bytes: int
-    device: str = "cuda:0"
-    peak_phase: str = ""
-    notes: tuple[str, ...] = ()
-    config: "VortexConfig | None" = field(default=None, repr=False, compare=False)
-    measured_activations: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.device.startswith("cuda")
-
-    @property
-    def fits(self) -> bool:
-        return self.gpu_bytes <= self.hard_limit_bytes
-
-    @property
-    def overage_bytes(self) -> int:
-        return max(0, self.gpu_bytes - self.hard_limit_bytes)
-
-    def gpu_components(self) -> list[PlanRow]:
-        """Resident GPU weights, biggest first."""
-        rows = [r for r in self.rows if r.placement == "cuda" and r.params is not None]
-        return sorted(rows, key=lambda r: r.bytes, reverse=True)
+class VRAMPlan(PlanFigures):
+    """The plan of a config: its figures, their verdict and table, and what fits when they are over."""
 
     def verdict(self) -> str:
         from .render import verdict
@@ -80,7 +39,7 @@ class VRAMPlan:
     def table(self) -> str:
         from .render import table
 
-        return table(self)
+        return table(self, self.suggestion() if self.on_gpu and not self.fits else "")
 
     def suggestion(self) -> str:
         """When over: the biggest GPU components and a change that fits, found by re-planning."""

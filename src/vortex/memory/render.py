@@ -1,31 +1,13 @@
-"""The plan as text: the verdict, the table `vortex plan` prints, and the units it prints in."""
+"""The plan as text: the verdict and the table `vortex plan` prints (units: figures.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from .figures import GIB, PlanFigures, count_label, gib
 
-if TYPE_CHECKING:
-    from .plan import VRAMPlan
-
-GIB = 2**30
 RULE = "-" * 110
 
 
-def gib(nbytes: int | float) -> str:
-    return f"{nbytes / GIB:.2f} GiB"
-
-
-def count_label(n: int | None) -> str:
-    """A parameter count the way the table shows it: 11.89 B, 123.1 M, 227.3 K."""
-    if n is None:
-        return "-"
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}" if unit == "B" else f"{n / scale:.1f} {unit}"
-    return str(n)
-
-
-def verdict(plan: "VRAMPlan") -> str:
+def verdict(plan: PlanFigures) -> str:
     if not plan.on_gpu:
         return (f"device is {plan.device}: nothing is placed on a GPU. Host figures are what the full-size "
                 f"models would need ({gib(plan.host_bytes)}); hypothetical for a CPU profile"
@@ -42,7 +24,8 @@ def verdict(plan: "VRAMPlan") -> str:
             f"({gib(headroom)} to spare; {gib(plan.soft_limit_bytes - plan.gpu_bytes)} under the soft limit).")
 
 
-def table(plan: "VRAMPlan") -> str:
+def table(plan: PlanFigures, suggestion: str = "") -> str:
+    """The table; `suggestion` (the change that fits) is shown when the plan is over."""
     header = f"VRAM plan for profile '{plan.profile}' on {plan.device}   (units: GiB = 2**30 bytes)"
     cols = ("component", "place", "precision", "params", "GiB", "basis / note")
     lines = [header, f"{cols[0]:<40} {cols[1]:<5} {cols[2]:<9} {cols[3]:>8} {cols[4]:>7}  {cols[5]}", RULE]
@@ -58,6 +41,6 @@ def table(plan: "VRAMPlan") -> str:
     lines.append(f"limits: soft {gib(plan.soft_limit_bytes)}, hard {gib(plan.hard_limit_bytes)}")
     lines.append(f"verdict: {verdict(plan)}")
     lines.extend(plan.notes)
-    if plan.on_gpu and not plan.fits:
-        lines.append(f"suggestion: {plan.suggestion()}")
+    if suggestion and plan.on_gpu and not plan.fits:
+        lines.append(f"suggestion: {suggestion}")
     return "\n".join(lines)

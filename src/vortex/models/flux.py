@@ -21,8 +21,8 @@ import torch
 from diffusers import FluxPipeline
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..engine.cancel import CancelToken
 from ..config import FluxConfig, placement_device
+from ..contracts.cancel import CancelToken
 from ..errors import ConfigError, VortexInitializationError
 from ..weights import resolve_weights
 from .miniature.flux import save_miniature_flux

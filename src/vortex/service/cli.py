@@ -1,4 +1,5 @@
-"""`vortex serve`: load the engine once and serve the HTTP API until SIGTERM.
+"""`vortex serve`'s flags: parsed and checked here, then handed to service/app.py (`serve`), which
+loads the engine once and serves the HTTP API until SIGTERM.
 
 Registering the parser imports neither torch nor FastAPI (`vortex profiles` builds the same
 parser); both are imported when the command runs.
@@ -11,25 +12,21 @@ Exit status: 0 after SIGTERM/Ctrl-C (the running slot finished or went back to t
 Several nodes: the same `--db postgresql://…` and the same `--media` (a shared file system), each
 its own `--data`. Channels then belong to one node at a time through a lease in the store
 (`--channel-lease-sec`, renewed every `--channel-renew-sec`); another node takes a channel over
-when its node dies (service/channels.py).
+when its node dies (service/channels/host.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..config import DEFAULT_PROFILE
-from .store_channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S
+from .store.channels import DEFAULT_CHANNEL_LEASE_S, DEFAULT_CHANNEL_RENEW_S
 
 DEFAULT_PORT = 8321
 DEFAULT_GRACE_S = 30.0
-log = logging.getLogger("vortex.service")
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -107,7 +104,12 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     if not args.verbose:
         logs.quiet_libraries(load=True)
-    return _serve(cfg, args, token)
+    from .app import ServeSettings, serve  # FastAPI, uvicorn and the store: only once the command runs
+
+    return serve(cfg, ServeSettings(
+        host=args.host, port=args.port, data=args.data.resolve(), media=args.media, db=args.db, engine=args.engine,
+        replicas=args.replicas, ray_address=args.ray_address, advertise_url=args.advertise_url,
+        channel_lease_s=args.channel_lease_sec, channel_renew_s=args.channel_renew_sec, grace_s=args.grace_sec), token)
 
 
 def _check_channel_settings(args: argparse.Namespace) -> None:
@@ -142,156 +144,6 @@ def _usage(message: str) -> Exception:
     from .security import ServeSetupError
 
     return ServeSetupError(message)
-
-
-def _serve(cfg, args: argparse.Namespace, token: Optional[str]) -> int:
-    import uvicorn
-
-    from .app import create_app
-    from .deps import ServiceState
-    from .events import EventHub
-    from .metrics import ServiceMetrics
-    from ..errors import VortexError
-    from .store import open_store
-    from .worker import Worker
-
-    from ..engine.process import cap_malloc_arenas
-
-    err = sys.stderr
-    cap_malloc_arenas()  # before uvicorn, the worker or the engine start a thread
-    data: Path = args.data.resolve()
-    data.mkdir(parents=True, exist_ok=True)
-    lock = _lock_data(data)
-    if lock is None:
-        print(f"vortex: error: --data {data}: another `vortex serve` is using this folder "
-              "(two workers on one job store would run jobs twice); stop it or pick another --data", file=err)
-        return 2
-    try:  # a shared PostgreSQL store (--db), else this node's own SQLite file
-        store = open_store(args.db) if args.db else open_store(data / "jobs.sqlite3")
-    except (VortexError, ValueError, RuntimeError, OSError) as exc:  # a bad URL, no psycopg, unreachable, a newer schema
-        print(f"vortex: error: job store: {exc}", file=err)
-        lock.close()
-        return 2
-    from .media import open_media
-    from .security import ServeSetupError
-
-    try:  # refused before anything is written there: not writable, or another store's folder
-        media = open_media(args.media if args.media is not None else data, store.identity(), store.where,
-                           flag="--media" if args.media is not None else "--data")
-    except ServeSetupError as exc:
-        print(f"vortex: error: {exc}", file=err)
-        store.close()
-        lock.close()
-        return 2
-    requeued = store.recover()
-    hub = EventHub()
-    metrics = ServiceMetrics(store.counts)
-    fatal: list[str] = []
-    server = None
-
-    def on_fatal(message: str) -> None:  # from the worker thread
-        fatal.append(message)
-        if server is not None:
-            server.should_exit = True  # uvicorn's main loop polls it every 0.1 s
-
-    def make_engine():
-        if args.engine == "ray":  # the replicas load the engines; this process only routes
-            from ..serving import start_local
-
-            return start_local(cfg, replicas=args.replicas, address=args.ray_address)
-        from ..engine.factory import build_engine
-
-        return build_engine(cfg)
-
-    worker = Worker(make_engine, store, hub, metrics, media, on_fatal, concurrency=args.replicas)
-    state = ServiceState(config=cfg, store=store, hub=hub, worker=worker, metrics=metrics, data=data, token=token,
-                         media=media)
-    from .routers.channels import parse_channel
-    from .channels import ChannelHost
-    from .store_channels import ChannelLeases
-
-    leases = ChannelLeases(store, url=args.advertise_url, lease_s=args.channel_lease_sec)
-    state.channels = ChannelHost(media, cfg, lambda: worker.engine, worker.engine_loaded, metrics,
-                                 parse=lambda raw: parse_channel(raw, state), leases=leases,
-                                 renew_s=args.channel_renew_sec,
-                                 ready=lambda: worker.status.ready and not worker.status.dead)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        worker.start()
-        waiting = state.channels.resume_all()
-        if waiting:
-            print(f"  channels to resume once the engine is loaded (unless another node has them first): "
-                  f"{', '.join(waiting)}", file=err, flush=True)
-        yield
-        worker.drain()
-        await asyncio.to_thread(state.channels.stop_all, args.grace_sec)  # before the engine closes
-        await asyncio.to_thread(worker.stop, args.grace_sec)
-
-    app = create_app(state)
-    app.router.lifespan_context = lifespan
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=max(1, int(args.grace_sec)), lifespan="on")
-    server = _Server(config, on_signal=worker.drain)
-    print(f"vortex serve · profile {cfg.profile}: {cfg.description}", file=err)
-    if cfg.uses_stand_ins:
-        print("  ! this profile runs STAND-INS for: " + ", ".join(cfg.stand_ins), file=err)
-    print(f"  data {data} · {len(requeued)} job(s) back in the queue after a restart"
-          f" · auth {'bearer token' if token else 'none (loopback only)'}", file=err)
-    engine = "local (one engine in this process)" if args.engine == "local" else \
-        f"ray: {args.replicas} replica(s) on {args.ray_address or 'a local Ray instance'}"
-    print(f"  engine {engine}", file=err)
-    shared = f"shared with every node of {store.where}" if store.shared else "this node's"
-    print(f"  media {media.root} ({shared}) · channels leased for {args.channel_lease_sec:g} s, renewed every "
-          f"{args.channel_renew_sec:g} s · this node is {store.owner} at {args.advertise_url}", file=err)
-    print(f"  listening on http://{args.host}:{args.port} (loading the engine: /readyz says when)", file=err, flush=True)
-    server.run()
-    store.close()
-    lock.close()
-    if fatal:
-        print(f"vortex: error: {fatal[0]}; restart the process", file=err)
-        return 1
-    print("vortex serve: stopped", file=err)
-    return 0
-
-
-def _lock_data(data: Path):
-    """An exclusive lock on the data folder, held for the process's life; the kernel drops it when
-    the process dies, even by kill -9, so a restart after a crash is never refused."""
-    import fcntl
-
-    f = open(data / "serve.lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
-
-
-def _server_class():
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, telling the worker to stop taking jobs the moment a signal arrives
-        (uvicorn itself first waits for open connections)."""
-
-        def __init__(self, config, on_signal):
-            super().__init__(config)
-            self._on_signal = on_signal
-
-        def handle_exit(self, sig, frame) -> None:
-            self._on_signal()
-            super().handle_exit(sig, frame)
-            # uvicorn re-raises captured signals after its shutdown, so the process would die of
-            # SIGTERM (status -15); a drained shutdown is a clean exit (status 0).
-            self._captured_signals.clear()
-
-    return Server
-
-
-def _Server(config, on_signal):  # noqa: N802 - a class made on first use, so the parser needs no uvicorn
-    return _server_class()(config, on_signal)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -22,12 +22,12 @@ from .events import EventHub
 from .media import LocalMedia
 from .metrics import ServiceMetrics
 from .security import bearer_ok
-from .store import JobStore
+from .store.jobs import JobStore
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from .channels import ChannelHost
-    from .store_channels import ChannelRow
+    from .channels.host import ChannelHost
+    from .store.channels import ChannelRow
 
 
 @dataclass

@@ -19,7 +19,7 @@ segments. What the file system must give, and what the writers rely on:
 
 Two nodes never write one file: a job attempt writes only its own `attempt-<n>` folder (the
 claim numbers attempts), a channel's folder is written only by the holder of its lease (fenced
-before each append: channel_lease.py), portraits are content-addressed (two uploads of one image
+before each append: store/lease.py), portraits are content-addressed (two uploads of one image
 write two temporaries and rename the same bytes). Locks across nodes (`flock` over NFS) are not
 used: ownership lives in the store.
 

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..contracts.protocol import Engine
+from ..contracts.requests import Priority, SlotEvent, SlotRequest
 from ..errors import EngineClosed, EngineDead
 from ..recipe import Recipe
-from ..engine.protocol import Engine
-from ..engine.requests import Priority, SlotEvent, SlotRequest
 from .events import END, EventHub
 from .media import LocalMedia
 from .metrics import ServiceMetrics
-from .store import DEFAULT_LEASE_S, Job, JobStore
-from .store_lease import LeaseKeeper
+from .store.jobs import DEFAULT_LEASE_S, Job, JobStore
+from .store.lease import LeaseKeeper
 
 log = logging.getLogger("vortex.service")
 
@@ -156,10 +156,10 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
-            job = self._next_job()
-            if job is None:
+            claimed = self._next_job()
+            if claimed is None:
                 return
-            self._run(job)
+            self._run(*claimed)
             # A CUDA fault fails its slot (recorded as the engine said, so a job that faults the
             # device cannot loop) and leaves the engine dead: exit now, for a fresh process.
             dead = self._engine.dead
@@ -170,17 +170,19 @@ class Worker:
                 self.drain()  # the other loops stop too
                 return
 
-    def _next_job(self) -> Optional[Job]:
+    def _next_job(self) -> Optional[tuple[Job, float]]:
+        """The next job claimed, and the monotonic time before its claim was sent (its lease's start)."""
         with self._wake:
             while True:
                 if self._draining or self.status.dead:
                     return None
+                sent = time.monotonic()
                 job = self.store.claim_next()
                 if job is not None:
-                    return job
+                    return job, sent
                 self._wake.wait(timeout=5.0)  # notify() wakes it at once; the timeout is a safety net
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, claimed: float) -> None:
         self.status.running.add(job.id)
         # A DELETE between the claim and the line above saw no running job: honour it here (the API
         # marks the store before it reads `status.running`, this thread the other way round).
@@ -200,7 +202,7 @@ class Worker:
         try:
             recipe = Recipe.from_dict(job.recipe, source=f"job {job.id}")
             request = SlotRequest(recipe=recipe, id=job.id, seed=job.seed, output=out / "video.mp4", priority=Priority.JOB)
-            with self._lease(job):
+            with self._lease(job, claimed):
                 result = self._engine.run(request, on_event=lambda ev: self._on_event(job.id, ev))
         except EngineDead as exc:
             self.status.dead = str(exc)
@@ -223,7 +225,7 @@ class Worker:
             self._cancel_wanted.discard(job.id)
         self._record(job, result, time.monotonic() - t0)
 
-    def _lease(self, job: Job):
+    def _lease(self, job: Job, claimed: float):
         """A shared store: the job's lease renewed while it runs; lost (another node reclaimed it
         after this one stalled), the slot is stopped and not recorded here."""
         if not getattr(self.store, "shared", False):
@@ -234,7 +236,7 @@ class Worker:
             self._lost.add(job.id)
             self._engine.cancel(job.id)
 
-        return LeaseKeeper(self.store, job.id, lease_s=DEFAULT_LEASE_S, on_lost=lost)
+        return LeaseKeeper(self.store, job.id, lease_s=DEFAULT_LEASE_S, on_lost=lost, sent=claimed)
 
     def _record(self, job: Job, result: Any, seconds: float) -> None:
         if job.id in self._lost:

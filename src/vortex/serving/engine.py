@@ -1,4 +1,4 @@
-"""`RayEngine`: the `vortex.engine.Engine` protocol (run / cancel / close / closed / dead) on a Ray
+"""`RayEngine`: the `vortex.contracts.protocol.Engine` protocol (run / cancel / close / closed / dead) on a Ray
 Serve deployment.
 
 `run(request, on_event)` blocks the calling thread like `VortexPipeline.run`, and is thread-safe:
@@ -27,12 +27,12 @@ from typing import Any, Callable, Optional
 from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, TaskCancelledError, WorkerCrashedError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
-from ..errors import EngineClosed, EngineDead
+from ..contracts.requests import EventFn, SlotEvent, SlotRequest
 from ..engine.outputs import OutputError, SlotOutput, describe_os_error
-from ..phases import Phase
-from ..engine.requests import EventFn, SlotEvent, SlotRequest
-from ..result import GenerationResult
 from ..engine.slot import pick_seed
+from ..errors import EngineClosed, EngineDead
+from ..phases import Phase
+from ..result import GenerationResult
 from .result import RemoteResult
 from .wire import encode_request
 

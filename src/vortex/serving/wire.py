@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..contracts.requests import Priority, SlotRequest
 from ..recipe import Recipe
-from ..engine.requests import Priority, SlotRequest
 
 FILE_FIELDS = ("actor_image", "driving_source")
 MIN_BUDGET_S = 0.05  # a request whose time ran out in the queue still reaches the engine, which fails it as "deadline"

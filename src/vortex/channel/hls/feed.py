@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ...engine.sinks import MediaShape
+from ...contracts.sinks import MediaShape
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Where a made-ahead slot waits for air: its frames and samples exactly as the engine made them.
 
-The engine streams a channel slot into a ``SlotSpool`` (a ``vortex.engine.sinks.FrameSink``):
+The engine streams a channel slot into a ``SlotSpool`` (a ``vortex.contracts.sinks.FrameSink``):
 each frame converted once to the stream's yuv420p (BT.709, limited range: what the channel's
 encoder takes) and written to ``slot-NNNNN.yuv`` (raw planes, frame after frame), the audio kept
 and written to ``slot-NNNNN.pcm`` (float32) when the slot finishes. Both are written under
@@ -31,7 +31,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from ...engine.sinks import MediaShape
+from ...contracts.sinks import MediaShape
 from .encoder import to_yuv420p
 
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ...engine.cancel import CancelToken
 from ...config import KokoroConfig, placement_device
+from ...contracts.cancel import CancelToken
 from ...errors import RecipeError, SpeechTooLongError, VortexError
 from ...recipe import Emotion
 from ..g2p import PhonemeChunk, Phonemizer, script_chunks

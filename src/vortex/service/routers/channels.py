@@ -21,60 +21,26 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...channel.definition import ChannelDefinition, ChannelError
+from ...channel.definition import ChannelError
 from ...channel.hls.playlist import PLAYLIST_NAME
-from ...errors import RecipeError, VortexError
+from ...errors import VortexError
 from ...inputs import decode_text, json_compatible, parse_text
+from ..admission import parse_channel
 from ..api_models import CHANNEL_SCHEMA, Channel, ChannelList, errors, media, ok, text_body
-from ..channels import ChannelConflict
+from ..channels.hls_serving import media_response, playlist_response
+from ..channels.host import ChannelConflict
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
-from ..hls_serving import media_response, playlist_response
-from ..security import RECIPE_MAX_BYTES, resolve_references
+from ..security import RECIPE_MAX_BYTES
 
 CHANNEL_MAX_BYTES = 16 * RECIPE_MAX_BYTES  # a list of inline recipes
-_JOB_REF = re.compile(r"^job:([A-Za-z0-9_-]{1,64})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # channel/definition.py's: a folder name, never a path
 
 router = APIRouter()
-
-
-def parse_channel(data: Any, state: ServiceState) -> ChannelDefinition:
-    """A channel definition from a client: job references and portrait references resolved, each
-    recipe checked against the service's profile. ChannelError names the field."""
-    if not isinstance(data, dict):
-        raise ChannelError(None, "(top level)", f"must be a mapping (a channel definition), got {type(data).__name__}")
-    slots = data.get("slots")
-    if isinstance(slots, list):
-        data = {**data, "slots": [_resolve_slot(i, entry, state) for i, entry in enumerate(slots)]}
-    definition = ChannelDefinition.from_dict(data, base_dir=None, source=None)
-    definition.check(state.config)
-    return definition
-
-
-def _resolve_slot(i: int, entry: Any, state: ServiceState) -> Any:
-    if not isinstance(entry, dict) or "recipe" not in entry:
-        return entry  # from_dict says what a slot must be
-    ref, field = entry["recipe"], f"slots[{i}].recipe"
-    if isinstance(ref, str):
-        match = _JOB_REF.match(ref)
-        if match is None:
-            raise ChannelError(None, field, "over HTTP a recipe is inline (a mapping) or 'job:<id>' naming a "
-                                            f"submitted job; server paths are not accepted, got {ref!r}"[:300])
-        job = state.store.get(match.group(1))
-        if job is None:
-            raise ChannelError(None, field, f"no job '{match.group(1)}' on this server (GET /v1/slots lists them)")
-        return {**entry, "recipe": job.recipe}
-    if isinstance(ref, dict):
-        try:
-            return {**entry, "recipe": resolve_references(ref, state.portraits)}
-        except RecipeError as exc:
-            raise ChannelError(None, f"{field}.{exc.field}", exc.problem) from None
-    return entry
 
 
 @router.post("/v1/channels", status_code=201, dependencies=[Depends(require_token)],

@@ -27,10 +27,10 @@ from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
 from ..api_models import INSERT_SCHEMA, InsertAccepted, errors, ok, text_body
+from ..admission import admitted_recipe
+from ..channels.forward import forward_to_owner
 from ..deps import ServiceState, channel_host, channel_or_404, error, get_state, read_limited, require_token
-from ..forward import forward_to_owner
 from ..security import RECIPE_MAX_BYTES
-from .slots import admitted_recipe
 
 router = APIRouter()
 _KEYS = ("recipe", "at")

@@ -23,11 +23,12 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
 from ...recipe import Recipe
+from ..admission import admitted_recipe
 from ..deps import ServiceState, error, get_state, read_limited, require_token
 from ..api_models import RECIPE_SCHEMA, RESULT_SCHEMA, SSE_EVENT, Slot, SlotList, errors, media, ok, text_body
 from ..events import END
-from ..security import RECIPE_MAX_BYTES, portrait_reference, resolve_references
-from ..store import STATES, TERMINAL, Job
+from ..security import RECIPE_MAX_BYTES, portrait_reference
+from ..store.jobs import STATES, TERMINAL, Job
 
 SSE_KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 MAX_LIST = 500
@@ -75,16 +76,6 @@ def parse_recipe(body: bytes, state: ServiceState) -> Recipe:
         raise RecipeFileError(None, problem)
 
     return admitted_recipe(parse_text(decode_text(body, fail), "recipe"), state)
-
-
-def admitted_recipe(data: Any, state: ServiceState) -> Recipe:
-    """A recipe sent over HTTP: portrait references resolved, admitted against the service's profile
-    (durations, voices, sizes, presets). RecipeError names the field."""
-    from ...engine.admission import admit
-
-    recipe = Recipe.from_dict(resolve_references(data, state.portraits), source=None)
-    admit(state.config, recipe)
-    return recipe
 
 
 @router.post("/v1/slots", status_code=202, dependencies=[Depends(require_token)],

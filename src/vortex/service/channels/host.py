@@ -1,12 +1,12 @@
 """Channels inside `vortex serve`: each one a `ChannelRunner` thread on the node that holds its lease.
 
-What every channel should do lives in the store (store_channels.py: on, stopped, ended, failed;
+What every channel should do lives in the store (store/channels.py: on, stopped, ended, failed;
 the POSTed definition; the lease), so any node lists, shows and stops any channel. Its stream
 lives in MEDIA/channels/NAME/ (``index.m3u8``, ``init-*.mp4``, ``part-*.m4s``, ``seg-*.m4s``,
 ``channel.json``, ``slots/``, and ``definition.json`` for a reader of the folder), which every node
 can read when MEDIA is shared.
 
-A node runs the channels it holds. The keeper (channel_lease.py) renews their leases and, once
+A node runs the channels it holds. The keeper (lease.py) renews their leases and, once
 the engine is loaded, takes every channel that should be on air and that no node holds: one whose
 node died (a takeover, once its lease ran out), one released by a node's shutdown, or, on start
 with SQLite, every channel (the previous process is dead). Taking a channel resumes its playlist
@@ -25,23 +25,24 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..channel.appender import ChannelNotOnAir
-from ..channel.definition import ChannelDefinition
-from ..channel.live import At, LiveInsert
-from ..channel.records import SlotRecord
-from ..channel.fencing import ChannelFenced
-from ..channel.scheduler import ChannelRunner, RunOptions
-from ..config import VortexConfig
-from ..errors import EngineClosed, EngineDead, VortexError
-from .channel_lease import ChannelKeeper, ChannelLease
-from .channel_status import describe
-from .media import LocalMedia
-from .metrics import ServiceMetrics
-from .store_channels import ChannelBusy, ChannelLeases, ChannelRow
+from ...channel.appender import ChannelNotOnAir
+from ...channel.definition import ChannelDefinition
+from ...channel.fencing import ChannelFenced
+from ...channel.live import At, LiveInsert
+from ...channel.records import SlotRecord
+from ...channel.scheduler import ChannelRunner, RunOptions
+from ...config import VortexConfig
+from ...errors import EngineClosed, EngineDead, VortexError
+from ..media import LocalMedia
+from ..metrics import ServiceMetrics
+from ..store.channels import ChannelBusy, ChannelLeases, ChannelRow
+from ..store.lease import ChannelLease
+from .hosted import HostedChannel
+from .lease import ChannelKeeper
+from .status import describe
 
 log = logging.getLogger("vortex.service.channels")
 # A runner that failed (a disk error, a bug) hands the channel back still on: another node may try at
@@ -53,31 +54,6 @@ STOPPED_NAME = "stopped"  # a stop before the store kept channels: read once, wh
 
 class ChannelConflict(VortexError):
     """A channel of that name is already running."""
-
-
-@dataclass
-class HostedChannel:
-    """A channel this node runs (holds the lease of)."""
-
-    name: str
-    folder: Path
-    definition: ChannelDefinition
-    pace: str
-    max_slots: Optional[int]
-    lease: ChannelLease
-    how: str = "start"  # how this node got it: start | resume | takeover
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    stop_reason: Optional[str] = None  # client | shutdown | lost
-    thread: Optional[threading.Thread] = None
-    runner: Optional[ChannelRunner] = None
-    status: str = "starting"  # starting | on_air | ended | stopped | failed | lost
-    error: Optional[str] = None
-
-    @property
-    def running(self) -> bool:
-        """Its runner may still write. A runner whose lease is lost writes nothing more, even while
-        its thread lives on (parked mid-slot for good: channel/fencing.py)."""
-        return self.thread is not None and self.thread.is_alive() and not self.lease.lost.is_set()
 
 
 class ChannelHost:

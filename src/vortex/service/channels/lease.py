@@ -1,21 +1,12 @@
-"""This node's channel leases: the fence each channel runner checks, and the keeper thread that
-renews them and takes over channels whose node died.
+"""The keeper thread that renews this node's channel leases and takes over channels whose node died.
 
 The keeper, every `renew_s`: renews every lease this node holds in one statement; a channel
 missing from the answer is lost (another node took it over after this one stalled past its lease),
 and a channel whose DELETE came to another node is stopped here. Then, once the engine is loaded,
 it takes every channel that should be on air and that no node holds (`take_orphan`).
 
-The fence (`ChannelLease.fence`, passed to `ChannelRunner`): before each append, each frame handed
-to the writer and each write of the channel's state, the runner asks it (channel/fencing.py); it
-raises `ChannelFenced` once the lease is lost, or when less than `guard_s` (one renewal period)
-of it is left by this node's monotonic clock, measured from before the last renewal was sent. The
-store's expiry can only come later than that (the store stamps the renewal after it was sent), so
-a node that passed the fence has at least `guard_s` before another node can take the channel: two
-owners never append to one playlist. What the fence cannot stop is the one frame's encode and
-part publish already under way when the process is frozen (SIGSTOP, a VM pause) for longer than
-the lease: milliseconds of work, finished after the pause. A shared file system gives no
-storage-side token to close that window (media.py: S3's conditional writes would).
+The leases are `ChannelLease`s (service/store/lease.py: the one lease rule, and the fence the runner
+asks), counted from before each renewal was sent.
 """
 
 from __future__ import annotations
@@ -25,46 +16,10 @@ import threading
 import time
 from typing import Callable, Optional
 
-from ..channel.fencing import ChannelFenced
-from .store_channels import ChannelLeases, ChannelRow
+from ..store.channels import ChannelLeases, ChannelRow
+from ..store.lease import ChannelLease
 
 log = logging.getLogger("vortex.service.channels")
-
-
-class ChannelLease:
-    """This node's hold on one channel: the term it acquired and until when (monotonic) it may write."""
-
-    def __init__(self, name: str, term: int, lease_s: float, guard_s: float, sent: float):
-        self.name, self.term, self.lease_s, self.guard_s = name, term, lease_s, guard_s
-        self.valid_until = sent + lease_s
-        self.lost = threading.Event()
-        self.why: Optional[str] = None
-        self.reported = False  # the keeper told the host (once)
-
-    def renewed(self, sent: float) -> None:
-        """The store extended the lease by a statement sent at `sent` (monotonic)."""
-        self.valid_until = max(self.valid_until, sent + self.lease_s)
-
-    def left(self) -> float:
-        return self.valid_until - time.monotonic()
-
-    def lose(self, why: str) -> bool:
-        """Mark the lease lost (True the first time)."""
-        if self.lost.is_set():
-            return False
-        self.why = why
-        self.lost.set()
-        return True
-
-    def fence(self) -> None:
-        """Raise ChannelFenced unless this node may still write the channel's folder."""
-        if not self.lost.is_set() and self.left() < self.guard_s:
-            self.lose(f"{self.left():.1f} s of the lease left by this node's monotonic clock, under the "
-                      f"{self.guard_s:g} s a write needs: no renewal got through (the process was paused, or the "
-                      "store out of reach)")
-        if self.lost.is_set():
-            raise ChannelFenced(f"channel '{self.name}': this node no longer holds its lease (term {self.term}): "
-                                f"{self.why}")
 
 
 class ChannelKeeper:

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..channel.definition import ChannelDefinition
-from ..channel.records import ChannelState, SlotRecord, parse_iso
-from .store_channels import ChannelRow, Term
+from ...channel.definition import ChannelDefinition
+from ...channel.records import ChannelState, SlotRecord, parse_iso
+from ..store.channels import ChannelRow, Term
 
 if TYPE_CHECKING:
-    from .channels import HostedChannel
+    from .hosted import HostedChannel
 
 RECENT = 12  # decided slots a status shows
 INSERTS = 20  # the live inserts a status lists, the latest last (all are counted)

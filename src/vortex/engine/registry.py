@@ -1,4 +1,7 @@
-"""Static residency: every component is loaded once when the engine starts and stays loaded."""
+"""Static residency: every component is loaded once when the engine starts and stays loaded.
+
+The engine's, not a model's: it composes every model family with the faces, the speech check and the
+memory readers (vortex.memory.stats)."""
 
 from __future__ import annotations
 
@@ -28,9 +31,9 @@ class LoadRecord:
 
 def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
     """The real components, in load order: Flux first, since the verifier shares its CLIP-L text tower."""
-    from .clip import ClipVerifier, SharedTextTower
-    from .kokoro import KokoroVoice
-    from .liveportrait.animator import LivePortraitAnimator
+    from ..models.clip import ClipVerifier, SharedTextTower
+    from ..models.kokoro import KokoroVoice
+    from ..models.liveportrait.animator import LivePortraitAnimator
 
     device, cache = cfg.device.name, cfg.cache_path
     m = cfg.models
@@ -44,7 +47,7 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
 
     loaders: dict[str, Loader] = {}
     if cfg.pipeline.actor == "flux":  # the astronaut stand-in needs no generator (nor diffusers' import)
-        from .flux import FluxActor
+        from ..models.flux import FluxActor
 
         loaders["flux"] = lambda _: FluxActor.load(m.flux, device, cache)
     loaders["kokoro"] = lambda _: KokoroVoice.load(m.kokoro, device, cache)
@@ -52,7 +55,7 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
     if cfg.pipeline.animation == "liveportrait":
         loaders["liveportrait"] = lambda _: LivePortraitAnimator.load(m.liveportrait, device, cache)
     elif cfg.pipeline.animation == "preview":
-        from .preview import PreviewAnimator
+        from ..models.preview import PreviewAnimator
 
         loaders["preview"] = lambda _: PreviewAnimator(size=cfg.faces.crop_size)
     if cfg.faces.framing:  # dlib on the CPU: framing, and the identity and lip-sync checks it enables

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .store_postgres import PostgresBackend, is_postgres_url, redact
-from .store_schema import SCHEMA_VERSION, StoreVersionError, ensure_schema, schema_version
-from .store_sqlite import SqliteBackend
+from .postgres import PostgresBackend, is_postgres_url, redact
+from .schema import ensure_schema, schema_version
+from .sqlite import SqliteBackend
 
-__all__ = ["DEFAULT_LEASE_S", "Job", "JobStore", "SCHEMA_VERSION", "STATES", "StoreVersionError", "TERMINAL",
-           "open_store"]
+__all__ = ["DEFAULT_LEASE_S", "Job", "JobStore", "STATES", "TERMINAL", "open_store"]
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -147,7 +146,7 @@ class JobStore:
             return schema_version(self.backend)
 
     def transaction(self, write: bool = True):
-        """One transaction under the store's lock, for the other tables' code (store_channels.py)."""
+        """One transaction under the store's lock, for the other tables' code (channels.py)."""
         return self._tx(write)
 
     def identity(self) -> str:

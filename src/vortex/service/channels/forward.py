@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 from fastapi import Request
 from fastapi.responses import Response
 
-from .deps import error
+from ..deps import error
 
 if TYPE_CHECKING:
-    from .deps import ServiceState
-    from .store_channels import ChannelRow
+    from ..deps import ServiceState
+    from ..store.channels import ChannelRow
 
 FORWARDED_BY = "X-Vortex-Forwarded-By"
 ANSWERED_BY = "X-Vortex-Node"

@@ -9,7 +9,7 @@ whose lease ran out (its node died, or stalled past the lease) is taken by anoth
 
 Lease times are the store's own clock (`backend.now_sql`), read once per transaction, so the nodes'
 clocks need not agree; a node judges its own lease by its monotonic clock from before the renewal
-was sent (channel_lease.py), which can only end before the store's.
+was sent (lease.py), which can only end before the store's.
 
 `channel_terms` keeps every acquisition: how (start | resume | takeover), from whom, and when the
 previous owner's lease ran out; GET /v1/channels/{name} shows the takeovers from it.
@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from ..errors import VortexError
-from .store import JobStore
+from ...errors import VortexError
+from .jobs import JobStore
 
 STATES = ("on", "stopped", "ended", "failed")
 # 4 s, renewed every 1 s: a dead node's channel is taken over 3.7-4.5 s after the kill (measured,

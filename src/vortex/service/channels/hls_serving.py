@@ -35,7 +35,7 @@ from typing import Mapping, Optional
 from fastapi import HTTPException
 from fastapi.responses import FileResponse, Response
 
-from ..channel.hls.playlist import PLAYLIST_NAME, attributes
+from ...channel.hls.playlist import PLAYLIST_NAME, attributes
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 POLL_S = 0.02
