@@ -299,6 +299,46 @@ def test_a_long_first_sentence_is_cut_for_a_bounded_first_chunk(onnx_voice):
     assert [c.sentence for c in short.chunks] == [0, 1]  # short enough already
 
 
+def _silence_around(wave: np.ndarray, at: int, window: int = 120, floor: float = 0.003) -> float:
+    """Seconds of the near-silent run (5 ms windows under -50 dBFS) that holds sample `at`."""
+    quiet = np.abs(wave[: len(wave) // window * window]).reshape(-1, window).max(axis=1) < floor
+    i = j = at // window
+    if not quiet[i]:
+        return 0.0
+    while i > 0 and quiet[i - 1]:
+        i -= 1
+    while j + 1 < len(quiet) and quiet[j + 1]:
+        j += 1
+    return (j - i + 1) * window / SR
+
+
+def test_a_cut_sentence_is_joined_without_the_pads_silence(onnx_voice):
+    """Where the first sentence is cut for a bounded first chunk, the join keeps what one call would
+    have said: mid-phrase no gap over 0.1 s (the two calls' pads and final lengthening made 0.73 s),
+    after a comma a comma's pause (0.19 s in the uncut sentence; 0.77 s before the trim). The slot,
+    the chunks and the timeline agree sample for sample; the pause between sentences is untouched."""
+    n = 10 * SR
+    for script, bound in (("Welcome back to the interdimensional cable. More soon.", 0.1),
+                          ("Good evening, and welcome to the news. More soon.", 0.3)):
+        speech = onnx_voice.synthesize(script, "rick_c137", 1.0, "neutral", n_samples=n, seed=1)
+        plan = speech.plan
+        assert [c.sentence for c in plan.chunks] == [0, 0, 1]
+        assert_consistent(speech, n)
+        assert _silence_around(speech.waveform, plan.chunk_starts[1]) < bound, script
+        assert plan.trims[0][0] == 0 and plan.trims[0][1] > 0 and plan.trims[1][0] > 0
+        assert plan.trims[1][1] == plan.trims[2][0] == 0  # a sentence end keeps its pads
+        assert plan.chunk_starts[1] == plan.chunk_samples(0) and plan.speech_samples == sum(
+            plan.chunk_samples(k) for k in range(3))
+        gap = list(plan.timeline.pauses).index(True)  # the join's pause entry ends where chunk 1 speaks
+        assert plan.timeline.starts[gap] + plan.timeline.samples[gap] == plan.chunk_starts[1] + (
+            int(plan.units[1][0]) * SAMPLES_PER_UNIT - plan.trims[1][0])
+        between = _silence_around(speech.waveform, plan.chunk_starts[2])
+        assert between > 0.5  # the sentence break keeps its silence
+    for k in range(3):
+        chunk = onnx_voice.speak(plan, k, seed=1)
+        assert len(chunk.audio) == plan.chunk_samples(k) and chunk.start == plan.chunk_starts[k]
+
+
 def test_onnx_fits_the_speed_from_the_duration_predictor_before_one_synthesis(onnx_voice, onnx_hello, monkeypatch):
     """The raw durations give the units at any speed: the first and only take already fits."""
     calls = []

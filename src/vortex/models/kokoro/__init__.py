@@ -15,7 +15,10 @@ in units of 600 samples (25 ms); the audio is exactly sum(durations) * 600 sampl
 keeps one entry per char of `phonemes`: the first sentence's leading pad is the offset of the
 first phoneme, and between two sentences a space stands for the pause (the previous sentence's
 trailing pad plus the next one's leading pad), so the timeline is contiguous from
-``phoneme_starts[0]`` to ``speech_samples`` minus the last trailing pad.
+``phoneme_starts[0]`` to ``speech_samples`` minus the last trailing pad. Where one sentence spans
+two chunks (cut for a bounded first chunk, or longer than the context) the join drops the pads'
+silence and the last phoneme's final lengthening, as planned from the durations (`join`): the
+timeline keeps what is left, the slot's samples stay exact.
 
 Emotion. Kokoro has no emotion input: a voice pack fixes timbre and style. An emotion is therefore
 only a prosody preset, a bounded speed factor and output gain, never a claim of emotional speech:

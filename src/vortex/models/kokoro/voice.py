@@ -30,6 +30,7 @@ from ...errors import RecipeError, SpeechTooLongError, VortexError
 from ...recipe import Emotion
 from ..g2p import PhonemeChunk, Phonemizer, script_chunks
 from .common import SAMPLE_RATE, SAMPLES_PER_UNIT
+from .join import join_trims, timeline_parts, trim_audio, trimmed_length
 from .kmodel import TorchKokoro
 from .onnx_export import OnnxKokoro
 
@@ -66,7 +67,8 @@ class Timeline:
     """One entry per char of `phonemes`: where it starts and how long it lasts, in samples.
 
     Between two chunks a space stands for the pause (the previous chunk's trailing pad plus the
-    next one's leading pad); `pauses` marks those entries, which the motion treats as silence."""
+    next one's leading pad, less the silence trimmed inside a sentence: see `join`); `pauses`
+    marks those entries, which the motion treats as silence."""
 
     phonemes: str
     starts: np.ndarray  # int64
@@ -89,9 +91,11 @@ class SpeechPlan:
     n_samples: int  # the slot's samples: speech, then silence
     speech_samples: int  # samples of speech (pads included)
     timeline: Timeline
+    trims: tuple[tuple[int, int], ...] = ()  # per chunk: samples dropped at its start and end (`join`)
 
     def chunk_samples(self, index: int) -> int:
-        return int(self.units[index].sum()) * SAMPLES_PER_UNIT
+        head, tail = self.trims[index] if self.trims else (0, 0)
+        return int(self.units[index].sum()) * SAMPLES_PER_UNIT - head - tail
 
     def summary(self) -> dict[str, Any]:
         """The result's `speech` section."""
@@ -244,19 +248,20 @@ class KokoroVoice:
         used = min(speed * preset.speed, bound)
         chunks = self._bounded_first(chunks, pack, used)
         raw = [self._backend.raw_durations(c.token_ids, pack) for c in chunks]
-        needed = _fitting_speed(raw, used, n_samples)
+        needed = _fitting_speed(chunks, raw, used, n_samples)
         if needed > bound:
-            raise _too_long(_units(raw, used) * SAMPLES_PER_UNIT, n_samples, used, needed, bound)
+            raise _too_long(_length(chunks, raw, used), n_samples, used, needed, bound)
         fitted = needed > used
         if fitted:
             logger.info("speech of %d samples would exceed the slot's %d: speaking at speed %.3f",
-                        _units(raw, used) * SAMPLES_PER_UNIT, n_samples, needed)
+                        _length(chunks, raw, used), n_samples, needed)
             used = needed
         units = tuple(_chunk_units(r, used) for r in raw)
-        timeline, starts, speech_samples = _timeline(chunks, units)
+        trims = join_trims(chunks, units)
+        timeline, starts, speech_samples = _timeline(chunks, units, trims)
         return SpeechPlan(chunks=tuple(chunks), pack=pack, speed=float(used), emotion=emotion, gain=preset.gain,
                           fitted=fitted, units=units, chunk_starts=starts, n_samples=int(n_samples),
-                          speech_samples=speech_samples, timeline=timeline)
+                          speech_samples=speech_samples, timeline=timeline, trims=trims)
 
     def _bounded_first(self, chunks: list[PhonemeChunk], pack: str, speed: float) -> list[PhonemeChunk]:
         """The first sentence cut in two where it lasts more than FIRST_CHUNK_S: its first words
@@ -307,7 +312,7 @@ class KokoroVoice:
             # would drift from the lips, so it is an error, never a silent mismatch.
             raise VortexError(f"kokoro: chunk {index} came out {int(units.sum())} units long where its duration "
                               f"predictor said {int(plan.units[index].sum())}: the backend is not deterministic")
-        audio = np.clip(np.asarray(wave, dtype=np.float32) * plan.gain, -1.0, 1.0)
+        audio = np.clip(trim_audio(wave, *plan.trims[index]) * plan.gain, -1.0, 1.0)
         return SpeechChunk(index=index, sentence=chunk.sentence, text=chunk.text, audio=audio,
                            start=plan.chunk_starts[index], synth_ms=(time.perf_counter() - started) * 1000.0)
 
@@ -327,28 +332,9 @@ class KokoroVoice:
         return Speech(waveform=waveform, sample_rate=SAMPLE_RATE, plan=plan)
 
 
-def _timeline(chunks: list[PhonemeChunk], units: tuple[np.ndarray, ...]) -> tuple[Timeline, tuple[int, ...], int]:
-    """The per-char timeline of all chunks (see `Timeline`), each chunk's first sample, and the
-    speech's length."""
-    phonemes, starts, samples, pauses, chunk_starts = [], [], [], [], []
-    offset = previous_trailing = 0
-    for index, (chunk, u) in enumerate(zip(chunks, units)):
-        unit_samples = u.astype(np.int64) * SAMPLES_PER_UNIT
-        leading, chars, trailing = int(unit_samples[0]), unit_samples[1:-1], int(unit_samples[-1])
-        if index > 0:
-            phonemes.append(" ")
-            samples.append(np.array([previous_trailing + leading], dtype=np.int64))
-            starts.append(np.array([offset - previous_trailing], dtype=np.int64))
-            pauses.append(np.array([True]))
-        phonemes.append(chunk.phonemes)
-        samples.append(chars)
-        starts.append(offset + leading + np.concatenate([[0], np.cumsum(chars)[:-1]]).astype(np.int64))
-        pauses.append(np.zeros(len(chars), dtype=bool))
-        chunk_starts.append(offset)
-        offset += int(unit_samples.sum())
-        previous_trailing = trailing
-    timeline = Timeline("".join(phonemes), np.concatenate(starts), np.concatenate(samples), np.concatenate(pauses))
-    return timeline, tuple(chunk_starts), offset
+def _timeline(chunks, units, trims) -> tuple[Timeline, tuple[int, ...], int]:
+    phonemes, starts, samples, pauses, chunk_starts, length = timeline_parts(chunks, units, trims)
+    return Timeline(phonemes, starts, samples, pauses), chunk_starts, length
 
 
 def _chunk_units(raw: np.ndarray, speed: float) -> np.ndarray:
@@ -362,21 +348,25 @@ def _units(raw: list[np.ndarray], speed: float) -> int:
     return int(sum(_chunk_units(r, speed).sum() for r in raw))
 
 
-def _fitting_speed(raw: list[np.ndarray], speed: float, n_samples: int) -> float:
+def _length(chunks: list[PhonemeChunk], raw: list[np.ndarray], speed: float) -> int:
+    """Samples of the joined speech at `speed` (the silence inside a cut sentence trimmed)."""
+    return trimmed_length(chunks, [_chunk_units(r, speed) for r in raw])
+
+
+def _fitting_speed(chunks: list[PhonemeChunk], raw: list[np.ndarray], speed: float, n_samples: int) -> float:
     """The least speed >= `speed` at which the speech fits `n_samples` (inf when no speed can:
     every unit is at least one)."""
-    limit = n_samples // SAMPLES_PER_UNIT
-    if _units(raw, speed) <= limit:
+    if _length(chunks, raw, speed) <= n_samples:
         return speed
-    if sum(len(r) for r in raw) > limit:
+    if trimmed_length(chunks, [np.ones(len(r), np.int64) for r in raw]) > n_samples:
         return float("inf")
     lo, hi = speed, speed * 2
-    while _units(raw, hi) > limit:
+    while _length(chunks, raw, hi) > n_samples:
         lo, hi = hi, hi * 2
     for _ in range(40):  # bisection on a step function: 40 halvings reach float32 resolution
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if _units(raw, mid) <= limit else (mid, hi)
-    return hi  # _units casts to float32 as the graph's input does: hi fits as the graph will see it
+        lo, hi = (lo, mid) if _length(chunks, raw, mid) <= n_samples else (mid, hi)
+    return hi  # _chunk_units casts to float32 as the graph's input does: hi fits as the graph will see it
 
 
 def _as_emotion(emotion: Emotion | str) -> Emotion:
