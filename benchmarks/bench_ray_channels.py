@@ -133,7 +133,7 @@ def wire(n: int, profile: str | None) -> int:
     import os
     import tracemalloc
 
-    from support.harness import short_recipe
+    from support.recipes import short_recipe
     from vortex.config import VortexConfig
     from vortex.engine.factory import build_engine
     from vortex.contracts.requests import SlotRequest

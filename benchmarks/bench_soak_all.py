@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from bench_live import NAME, Edge, channel_body, listed_until  # noqa: E402
-from support.harness import Server, free_port, short_recipe  # noqa: E402
+from support.harness import Server, free_port  # noqa: E402
+from support.recipes import short_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_S = 10.0

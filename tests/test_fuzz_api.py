@@ -30,7 +30,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                          response_schema_conformance, status_code_conformance)
 
 from vortex.channel.hls import parse_playlist
-from support.harness import Server, free_port, short_recipe
+from support.harness import Server, free_port
+from support.recipes import short_recipe
 
 # Per operation (18 in the schema): 18 x 25 = 450 requests, ~2 min on this 2-core machine with the
 # channel on air beside it. VORTEX_FUZZ_EXAMPLES raises it for a longer hunt.

@@ -19,12 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 # layer and the ones below it, nothing above. The first matching prefix names a module's layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contracts", ("vortex.contracts", "vortex.recipe", "vortex.config", "vortex.errors", "vortex.phases",
-                   "vortex.result", "vortex.inputs", "vortex.logs")),
+                   "vortex.result", "vortex.inputs", "vortex.logs", "vortex.cpu_check")),
     ("stages", ("vortex.models", "vortex.motion", "vortex.faces", "vortex.asr", "vortex.memory", "vortex.media",
                 "vortex.weights")),
     ("engine", ("vortex.engine",)),
     ("product", ("vortex.service", "vortex.channel", "vortex.serving", "vortex.bench", "vortex.cli",
-                 "vortex.command")),
+                 "vortex.command", "vortex.__main__")),
 )
 # `vortex/__init__.py` is the public façade (`from vortex import VortexPipeline` resolves the engine
 # on first use): it sits above every layer and nothing inside the package imports it.
