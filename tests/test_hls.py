@@ -29,6 +29,7 @@ from vortex.channel.hls import publish as publish_module
 from vortex.channel.hls.pacing import WallClockPacer
 from vortex.channel.hls.playlist import parse_playlist
 from vortex.channel.hls.spool import SlotSpool, read_spool
+from vortex.contracts.sinks import MediaShape
 from vortex.media import write_mp4
 
 from streams import stream_bytes

@@ -50,7 +50,7 @@ def configure(verbose: bool = False, log_file: Optional[Path] = None) -> None:
 # import on a CPU with AVX512-BF16 and no `kernels` package ("Failed to load CPU gemm_4bit_forward
 # from kernels-community", bitsandbytes/backends/cpu/ops.py; diffusers imports bitsandbytes with
 # any model). Their errors still show; the "vortex" logger is untouched.
-QUIET_LOGGERS = ("bitsandbytes",)
+QUIET_LOGGERS = ("bitsandbytes", "kernels")  # kernels (transformers 5.25 needs it): an offline notice on every import
 
 
 def quiet_libraries(load: bool = False) -> None:

@@ -27,6 +27,6 @@ def short_recipe(slot_id: int = 1, seed: Optional[int] = None, duration: float =
     return {"slot_params": params, "audio_track": audio_track, "visual_track": {"prompt": prompt, **visual}}
 
 
-def recipe(**fields: Any) -> Recipe:
-    """`short_recipe(**fields)`, validated: what the engine takes."""
-    return Recipe.from_dict(short_recipe(**fields))
+def recipe(*args: Any, **fields: Any) -> Recipe:
+    """`short_recipe(*args, **fields)`, validated: what the engine takes."""
+    return Recipe.from_dict(short_recipe(*args, **fields))

@@ -69,11 +69,12 @@
 
   function heardLine(h) {
     for (const k of h.sentences || []) {
-      const li = $("chunks").querySelector('li[data-sentence="' + k + '"]');
-      if (!li) continue;
-      const mark = li.querySelector(".heard");
-      mark.className = "heard " + (h.passed ? "ok" : "bad");
-      mark.textContent = " · heard, WER " + Vx.num(h.wer, 2) + (h.judged === false ? " (not judged)" : h.passed ? " ✓" : " ✗");
+      // A long first sentence is made in two chunks (the bounded first chunk): both rows get its verdict.
+      for (const li of $("chunks").querySelectorAll('li[data-sentence="' + k + '"]')) {
+        const mark = li.querySelector(".heard");
+        mark.className = "heard " + (h.passed ? "ok" : "bad");
+        mark.textContent = " · heard, WER " + Vx.num(h.wer, 2) + (h.judged === false ? " (not judged)" : h.passed ? " ✓" : " ✗");
+      }
     }
   }
 
