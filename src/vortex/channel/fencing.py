@@ -1,6 +1,6 @@
 """A channel runner's fence: when a service runs channels on several nodes, the runner asks it before
 each write to the channel's folder, and once it refuses (the node lost the channel's lease:
-service/channel_lease.py) the runner writes nothing more.
+service/store/lease.py, kept by service/channels/lease.py) the runner writes nothing more.
 
 The runner asks before each append, before saving channel.json and before closing the playlist
 (scheduler.py, appender.py). A realtime append lasts the slot's whole air time (the pacer hands

@@ -69,7 +69,7 @@ def _now() -> datetime:
 
 
 class ChannelRunner:
-    """Runs ``definition`` through ``engine`` (a ``vortex.engine.Engine``), its slots at channel priority."""
+    """Runs ``definition`` through ``engine`` (a ``vortex.contracts.protocol.Engine``), its slots at channel priority."""
 
     def __init__(self, definition: ChannelDefinition, engine: Any, options: RunOptions,
                  generation_timeout_sec: float, say: Callable[[str], None] = print,
@@ -85,7 +85,7 @@ class ChannelRunner:
         self.slots_dir = self.out / "slots"
         self.lock = threading.Lock()  # the state (channel.json) and the file references
         # asap: the queue bounds how far ahead the generator runs; realtime: the lookahead gate does.
-        # fence: raises ChannelFenced once another node may own the channel (service/channel_lease.py).
+        # fence: raises ChannelFenced once another node may own the channel (service/store/lease.py).
         self.handoff = Handoff(definition.lookahead if options.pace == "asap" else 0, fence)
         self._stop = self.handoff.stop
         self._refs: Counter[int] = Counter()  # slot media still needed (queued, or the last good one)

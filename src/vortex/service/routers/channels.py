@@ -5,7 +5,7 @@
     GET    /v1/channels/{name}                           on air now, the next slots, lead time, owner node, takeovers
     DELETE /v1/channels/{name}                           stop it (a restart of the service leaves it off)
     GET    /v1/channels/{name}/index.m3u8                the live LL-HLS playlist; blocking reload with
-                                                         ?_HLS_msn=M&_HLS_part=N (hls_serving.py)
+                                                         ?_HLS_msn=M&_HLS_part=N (channels/hls_serving.py)
     GET    /v1/channels/{name}/{init,part,segment}       its init segment, parts and segments (immutable)
 
 Every route works on every node that shares the store and the media folder: the channel's row is
