@@ -41,7 +41,10 @@ recipe = partial(build_recipe, seed=7)  # recipe(slot_id, seed=, duration=)
 @pytest.fixture(scope="module")
 def engine(vortex_cache) -> RayEngine:  # after vortex_cache: the replicas inherit VORTEX_CACHE
     with ThreadPoolExecutor(1) as pool:  # not the main thread, as in `vortex serve`'s worker
-        eng = pool.submit(start_local, "cpu-preview", replicas=2, health_check_period_s=1.0).result()
+        # Two requests per replica at most: four at once must then use both replicas (with the
+        # profile's 4, Serve's router may put all four on one: CI saw it, stop 26).
+        cfg = VortexConfig.load("cpu-preview").with_changes({"pipeline": {"max_in_flight": 2}})
+        eng = pool.submit(start_local, cfg, replicas=2, health_check_period_s=1.0).result()
     yield eng
     eng.close()
     assert not ray.is_initialized()
