@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contracts", ("vortex.contracts", "vortex.recipe", "vortex.config", "vortex.errors", "vortex.phases",
                    "vortex.result", "vortex.inputs", "vortex.logs", "vortex.cpu_check")),
     ("stages", ("vortex.models", "vortex.motion", "vortex.faces", "vortex.asr", "vortex.memory", "vortex.media",
-                "vortex.weights")),
+                "vortex.weights", "vortex.program")),
     ("engine", ("vortex.engine",)),
     ("product", ("vortex.service", "vortex.channel", "vortex.serving", "vortex.bench", "vortex.cli",
                  "vortex.command", "vortex.__main__")),

@@ -28,12 +28,14 @@ from typing import Any, Literal, Optional
 
 from .. import inputs
 from ..errors import RecipeError, VortexError
+from ..program.spec import ProgramError, ProgramSpec, parse_program
 from ..recipe import Recipe
 
 FillerPolicy = Literal["last_good", "standby"]
 FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
-_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler", "live_delay_sec")
+_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler", "live_delay_sec",
+         "program")
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
@@ -77,6 +79,9 @@ class ChannelDefinition:
     # A live insert airs this long after it is asked for: its first chunk must be made and checked
     # (the speech heard, a frame's identity) within it (live.py; measured in docs/performance.md §10).
     live_delay_sec: float = 2.5
+    # What airs around the engine's picture and sound (vortex.program.spec); None: the engine's
+    # square as it is (no block in the file).
+    program: Optional[ProgramSpec] = None
 
     @property
     def fps(self) -> int:
@@ -134,9 +139,16 @@ class ChannelDefinition:
         policy = filler.get("policy", "last_good")
         if policy not in FILLER_POLICIES:
             fail("filler.policy", f"must be one of {', '.join(FILLER_POLICIES)}, got {policy!r}")
+        program = None
+        if "program" in data:
+            try:
+                program = parse_program(data["program"], base_dir)
+            except ProgramError as exc:
+                fail(f"program.{exc.field}" if exc.field != "(block)" else "program", exc.problem)
         slots = _slots(data.get("slots"), base_dir or Path("."), source, fail)
         return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, start=start, margin_sec=float(margin),
-                   max_attempts=max_attempts, filler=policy, source=source, live_delay_sec=float(delay))
+                   max_attempts=max_attempts, filler=policy, source=source, live_delay_sec=float(delay),
+                   program=program)
 
 
 def _int(value: Any, field: str, low: int, high: int, fail) -> int:
