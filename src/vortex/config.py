@@ -291,6 +291,18 @@ class PipelineConfig(_Section):
     batch_streams: bool = True
 
 
+# Programme loudness (EBU R128 -23 LUFS, ATSC A/85 -24 LKFS; streaming platforms -14 to -16), with
+# a true-peak ceiling: vortex.program.loudness normalises every slot's audio to it. The ranges are
+# vortex.program.spec's too (a channel's `program.loudness` overrides this for the channel).
+LUFS_RANGE = (-31.0, -10.0)
+TRUE_PEAK_RANGE = (-9.0, 0.0)
+
+
+class LoudnessConfig(_Section):
+    target_lufs: float = Field(-23.0, ge=LUFS_RANGE[0], le=LUFS_RANGE[1])
+    true_peak_dbtp: float = Field(-1.0, ge=TRUE_PEAK_RANGE[0], le=TRUE_PEAK_RANGE[1])
+
+
 class VortexConfig(_Section):
     profile: str = "custom"
     extends: Optional[str] = None  # the shipped profile this config starts from, if any
@@ -303,6 +315,7 @@ class VortexConfig(_Section):
     faces: FacesConfig = Field(default_factory=FacesConfig)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    loudness: LoudnessConfig = Field(default_factory=LoudnessConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
 
