@@ -299,8 +299,23 @@ TRUE_PEAK_RANGE = (-9.0, 0.0)
 
 
 class LoudnessConfig(_Section):
-    target_lufs: float = Field(-23.0, ge=LUFS_RANGE[0], le=LUFS_RANGE[1])
-    true_peak_dbtp: float = Field(-1.0, ge=TRUE_PEAK_RANGE[0], le=TRUE_PEAK_RANGE[1])
+    target_lufs: float = -23.0  # EBU R128; ATSC A/85 (the CALM Act): -24
+    true_peak_dbtp: float = -1.0
+
+    @field_validator("target_lufs")
+    @classmethod
+    def _target(cls, v: float) -> float:
+        if not LUFS_RANGE[0] <= v <= LUFS_RANGE[1]:
+            raise ValueError(f"must be from {LUFS_RANGE[0]:g} to {LUFS_RANGE[1]:g} LUFS (EBU R128: -23, "
+                             f"ATSC A/85: -24), got {v:g}")
+        return v
+
+    @field_validator("true_peak_dbtp")
+    @classmethod
+    def _peak(cls, v: float) -> float:
+        if not TRUE_PEAK_RANGE[0] <= v <= TRUE_PEAK_RANGE[1]:
+            raise ValueError(f"must be from {TRUE_PEAK_RANGE[0]:g} to {TRUE_PEAK_RANGE[1]:g} dBTP (EBU R128: -1), got {v:g}")
+        return v
 
 
 class VortexConfig(_Section):

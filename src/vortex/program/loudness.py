@@ -26,13 +26,16 @@ from typing import Optional
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d
-from scipy.signal import resample_poly, sosfilt, sosfilt_zi
+from scipy.signal import resample_poly, sosfilt
+
+from ..config import LoudnessConfig
 
 OVERSAMPLE = 4  # BS.1770-4 Annex 2: 4x at 48 kHz; at 24 kHz 4x reads inter-sample peaks at least as well
 BLOCK_S, STEP_S = 0.4, 0.1  # gating blocks of 400 ms, 75 % overlap
 ABSOLUTE_GATE, RELATIVE_GATE = -70.0, -10.0
 LOOKAHEAD_S, HOLD_S = 0.005, 0.020  # a 5 ms look-ahead catches a plosive's rise; 20 ms hold: no flutter
 RAMP_S = 0.010  # a chunk's new gain is reached over 10 ms
+CATCH_UP_DB = 2.0  # how far a chunk's gain may move off the running level's to bring the slot on target
 MAX_GAIN_DB = 24.0  # a near-silent chunk is not pulled up into noise
 # The limiter aims this far under the ceiling: the gain's own movement can lift an inter-sample
 # peak a little, and the AAC encode adds up to ~0.3 dB (measured with ffmpeg's ebur128, docs/program.md).
@@ -210,6 +213,8 @@ class StreamNormalizer:
     _meter: Optional[LoudnessMeter] = None
     _limiter: Optional[TruePeakLimiter] = None
     _gain: Optional[float] = None  # linear, the last chunk's
+    _seen: int = 0  # the meter's blocks already given a gain
+    _out: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the output's block powers, as set
 
     def __post_init__(self) -> None:
         self._meter = LoudnessMeter(self.sr)
@@ -226,13 +231,7 @@ class StreamNormalizer:
         x = np.asarray(chunk, float)
         if speech:
             self._meter.add(x)
-            level = self._meter.integrated()
-            if not math.isfinite(level):  # under one 400 ms block so far: the ungated level
-                level = self._meter.ungated()
-            if math.isfinite(level) and level > ABSOLUTE_GATE:
-                new = 10.0 ** (min(MAX_GAIN_DB, self.target_lufs - level) / 20.0)
-            else:  # silence: nothing to measure, keep the gain
-                new = self._gain if self._gain is not None else 1.0
+            new = self._chunk_gain()
             self.gains_db.append(round(20.0 * math.log10(new), 3))
             old = new if self._gain is None else self._gain
             gain = np.full(x.size, new)
@@ -244,6 +243,31 @@ class StreamNormalizer:
         elif self._gain is not None:
             x = x * self._gain
         return self._limiter.process(x)
+
+    def _chunk_gain(self) -> float:
+        """This chunk's gain (linear): the one that puts the slot's output so far on the target.
+        The output's blocks are the raw blocks times the gain of the chunk they end in; a chunk
+        whose 400 ms blocks are not yet whole takes the running level's gain."""
+        blocks = self._meter.block_power()
+        fresh, self._seen = blocks[self._seen:], blocks.size
+        level = gated_loudness(blocks) if blocks.size else self._meter.ungated()
+        if not (math.isfinite(level) and level > ABSOLUTE_GATE):  # silence: nothing to measure, keep the gain
+            return self._gain if self._gain is not None else 1.0
+        base = min(MAX_GAIN_DB, self.target_lufs - level)
+        gain_db = base
+        if fresh.size and math.isfinite(gated_loudness(fresh)):
+            # Earlier chunks were set on less of the slot: this one makes up their difference, by at
+            # most 2 dB (a louder first sentence left the whole 0.1-0.3 LU under on Kokoro's voices).
+            lo, hi = base - CATCH_UP_DB, min(MAX_GAIN_DB, base + CATCH_UP_DB)
+            for _ in range(24):  # bisection: the gated loudness rises with the gain
+                mid = (lo + hi) / 2
+                if gated_loudness(np.concatenate([self._out, fresh * 10 ** (mid / 10)])) < self.target_lufs:
+                    lo = mid
+                else:
+                    hi = mid
+            gain_db = (lo + hi) / 2
+        self._out = np.concatenate([self._out, fresh * 10 ** (gain_db / 10)])
+        return 10.0 ** (gain_db / 20.0)
 
     def finish(self) -> np.ndarray:
         return self._limiter.finish()
@@ -270,3 +294,21 @@ def report(x: np.ndarray, sr: int, target_lufs: float) -> dict:
     return {"integrated_lufs": round(lufs, 2) if math.isfinite(lufs) else None,
             "true_peak_dbtp": round(peak, 2) if math.isfinite(peak) else None,
             "target_lufs": float(target_lufs)}
+
+
+def channel_target(program) -> Optional[LoudnessConfig]:
+    """A channel's loudness for its requests: its `program.loudness` (vortex.program.spec; -23 LUFS
+    when the block names none); None without a program block: the engine's config.loudness."""
+    if program is None:
+        return None
+    return LoudnessConfig(target_lufs=program.loudness.target_lufs, true_peak_dbtp=program.loudness.true_peak_dbtp)
+
+
+FIGURES = ("integrated_lufs", "true_peak_dbtp", "target_lufs")
+
+
+def figures(loudness: Optional[dict]) -> Optional[dict]:
+    """The three figures of a result's `loudness` (what a channel's record and the metrics keep)."""
+    if not isinstance(loudness, dict):
+        return None
+    return {k: loudness.get(k) for k in FIGURES}
