@@ -304,6 +304,9 @@ class VortexPipeline:
         result.audio_waveform, result.n_frames, result.animation = waveform, p.n_frames, self.animation
         with slot.cpu.stage("loudness"):  # the sidecar's figures, measured on the audio as it aired
             result.loudness = {**program_loudness.report(waveform, sr, target.target_lufs), **normalizer.summary()}
+        short = program_loudness.shortfall(result.loudness)
+        if short:
+            slot.warnings.append(short)
         self._checkpoint(slot, Phase.VIDEO.value)
 
         # 6. Judge the whole slot, before anything of it is published.

@@ -1,15 +1,18 @@
 """Programme loudness: an ITU-R BS.1770-4 meter, a gain, and a look-ahead true-peak limiter.
 
-- `integrated_lufs(x, sr)`: BS.1770-4 gated integrated loudness (K-weighting with pyloudnorm's
-  filters, 400 ms blocks every 100 ms, gates at -70 LUFS and 10 LU down); silence is -inf.
+- `integrated_lufs(x, sr)`: BS.1770-4 gated integrated loudness (K-weighting as the standard's
+  48 kHz table, derived for any rate as libebur128 does; 400 ms blocks every 100 ms, gates at
+  -70 LUFS and 10 LU down); silence is -inf. `LoudnessMeter` is the same, fed in pieces.
 - `true_peak_dbtp(x)`: the peak of `x` oversampled 4x (scipy's polyphase resample_poly), as
   BS.1770-4 Annex 2 asks; pyloudnorm has none.
-- `StreamNormalizer`: a streamed slot normalised chunk by chunk. Each chunk (a sentence of one
-  voice) gets the gain `target - L`, where L is the running integrated loudness of the slot's own
-  speech so far, this chunk included (the K-weighting runs on across chunks, so L is exactly what a
-  meter on the speech so far reads). A voice pack's level is stable, so L settles within the first
-  sentence; a gain change is ramped over 10 ms. The gained audio goes through `TruePeakLimiter`.
-  Nothing is carried from one slot to the next: the same recipe gives the same bytes (the proof).
+- `StreamNormalizer`: a streamed slot normalised chunk by chunk, as each chunk (a sentence of the
+  slot's one voice) arrives. A running meter measures the slot's raw speech so far, this chunk
+  included (the K-weighting runs on across chunks); the chunk gets the gain that puts the output so
+  far on the target, within 2 dB of `target - running level`. A voice pack's level is stable, so
+  the gain settles in the first sentence; later ones make up what the first was off, and the slot
+  ends on target (docs/program.md, "Loudness": within 0.03 LU of a whole-slot pass). A gain change
+  is ramped over 10 ms. The gained audio goes through `TruePeakLimiter`. Nothing is carried from
+  one slot to the next: the same recipe gives the same bytes (the proof).
 - `TruePeakLimiter`: per sample, the gain that keeps the 4x-oversampled peak under the ceiling;
   the minimum of it over 5 ms ahead and 20 ms behind (hold), smoothed by a 5 ms moving average, so
   the gain has come down when a peak arrives and never jumps. Its output is held back 5 ms plus the
@@ -45,15 +48,19 @@ _FIR_REACH = 16  # input samples resample_poly's 4x filter (10 taps each side pe
 
 def _k_weighting_sos(sr: int) -> np.ndarray:
     """BS.1770's two K-weighting stages (the head's shelf, then the RLB high-pass) for rate `sr`,
-    the coefficients pyloudnorm derives for any rate."""
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sr)
-    rows = []
-    for stage in meter._filters.values():  # high_shelf, high_pass
-        b, a = np.asarray(stage.b, float) * stage.passband_gain, np.asarray(stage.a, float)
-        rows.append(np.concatenate([b / a[0], a / a[0]]))
-    return np.array(rows)
+    from the analogue parameters libebur128 (and so ffmpeg's ebur128) uses: at 48 kHz they give
+    the standard's table to 1e-8. pyloudnorm's own high-pass carries a 0.995 gain in its numerator
+    (it reads 0.04 LU low: -23.05 for the -23.0 reference tone), so its filters are not used here."""
+    k = math.tan(math.pi * 1681.974450955533 / sr)
+    vh = 10.0 ** (3.999843853973347 / 20.0)
+    vb, q = vh ** 0.4996667741545416, 0.7071752369554196
+    a0 = 1.0 + k / q + k * k
+    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
+             1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    k, q = math.tan(math.pi * 38.13547087602444 / sr), 0.5003270373238773
+    a0 = 1.0 + k / q + k * k
+    high_pass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    return np.array([shelf, high_pass])
 
 
 _SOS: dict[int, np.ndarray] = {}
@@ -294,6 +301,18 @@ def report(x: np.ndarray, sr: int, target_lufs: float) -> dict:
     return {"integrated_lufs": round(lufs, 2) if math.isfinite(lufs) else None,
             "true_peak_dbtp": round(peak, 2) if math.isfinite(peak) else None,
             "target_lufs": float(target_lufs)}
+
+
+def shortfall(loudness: dict) -> Optional[str]:
+    """A warning when the audio is more than 1 LU (EBU R128's live tolerance) off its target: a
+    target the ceiling cannot allow (speech peaks ~20 dB over its loudness; a limiter, not a
+    compressor, holds the peaks), or a slot too quiet to measure."""
+    lufs, target = loudness.get("integrated_lufs"), loudness.get("target_lufs")
+    if lufs is None or abs(lufs - target) <= 1.0:
+        return None
+    why = (f"the true-peak ceiling held the peaks back by up to {-loudness['limiter_min_gain_db']:g} dB"
+           if loudness.get("limited_samples") else "too little speech to set a gain on")
+    return f"loudness: {lufs:g} LUFS, {lufs - target:+.1f} LU off the target {target:g} LUFS: {why}"
 
 
 def channel_target(program) -> Optional[LoudnessConfig]:
