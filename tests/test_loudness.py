@@ -202,3 +202,30 @@ def test_a_request_target_overrides_the_config_and_a_hot_one_is_limited(engine, 
             assert lufs < target - 1.0 and result.loudness["limited_samples"] > 0
             assert any(w.startswith("loudness:") for w in result.warnings)
         assert json.loads(out.with_suffix(".json").read_text())["loudness"]["target_lufs"] == target
+
+
+def test_a_channel_airs_its_program_loudness(tmp_path):
+    """Two slots of a channel whose program asks -24 LUFS: the aired HLS stream (ffmpeg reading the
+    playlist) and the decoded PCM are on it, under the ceiling, and channel.json keeps the figures."""
+    from streams import decode
+
+    from vortex.channel.cli import main as channel_main
+
+    folder = tmp_path / "def"
+    folder.mkdir()
+    for name, voice, seed in (("a.json", "anchor", 5), ("b.json", "rick_c137", 9)):
+        (folder / name).write_text(json.dumps(short_recipe(1, seed, duration=3.0, script=SCRIPT, voice=voice)))
+    (folder / "channel.yaml").write_text("name: loud\nprogram: {loudness: {target_lufs: -24, true_peak_dbtp: -2}}\n"
+                                         "slots:\n  - recipe: a.json\n  - recipe: b.json\n")
+    out = tmp_path / "out"
+    assert channel_main(["run", str(folder / "channel.yaml"), "--out", str(out), "--pace", "asap"]) == 0
+    state = json.loads((out / "channel.json").read_text())
+    assert [s["decision"] for s in state["slots"]] == ["aired", "aired"]
+    for s in state["slots"]:
+        figures = s["attempts"][-1]["loudness"]
+        assert figures["target_lufs"] == -24.0 and abs(figures["integrated_lufs"] + 24.0) <= 0.5
+    lufs, peak = ebur128(out / "index.m3u8")
+    assert abs(lufs + 24.0) <= 1.0 and peak <= -2.0
+    _, _, pcm, priming, _ = decode(out)
+    aired = pcm[priming:].astype(np.float64)
+    assert L.integrated_lufs(aired, SR) == pytest.approx(lufs, abs=0.3) and L.true_peak_dbtp(aired) <= -2.0
