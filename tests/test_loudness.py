@@ -152,6 +152,16 @@ def test_defaults_and_the_channel_override():
     assert target == LoudnessConfig(target_lufs=-24.0, true_peak_dbtp=-2.0)
 
 
+def test_a_remote_engine_gets_the_target_over_the_wire(tmp_path):
+    from vortex.serving.wire import decode_request, encode_request
+
+    request = SlotRequest(recipe=Recipe.from_dict(short_recipe(1, 1)), loudness=LoudnessConfig(target_lufs=-24))
+    payload = encode_request(request, slot_id=1, seed=1, deadline_s=10.0)
+    assert decode_request(payload, tmp_path).loudness == LoudnessConfig(target_lufs=-24.0)
+    payload = encode_request(SlotRequest(recipe=request.recipe), slot_id=1, seed=1, deadline_s=10.0)
+    assert decode_request(payload, tmp_path).loudness is None
+
+
 def test_metrics_show_the_last_figures():
     m = ServiceMetrics(lambda: {})
     m.observe_loudness("job", {"integrated_lufs": -23.2, "true_peak_dbtp": -3.1, "target_lufs": -23.0})
