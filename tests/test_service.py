@@ -119,6 +119,8 @@ def test_submit_streams_events_then_serves_the_mp4(server, tmp_path):
     assert 'vortex_jobs{state="succeeded"} 1.0' in metrics
     assert 'vortex_phase_seconds_count{phase="video"} 1.0' in metrics
     assert 'vortex_verification_score_count{score="ensemble"} 1.0' in metrics
+    assert sidecar["loudness"]["target_lufs"] == -23.0
+    assert f'vortex_loudness_integrated_lufs_last{{source="job"}} {sidecar["loudness"]["integrated_lufs"]}' in metrics
 
 
 def _cli_message(data) -> str:

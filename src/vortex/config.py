@@ -291,6 +291,33 @@ class PipelineConfig(_Section):
     batch_streams: bool = True
 
 
+# Programme loudness (EBU R128 -23 LUFS, ATSC A/85 -24 LKFS; streaming platforms -14 to -16), with
+# a true-peak ceiling: vortex.program.loudness normalises every slot's audio to it. The ranges are
+# vortex.program.spec's too (a channel's `program.loudness` overrides this for the channel).
+LUFS_RANGE = (-31.0, -10.0)
+TRUE_PEAK_RANGE = (-9.0, 0.0)
+
+
+class LoudnessConfig(_Section):
+    target_lufs: float = -23.0  # EBU R128; ATSC A/85 (the CALM Act): -24
+    true_peak_dbtp: float = -1.0
+
+    @field_validator("target_lufs")
+    @classmethod
+    def _target(cls, v: float) -> float:
+        if not LUFS_RANGE[0] <= v <= LUFS_RANGE[1]:
+            raise ValueError(f"must be from {LUFS_RANGE[0]:g} to {LUFS_RANGE[1]:g} LUFS (EBU R128: -23, "
+                             f"ATSC A/85: -24), got {v:g}")
+        return v
+
+    @field_validator("true_peak_dbtp")
+    @classmethod
+    def _peak(cls, v: float) -> float:
+        if not TRUE_PEAK_RANGE[0] <= v <= TRUE_PEAK_RANGE[1]:
+            raise ValueError(f"must be from {TRUE_PEAK_RANGE[0]:g} to {TRUE_PEAK_RANGE[1]:g} dBTP (EBU R128: -1), got {v:g}")
+        return v
+
+
 class VortexConfig(_Section):
     profile: str = "custom"
     extends: Optional[str] = None  # the shipped profile this config starts from, if any
@@ -303,6 +330,7 @@ class VortexConfig(_Section):
     faces: FacesConfig = Field(default_factory=FacesConfig)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    loudness: LoudnessConfig = Field(default_factory=LoudnessConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
 

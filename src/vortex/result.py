@@ -103,6 +103,8 @@ class GenerationResult:
     first_frame_ms: Optional[float] = None  # slot start → first frame handed to the sinks
     first_audio_ms: Optional[float] = None  # slot start → first chunk of speech handed to the sinks
     chunks: list[dict[str, Any]] = field(default_factory=list)  # per speech chunk: sentence, timing, check
+    # measured on the final audio: {integrated_lufs, true_peak_dbtp, target_lufs, ...} (vortex.program.loudness)
+    loudness: Optional[dict[str, Any]] = None
     priority: str = "job"  # live | channel | job (vortex.contracts.requests.Priority)
     vram_peaks: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> peak allocated/reserved bytes
     profile: str = ""
@@ -144,6 +146,7 @@ class GenerationResult:
             "first_frame_ms": None if self.first_frame_ms is None else round(self.first_frame_ms, 2),
             "first_audio_ms": None if self.first_audio_ms is None else round(self.first_audio_ms, 2),
             "chunks": self.chunks,
+            "loudness": self.loudness,
             "priority": self.priority,
             "vram_peaks": self.vram_peaks,
             "verification": None if self.verification is None else asdict(self.verification),

@@ -151,7 +151,8 @@ class Appender:
             if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
             elif item.kind == "last_good":
-                frames, waveform = filler.last_good(media, record.n_frames, fps, o.sample_rate, o.width, o.height)
+                frames, waveform = filler.last_good(media, record.n_frames, fps, o.sample_rate, o.width, o.height,
+                                                    loudness=r.loudness)
                 report = w.append_slot(pace(frames), waveform)
             else:
                 frames, waveform = filler.standby(r.definition.name, record.n_frames, o.width, o.height, fps,

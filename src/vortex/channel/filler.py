@@ -3,6 +3,10 @@
 - ``last_good``: the channel's last good slot re-aired from its spool (hls/spool.py; a remote
   engine's: its MP4), trimmed to the failed slot's frames, or padded with its last frame frozen and silence.
 - ``standby``: a still card (the channel name on a dark background, drawn with PIL) with silence.
+
+A last-good filler's audio is normalised again to the channel's loudness target, whole (it is
+known at once: vortex.program.loudness.normalize; its slot was, but a trim moves the figure).
+The card's silence stays silence: the gated meter finds nothing to raise.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..program.loudness import normalize
 from .hls.spool import read_mp4_slot, read_spool
 
 BACKGROUND = (18, 22, 34)  # a dark blue-grey: reads as "stand by", not as a black (dead) screen
@@ -57,7 +62,7 @@ def standby(name: str, n_frames: int, width: int, height: int, fps: int, sample_
     return FillerFrames(iter(()), n_frames, still=card), np.zeros(n_frames * sample_rate // fps, np.float32)
 
 
-def last_good(media: Path, n_frames: int, fps: int, sample_rate: int, width: int, height: int):
+def last_good(media: Path, n_frames: int, fps: int, sample_rate: int, width: int, height: int, loudness=None):
     """(frames, waveform) of a good slot's spool (.yuv) or MP4 fitted to ``n_frames``: trimmed, or frozen + silence."""
     if Path(media).suffix == ".yuv":
         frames, waveform, _ = read_spool(media, width, height)
@@ -68,4 +73,6 @@ def last_good(media: Path, n_frames: int, fps: int, sample_rate: int, width: int
         waveform = waveform[:n_samples]
     else:
         waveform = np.concatenate([waveform, np.zeros(n_samples - waveform.size, np.float32)])
+    if loudness is not None:  # vortex.config.LoudnessConfig
+        waveform = normalize(waveform, sample_rate, loudness.target_lufs, loudness.true_peak_dbtp)
     return FillerFrames(frames, n_frames), np.ascontiguousarray(waveform, dtype=np.float32)

@@ -61,10 +61,12 @@ class InsertRecord:
 class LiveInsert:
     """One insert: its record, its delay line, and its engine run (a thread)."""
 
-    def __init__(self, recipe: Recipe, at: At, fps: int, standby_frame, *, requested: Optional[datetime] = None):
+    def __init__(self, recipe: Recipe, at: At, fps: int, standby_frame, *, requested: Optional[datetime] = None,
+                 loudness: Any = None):
         if at not in ("now", "next"):
             raise ValueError(f"at must be 'now' or 'next', got {at!r}")
         self.recipe = recipe
+        self.loudness = loudness  # the channel's target (vortex.config.LoudnessConfig); None: the engine's
         self.requested = requested or datetime.now(timezone.utc)
         self.requested_mono = time.monotonic()
         p = recipe.slot_params
@@ -92,7 +94,7 @@ class LiveInsert:
         """Make it on `engine` at live priority, its media into the delay line."""
         self._engine = engine
         request = SlotRequest(recipe=self.recipe, id=self.id, priority=Priority.LIVE, deadline_s=deadline_s,
-                              sinks=(self.line,))
+                              sinks=(self.line,), loudness=self.loudness)
 
         def run() -> None:
             try:

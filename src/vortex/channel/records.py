@@ -29,6 +29,7 @@ class Attempt:
     seconds: float
     replica: Optional[str] = None  # the engine replica that ran it (`vortex serve --engine ray`)
     cpu_s: Optional[dict] = None  # CPU seconds per engine stage, where the engine's result has `cpu_s`
+    loudness: Optional[dict] = None  # the slot's audio as made: {integrated_lufs, true_peak_dbtp, target_lufs}
 
 
 @dataclass

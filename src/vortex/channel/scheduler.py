@@ -50,6 +50,7 @@ from .live import At, LiveInsert
 from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
+from ..program.loudness import channel_target, figures as loudness_figures
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class ChannelRunner:
         while it is made. Raises appender.ChannelNotOnAir before the first slot airs."""
         o = self.options
         card = filler.standby_card(self.definition.name, o.width, o.height)
-        insert = LiveInsert(recipe, at, self.definition.fps, card)
+        insert = LiveInsert(recipe, at, self.definition.fps, card, loudness=channel_target(self.definition.program))
         self._appender.plan(insert, self.definition.live_delay_sec)
         # It must have streamed by the end of its air; a little more for the whole slot's judgement.
         ends = (parse_iso(insert.record.air_time) - _now()).total_seconds() + insert.record.duration_sec
@@ -254,7 +255,8 @@ class ChannelRunner:
                               sample_rate=o.sample_rate) if self.spools else None
             request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
                                   deadline_s=self.timeout if left is None else left,
-                                  output=None if spool else self.mp4(record.index), sinks=(spool,) if spool else ())
+                                  output=None if spool else self.mp4(record.index), sinks=(spool,) if spool else (),
+                                  loudness=channel_target(self.definition.program))
             self._current_request = request.id
             if self._stop.is_set():
                 break
@@ -267,7 +269,8 @@ class ChannelRunner:
             attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
                               result.error_msg, round(time.monotonic() - began, 3),
                               replica.get("id") if isinstance(replica, dict) else None,
-                              getattr(result, "cpu_s", None) or None)  # the cost accounting's hook
+                              getattr(result, "cpu_s", None) or None,  # the cost accounting's hook
+                              loudness_figures(getattr(result, "loudness", None)))
             with self.lock:
                 record.attempts.append(attempt)
                 self.save()
@@ -346,6 +349,11 @@ class ChannelRunner:
             self.save()
         if self.on_insert is not None:
             self.on_insert(insert)
+
+    @property
+    def loudness(self) -> Any:
+        """The target the channel's audio airs at: its program's, else the engine's config's (fillers too)."""
+        return channel_target(self.definition.program) or getattr(getattr(self.engine, "config", None), "loudness", None)
 
     # -- files -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 from ..recipe import Recipe
 
 if TYPE_CHECKING:
+    from ..config import LoudnessConfig
     from .sinks import FrameSink
 
 EventKind = Literal[
@@ -65,6 +66,7 @@ class SlotRequest:
     sinks: tuple["FrameSink", ...] = ()  # more places the media stream into as they are made (HLS, network)
     priority: Priority = Priority.JOB
     keep_frames: bool = False  # hold every frame in `result.video_frames` (tests, notebooks: 0.85 GB at 45 s)
+    loudness: Optional["LoudnessConfig"] = None  # the audio's target; default the engine's config.loudness
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from ..memory.plan import VRAMPlan, compute_plan
 from ..memory.stats import reset_peak, vram_stats
 from ..motion.driver import MotionDriver
 from ..phases import Phase
+from ..program import loudness as program_loudness
 from ..recipe import Recipe
 from ..result import GenerationResult
 from .admission import admit
@@ -292,13 +293,20 @@ class VortexPipeline:
         chunks: queue.Queue = queue.Queue()
         work.add(self.workers.submit(self._voice, slot, plan, chunks))
         waveform = np.zeros(n_samples, np.float32)
+        target = slot.request.loudness or cfg.loudness  # a channel's program.loudness, else the config's
+        normalizer = program_loudness.StreamNormalizer(sr, target.target_lufs, target.true_peak_dbtp)
         stream = SlotStream(slot, renderer=self.renderer, media=media, motion=motion, speech=speech,
                             waveform=waveform, speech_samples=plan.speech_samples, streaming=cfg.pipeline.streaming,
                             turn=lambda: self._turn(slot),
                             make_checks=lambda portrait: self._frame_checks(slot, portrait, result, plan if live else None),
-                            on_actor=lambda: self._checkpoint(slot, Phase.VOICE_ACTOR.value))
+                            on_actor=lambda: self._checkpoint(slot, Phase.VOICE_ACTOR.value), loudness=normalizer)
         checks = work.checks = stream.run(chunks, actor)
         result.audio_waveform, result.n_frames, result.animation = waveform, p.n_frames, self.animation
+        with slot.cpu.stage("loudness"):  # the sidecar's figures, measured on the audio as it aired
+            result.loudness = {**program_loudness.report(waveform, sr, target.target_lufs), **normalizer.summary()}
+        short = program_loudness.shortfall(result.loudness)
+        if short:
+            slot.warnings.append(short)
         self._checkpoint(slot, Phase.VIDEO.value)
 
         # 6. Judge the whole slot, before anything of it is published.

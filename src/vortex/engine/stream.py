@@ -6,6 +6,11 @@ Frames are rendered in batches of the ring's size, at fixed positions (multiples
 soon as their motion is final and the portrait is ready; the render queue works on the next batch
 while this thread writes the last one into the sinks. Nothing waits for the whole speech unless
 `pipeline.streaming` is off.
+
+Each chunk is normalised to the slot's loudness target on its way to the sinks (a gain per
+chunk, then a look-ahead true-peak limiter: vortex.program.loudness.StreamNormalizer); the
+limiter holds its last 136 samples back until the next chunk (or the end), so the sinks and the
+waveform get exactly the slot's samples, in place.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..phases import Phase
+from ..program.loudness import StreamNormalizer
 from .checks import FrameChecks, SpeechChecks
 from .render import RenderJob, RenderQueue, SlotVideo
 from .scheduling import TICK_S
@@ -30,8 +36,10 @@ IN_FLIGHT_BATCHES = 2  # render jobs a slot keeps queued: one rendering while th
 
 class SlotStream:
     def __init__(self, slot: Slot, *, renderer: RenderQueue, media: SinkSet, motion: Any, speech: SpeechChecks,
-                 waveform: np.ndarray, speech_samples: int, streaming: bool, turn, make_checks, on_actor):
+                 waveform: np.ndarray, speech_samples: int, streaming: bool, turn, make_checks, on_actor,
+                 loudness: StreamNormalizer):
         self.slot, self.renderer, self.media, self.motion = slot, renderer, media, motion
+        self.loudness, self.audio_out = loudness, 0  # samples handed to the sinks so far
         self.speech, self.waveform, self.speech_samples = speech, waveform, speech_samples
         self.streaming, self.turn, self.make_checks, self.on_actor = streaming, turn, make_checks, on_actor
         p = slot.recipe.slot_params
@@ -103,11 +111,10 @@ class SlotStream:
         s = self.slot
         if chunk.index == 0:
             s.first_audio_ms = s.elapsed_ms()
-        self.media.write_audio(chunk.audio)
+        self._out(chunk.audio, speech=True)
         if chunk.index == 0:
             s.emit("first_audio", Phase.VOICE.value, samples=len(chunk.audio),
                    seconds=round(len(chunk.audio) / self.speech.sample_rate, 3))
-        self.waveform[chunk.start:chunk.end] = chunk.audio
         with s.cpu.stage("motion"):
             self.motion.add_audio(chunk.audio)
         record = {"index": chunk.index, "of": len(self.speech.plan.chunks), "sentence": chunk.sentence,
@@ -124,9 +131,23 @@ class SlotStream:
     def _end_of_speech(self) -> None:
         padding = len(self.waveform) - self.speech_samples
         if padding > 0:  # the slot's silence after the speech
-            self.media.write_audio(np.zeros(padding, np.float32))
+            self._out(np.zeros(padding, np.float32), speech=False)
+        with self.slot.cpu.stage("loudness"):
+            rest = self.loudness.finish()
+        self._write(rest)
         with self.slot.cpu.stage("motion"):
             self.motion.finish_audio()
+
+    def _out(self, audio: np.ndarray, speech: bool) -> None:
+        with self.slot.cpu.stage("loudness"):
+            out = self.loudness.process(audio, speech=speech)
+        self._write(out)
+
+    def _write(self, out: np.ndarray) -> None:
+        if out.size:
+            self.media.write_audio(out)
+            self.waveform[self.audio_out:self.audio_out + out.size] = out
+            self.audio_out += out.size
 
     def _sink(self, index: int, frame: np.ndarray) -> None:
         s = self.slot

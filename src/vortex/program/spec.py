@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from .. import config
 from ..errors import VortexError
 
 MAX_WIDTH, MAX_HEIGHT = 1920, 1080  # 1080p: what distribution takes; more is not a broadcast size
 MIN_WIDTH, MIN_HEIGHT = 320, 180  # below this no text is legible
 DEFAULT_SIZE = (1280, 720)
-LUFS_RANGE = (-31.0, -10.0)  # EBU R128 -23, ATSC A/85 -24; streaming platforms -14 to -16
-TRUE_PEAK_RANGE = (-9.0, 0.0)
+LUFS_RANGE, TRUE_PEAK_RANGE = config.LUFS_RANGE, config.TRUE_PEAK_RANGE  # one range for a config and a channel
 MAX_TICKER_ITEMS, MAX_TEXT = 50, 200
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 Captions = Union[bool, Literal["burn"]]

@@ -25,6 +25,8 @@ WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 LEAD_BUCKETS = (-10, -5, -1, 0, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 # A live insert's POST to its first part listed: the delay line (2.5 s by default) plus a part.
 INSERT_BUCKETS = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8, 10, 15, 30)
+# A slot's integrated loudness minus its target (LU): EBU R128 allows +-1 LU for live programmes.
+LOUDNESS_BUCKETS = (-3, -2, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 2, 3)
 SCORE_BUCKETS = (-0.5, 0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5)
 
 
@@ -103,6 +105,13 @@ class ServiceMetrics:
         self.channel_insert_publish_seconds = Histogram(
             "vortex_channel_insert_publish_seconds", "A live insert's POST to its first part listed in the playlist",
             ["channel"], buckets=INSERT_BUCKETS, registry=r)
+        self.loudness_lufs = Gauge("vortex_loudness_integrated_lufs_last", "The last slot's integrated loudness "
+                                   "(BS.1770-4, on its final audio), by source (job, or channel:NAME)", ["source"],
+                                   registry=r)
+        self.loudness_peak = Gauge("vortex_loudness_true_peak_dbtp_last", "The last slot's true peak (4x oversampled)",
+                                   ["source"], registry=r)
+        self.loudness_off = Histogram("vortex_loudness_deviation_lu", "Slots' integrated loudness minus their target",
+                                      ["source"], buckets=LOUDNESS_BUCKETS, registry=r)
         r.register(_StoreCollector(counts))
         r.register(_VramCollector())
 
@@ -120,6 +129,19 @@ class ServiceMetrics:
         for name, value in verification_scores(verification).items():
             self.score.labels(score=name).observe(value)
             self.score_last.labels(score=name).set(value)
+
+
+    def observe_loudness(self, source: str, loudness: Optional[dict[str, Any]]) -> None:
+        """A finished slot's loudness figures (the sidecar's `loudness`); a silent slot has none to show."""
+        lufs = (loudness or {}).get("integrated_lufs")
+        peak = (loudness or {}).get("true_peak_dbtp")
+        if isinstance(lufs, (int, float)):
+            self.loudness_lufs.labels(source=source).set(lufs)
+            target = loudness.get("target_lufs")
+            if isinstance(target, (int, float)):
+                self.loudness_off.labels(source=source).observe(lufs - target)
+        if isinstance(peak, (int, float)):
+            self.loudness_peak.labels(source=source).set(peak)
 
 
 def verification_scores(v: Optional[dict[str, Any]]) -> dict[str, float]:

@@ -258,6 +258,8 @@ class Worker:
                           error=error, proof=result.proof, owner=owner)
         self.metrics.observe_result(state, seconds, meta.get("timings_ms") or {}, result.failed_phase,
                                     result.error_kind, meta.get("verification"))
+        if result.success:
+            self.metrics.observe_loudness("job", meta.get("loudness"))
         self._end(job.id)
 
     def _end(self, job_id: str) -> None:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..config import LoudnessConfig
 from ..contracts.requests import Priority, SlotRequest
 from ..recipe import Recipe
 
@@ -51,6 +52,7 @@ def encode_request(request: SlotRequest, *, slot_id: int, seed: int, deadline_s:
         "files": files,
         "want_mp4": request.output is not None,
         "priority": int(request.priority),
+        "loudness": None if request.loudness is None else request.loudness.model_dump(),
     }
 
 
@@ -74,6 +76,7 @@ def decode_request(payload: dict[str, Any], workdir: Path) -> SlotRequest:
         deadline_s=max(MIN_BUDGET_S, payload["deadline_s"] - waited),
         output=workdir / "slot.mp4" if payload["want_mp4"] else None,
         priority=Priority(payload.get("priority", Priority.JOB)),
+        loudness=LoudnessConfig(**payload["loudness"]) if payload.get("loudness") else None,
     )
 
 

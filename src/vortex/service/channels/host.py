@@ -271,6 +271,8 @@ class ChannelHost:
             if record.decision == "aired" and record.lead_time_sec is not None:
                 m.channel_lead.labels(channel=name).set(record.lead_time_sec)
                 m.channel_lead_seconds.labels(channel=name).observe(record.lead_time_sec)
+            if record.decision == "aired" and record.attempts:
+                m.observe_loudness(f"channel:{name}", record.attempts[-1].loudness)
         elif what == "appended" and record.late:
             m.channel_stalls.labels(channel=name).inc()
 
