@@ -74,6 +74,7 @@ class Channel(_Open):
     pace: str
     max_slots: Optional[int]
     playlist: str
+    master: str  # the multivariant playlist: the stream and its captions (WebVTT rendition)
     page: str
     owner: Optional[dict[str, Any]]
     takeovers: list[dict[str, Any]]
