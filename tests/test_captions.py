@@ -130,6 +130,28 @@ def test_a_cue_of_a_chunk_that_aired_as_the_card_is_dropped():
     assert [c.text for c in captions.aired(cues, {1})] == ["Good evening.", "Bye."]
 
 
+def test_a_live_inserts_cue_airs_once_its_chunks_pass_and_never_after_the_card():
+    from vortex.channel.live import LiveInsert
+    from vortex.contracts.requests import SlotEvent
+    from vortex.recipe import Recipe
+
+    insert = LiveInsert(Recipe.from_dict(short_recipe(duration=3.0, script="One. Two.")), "now", 24,
+                        np.zeros((512, 512, 3), np.uint8))
+    cues = (Cue(0.3, 1.4, "One.", (0,)), Cue(1.4, 3.0, "Two.", (1,)))
+    event = partial(SlotEvent, insert.id, at_ms=0.0)
+    insert._on_event(event("captions", data={"cues": [c.as_dict() for c in cues]}))
+    assert insert.cues == cues
+    for k in (0, 1):
+        insert._on_event(event("chunk", data={"index": k, "of": 2, "sentence": k, "text": "x", "start": 36000 * k,
+                                              "samples": 36000}))
+    assert [insert.caption_verdict(c) for c in cues] == [None, None]  # not judged: not written yet
+    insert._on_event(event("chunk_checked", data={"sentences": [0], "passed": True}))
+    insert._on_event(event("chunk_checked", data={"sentences": [1], "passed": False}))
+    for k in (0, 1):
+        insert._on_event(event("frame_checked", data={"chunk": k, "passed": True}))
+    assert [insert.caption_verdict(c) for c in cues] == [True, False]  # chunk 1 airs as the card
+
+
 # ---- the channel ----------------------------------------------------------------------------------
 RECIPE = {"slot_params": {"slot_id": 1, "duration_sec": 3.5, "fps": 24, "seed": 5},
           "audio_track": {"script": "Good evening. A comet was seen over the harbor.", "voice_id": "anchor"},
