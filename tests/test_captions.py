@@ -152,6 +152,22 @@ def test_a_live_inserts_cue_airs_once_its_chunks_pass_and_never_after_the_card()
     assert [insert.caption_verdict(c) for c in cues] == [True, False]  # chunk 1 airs as the card
 
 
+@pytest.mark.skipif(not shutil.which("tesseract"), reason="needs Debian's tesseract-ocr")
+def test_a_burned_in_cue_is_rendered_once_and_reads_back_by_ocr():
+    import pytesseract
+    from PIL import Image, ImageOps
+
+    cue = Cue(1.0, 3.0, "A comet was seen over the harbor\ntonight; it is the brightest", (0,))
+    image = captions.cue_image(cue.text, 1280, 720)
+    assert image.rgba.shape[2] == 4 and 0 <= image.x and image.y + image.rgba.shape[0] <= 720 - 72  # title-safe
+    frame = Image.new("RGBA", (1280, 720), (40, 80, 120, 255))
+    frame.alpha_composite(Image.fromarray(image.rgba), (image.x, image.y))
+    h, w = image.rgba.shape[:2]
+    box = ImageOps.invert(frame.convert("L").crop((image.x, image.y, image.x + w, image.y + h)))  # dark on light
+    assert pytesseract.image_to_string(box).split() == cue.text.split()
+    assert captions.cue_at([cue], 2.0) is cue and captions.cue_at([cue], 3.0) is None
+
+
 # ---- the channel ----------------------------------------------------------------------------------
 RECIPE = {"slot_params": {"slot_id": 1, "duration_sec": 3.5, "fps": 24, "seed": 5},
           "audio_track": {"script": "Good evening. A comet was seen over the harbor.", "voice_id": "anchor"},

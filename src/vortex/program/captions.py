@@ -254,3 +254,44 @@ def read_mov_text(path: str) -> list[Cue]:
             start = float(p.pts * stream.time_base)
             out.append(Cue(start, start + float(p.duration * stream.time_base), data[2:2 + n].decode("utf-8")))
     return out
+
+
+# ---- burned-in captions (`captions: burn`) --------------------------------------------------------
+DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's fonts-dejavu-core (scripts/setup-media)
+
+
+@dataclass(frozen=True, eq=False)
+class CueImage:
+    """One cue rendered once: an (h, w, 4) uint8 RGBA image and where its top-left corner goes."""
+
+    rgba: Any
+    x: int
+    y: int
+
+
+def cue_image(text: str, width: int, height: int, font_path: str = DEFAULT_FONT) -> CueImage:
+    """A cue's lines, white on a translucent black box, centred near the bottom of a `width` x
+    `height` picture inside the title-safe area (10 % margins); the text height is 1/18 of the
+    picture's (40 px at 720 lines). Rendered once per cue; the compositor (vortex.program.compose)
+    alpha-composites it on each frame the cue covers (`cue_at`)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = max(12, height // 18)
+    font = ImageFont.truetype(font_path, size)
+    rows = text.split("\n")
+    boxes = [font.getbbox(r) for r in rows]
+    line_h = round(size * 1.25)
+    pad = size // 3
+    w = min(width, max(b[2] - b[0] for b in boxes) + 2 * pad)
+    h = line_h * len(rows) + 2 * pad
+    image = Image.new("RGBA", (w, h), (0, 0, 0, 170))
+    draw = ImageDraw.Draw(image)
+    for k, (row, box) in enumerate(zip(rows, boxes)):
+        draw.text(((w - (box[2] - box[0])) // 2 - box[0], pad + k * line_h), row, font=font, fill=(255, 255, 255, 255))
+    return CueImage(np.asarray(image), (width - w) // 2, height - round(height * 0.1) - h)
+
+
+def cue_at(all_cues: Sequence[Cue], seconds: float) -> Optional[Cue]:
+    """The cue on screen at `seconds` (cues do not overlap), else None."""
+    return next((c for c in all_cues if c.start <= seconds < c.end), None)
