@@ -325,7 +325,9 @@ class ChannelRunner:
         o, fps = self.options, self.definition.fps
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
-        subs = self.subtitles = ChannelSubtitles(self.out, fps)  # master.m3u8 and the WebVTT rendition
+        program = self.definition.program
+        subs = self.subtitles = ChannelSubtitles(self.out, fps,  # master.m3u8 and the WebVTT rendition
+                                                 enabled=program is None or program.captions is not False)
         if self._resuming:
             writer = HlsChannelWriter.resume(self.out, air_time=air, on_segment=subs.on_segment, **shape)
         else:

@@ -58,8 +58,10 @@ def vtt_name(segment: PlaylistSegment) -> str:
 class ChannelSubtitles:
     """The captions of one channel folder; `attach` it to the writer whose `on_segment` it is."""
 
-    def __init__(self, folder: str | Path, fps: int, *, language: str = "en", name: str = "English") -> None:
+    def __init__(self, folder: str | Path, fps: int, *, language: str = "en", name: str = "English",
+                 enabled: bool = True) -> None:
         self.folder, self.fps, self.language, self.name = Path(folder), fps, language, name
+        self.enabled = enabled  # False: the program says `captions: false`; nothing is written
         self._aired: list[_Aired] = []
         self._writer = None
         self._listed_frames = 0
@@ -71,6 +73,8 @@ class ChannelSubtitles:
         """Bind to `writer` (a new or resumed HlsChannelWriter): the segments it already lists that
         have no WebVTT file get one without cues, and both playlists are written."""
         self._writer = writer
+        if not self.enabled:
+            return
         segments = writer.playlist.segments
         start = 0
         for s in segments:
@@ -85,6 +89,8 @@ class ChannelSubtitles:
 
     def slot(self, first_frame: int, cues: Sequence[Cue], keep: Optional[Callable[[Cue], Optional[bool]]] = None) -> None:
         """A slot (or an insert, a filler: no cues) takes the air at global frame `first_frame`."""
+        if not self.enabled:
+            return
         at = first_frame / self.fps
         for a in self._aired:  # cut what was on air
             a.cues = [replace(c, end=min(c.end, at)) for c in a.cues if c.start < at]
@@ -93,6 +99,8 @@ class ChannelSubtitles:
         self._aired.append(_Aired(first_frame, shifted, keep))
 
     def on_segment(self, segment: PlaylistSegment) -> None:
+        if not self.enabled:
+            return
         start = self._listed_frames
         end = start + round(segment.duration_sec * self.fps)
         self._listed_frames = end
@@ -108,7 +116,7 @@ class ChannelSubtitles:
 
     def close(self, ended: bool) -> None:
         """The stream stopped (``ended``: for good, as the media playlist's ENDLIST says)."""
-        if self._writer is not None and self._writer.playlist.segments:
+        if self.enabled and self._writer is not None and self._writer.playlist.segments:
             self._write_playlists(ended=ended)
 
     # -- files -----------------------------------------------------------------------------------
