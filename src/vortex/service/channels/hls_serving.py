@@ -20,6 +20,8 @@ Media: ``init-<hash>.mp4``, ``part-NNNNN.K.m4s``, ``seg-NNNNN.m4s`` (and ``seg-N
 folders from before LL-HLS) and nothing else of the folder. A listed file never changes, so it is
 served as immutable. A request for the part the playlist hints (``#EXT-X-PRELOAD-HINT``) that is
 not written yet is held until it is (§6.2.6: a hinted resource must be available for request).
+The captions (channel/hls/subtitles.py): ``subs-NNNNN.vtt`` (immutable too), and ``master.m3u8`` and
+``subs.m3u8``, which change and are served uncached.
 """
 
 from __future__ import annotations
