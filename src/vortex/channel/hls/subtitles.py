@@ -66,6 +66,7 @@ class ChannelSubtitles:
         self._writer = None
         self._listed_frames = 0
         self._text = PlaylistText()
+        self._listed: list[PlaylistSegment] = []  # subs.m3u8's segments, one per media segment, in order
         self._peak = 0
         self._codecs: Optional[str] = None
 
@@ -129,8 +130,9 @@ class ChannelSubtitles:
 
     def _write_playlists(self, ended: Optional[bool] = None) -> None:
         media = self._writer.playlist
-        subs = replace(media, segments=tuple(replace(s, uri=vtt_name(s), map_uri=None, parts=()) for s in media.segments),
-                       open=None, part_target=None, preload_hint=None,
+        # Only the new segments are converted (a day of 2 s segments is 43,200): EVENT playlists only append.
+        self._listed += [replace(s, uri=vtt_name(s), map_uri=None, parts=()) for s in media.segments[len(self._listed):]]
+        subs = replace(media, segments=tuple(self._listed), open=None, part_target=None, preload_hint=None,
                        ended=media.ended if ended is None else ended)
         write_atomic(self.folder / SUBS_NAME, self._text.render(subs).encode("utf-8"))
         codecs = self._codecs or self._read_codecs(media)
@@ -153,7 +155,10 @@ class ChannelSubtitles:
         map_uri = next((s.map_uri for s in reversed(media.segments) if s.map_uri), None)
         if map_uri is None:
             return None
-        data = (self.folder / map_uri).read_bytes()
+        try:
+            data = (self.folder / map_uri).read_bytes()
+        except OSError:
+            return None
         at = data.find(b"avcC")
         if at < 0:
             return None
