@@ -2,7 +2,7 @@
 one at "now" with a sentence of made-up words, then one at "next". The decoded stream is exact and
 gapless across both cuts, the inserts' audio windows are their own speech, the made-up sentence
 airs as the stand-by card with silence for exactly its span, and every scheduled slot is accounted
-for, later by what the inserts added."""
+for, later by what the inserts added. The captions carry the inserts' words, none of the made-up sentence."""
 
 from __future__ import annotations
 
