@@ -31,6 +31,7 @@ class Links(_Open):
     self: str
     events: str
     video: str
+    captions: str  # WebVTT
     result: str
 
 
