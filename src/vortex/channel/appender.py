@@ -146,7 +146,7 @@ class Appender:
         with self.lock:
             self.current = (record, w.frames_appended)
         pace = _Pacer(self, self.paced, cuts=True)
-        r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind == "aired" else ())
+        r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())
         try:
             media = None if item.source is None else r.media_of(item.source)
             if item.source is not None and media is None:

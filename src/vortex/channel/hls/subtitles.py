@@ -15,7 +15,7 @@ fps: the same in every segment, so a cue that spans two segments repeats there w
 times and hls.js shows it once. The map is the same after a restart (the frame count goes on).
 
 Cues come from the slots as they air (``slot``: the slot's first global frame and its cues in slot
-time; a later slot or an insert cuts the earlier ones at its first frame). ``keep`` (a live insert)
+time; a later slot, filler or insert cuts the earlier ones at its first frame). ``keep`` (a live insert)
 says per cue whether it airs: False (a chunk replaced by the card), True, or None (not judged yet:
 left out of this segment, and written in the next one it overlaps once judged).
 After a restart the segments the crash left without a WebVTT file (the open one that recovery
