@@ -2,7 +2,7 @@
 one at "now" with a sentence of made-up words, then one at "next". The decoded stream is exact and
 gapless across both cuts, the inserts' audio windows are their own speech, the made-up sentence
 airs as the stand-by card with silence for exactly its span, and every scheduled slot is accounted
-for, later by what the inserts added."""
+for, later by what the inserts added. The captions carry the inserts' words, none of the made-up sentence."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import webvtt
 from support.engines import engine_fixture
 from support.recipes import short_recipe
 
@@ -141,3 +142,12 @@ def test_inserts_now_and_next_cut_in_exactly_and_the_schedule_resumes(engine, tm
         assert correlation(window[kept], sink.waveform[kept]) > 0.9
         before = audio[max(0, start - sink.waveform.size):start]
         assert correlation(before, sink.waveform) < 0.5  # what aired before it is not it
+
+    # -- the captions: the inserts' words where they aired, none of the sentence that aired as the card
+    seen: list[str] = []
+    for vtt in sorted(out.glob("subs-*.vtt")):
+        seen += [c.text for c in webvtt.from_string(vtt.read_text()) if c.text not in seen]
+    words = " ".join(seen).split()
+    assert "Zorblax" not in words and "wugga." not in words, seen
+    for spoken in ("Breaking news from the harbour tonight.", "The ferry is safe.", NEXT):
+        assert " ".join(spoken.split()) in " ".join(words), (spoken, seen)

@@ -87,6 +87,9 @@ def test_generate_writes_mp4_and_sidecar_on_the_default_profile(tmp_path, capsys
     assert (info.n_frames, info.n_audio_samples) == (36, 36000)
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["success"] and meta["seed"] == 2 and meta["slot_id"] == 9
+    cues = out.with_suffix(".vtt").read_text()  # the captions beside it: the script's words
+    assert " ".join(line for line in cues.splitlines()[1:] if line and "-->" not in line).split() == \
+        short_recipe()["audio_track"]["script"].split() and "caption cue(s)" in err
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     phases = {e["phase"] for e in events if e.get("event") == "phase"}
     assert phases == {"voice", "actor", "video", "speech_check", "verify"} and all(e["slot_id"] == 9 for e in events if e.get("event") == "phase")

@@ -99,6 +99,10 @@ def test_submit_streams_events_then_serves_the_mp4(server, tmp_path):
     (tmp_path / "v.mp4").write_bytes(video.content)
     info = probe_mp4(tmp_path / "v.mp4")
     assert (info.n_frames, info.n_audio_samples) == (N_FRAMES, N_SAMPLES)
+    vtt = httpx.get(server.url + done["links"]["captions"], timeout=30)  # the script's words
+    assert vtt.status_code == 200 and vtt.headers["content-type"].startswith("text/vtt"), vtt.text
+    assert " ".join(l for l in vtt.text.splitlines()[1:] if l and "-->" not in l).split() == \
+        short_recipe()["audio_track"]["script"].split()
 
     part = httpx.get(server.url + done["links"]["video"], headers={"Range": "bytes=100-1123"}, timeout=30)
     assert part.status_code == 206
@@ -233,7 +237,7 @@ def test_kill9_then_restart_completes_with_the_same_proof_and_sigterm_drains(ser
         assert done["state"] == "succeeded" and done["attempts"] == 2, done
         # attempt 2 wrote its own folder; attempt 1's staging files went with its folder
         assert [p.name for p in (server.data / "jobs" / k["id"]).iterdir()] == ["attempt-2"]
-        assert sorted(p.name for p in (server.data / "jobs" / k["id"] / "attempt-2").iterdir()) == ["video.json", "video.mp4"]
+        assert sorted(p.name for p in (server.data / "jobs" / k["id"] / "attempt-2").iterdir()) == ["video.json", "video.mp4", "video.vtt"]
         # SIGTERM: the running job finishes within the grace period, the queued one is not started
         l_job = s2.submit(short_recipe(slot_id=22)).json()
         m_job = s2.submit(short_recipe(slot_id=23)).json()

@@ -182,7 +182,7 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
         return EXIT_USAGE if result.error_kind == "input" else EXIT_FAILED
     print(f"  seed {result.seed} · proof {result.proof['proof_sha256'][:16]}… · {result.generation_time_ms / 1000:.2f} s", file=err)
     print(f"wrote {output.mp4} ({result.n_frames} frames, {result.audio_waveform.shape[0]} samples) "
-          f"and {output.sidecar}", file=err)
+          f"with {len(result.captions)} caption cue(s) in {output.captions}, and {output.sidecar}", file=err)
     return 0
 
 

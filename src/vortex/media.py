@@ -196,6 +196,12 @@ class Mp4Writer:
         elif not self._closed:
             self.close()
 
+    @property
+    def container(self) -> av.container.OutputContainer:
+        """The output container, for a track a later layer adds before the first frame (the
+        captions' mov_text: vortex.program.captions.add_mov_text)."""
+        return self._container
+
     # -- internals ---------------------------------------------------------------------------
 
     def _mux(self, packets: list[av.Packet]) -> None:

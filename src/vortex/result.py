@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .contracts.captions import Cue
 from .contracts.reports import CheckReport, IdentityReport, LipSyncReport, SpeechReport
 
 
@@ -119,6 +120,7 @@ class GenerationResult:
     recipe_sha256: str = ""
     proof: Optional[dict[str, str]] = None
     report_path: Optional[Path] = None  # the sidecar written (OUT.json, or OUT.failed.json for a failed slot)
+    captions: tuple[Cue, ...] = ()  # the speech's caption cues (vortex.program.captions), slot time
     replica: Optional[dict[str, Any]] = None  # where it ran, when an engine spreads slots (vortex.serving); None: here
 
     def metadata(self) -> dict[str, Any]:
@@ -154,6 +156,7 @@ class GenerationResult:
             "warnings": self.warnings,
             "recipe_sha256": self.recipe_sha256,
             "proof": self.proof,
+            "captions": [c.as_dict() for c in self.captions],
         }
 
 

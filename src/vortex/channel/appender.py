@@ -28,6 +28,7 @@ from . import filler
 from .fencing import park
 from .handoff import END, Handoff, Ready
 from .hls.pacing import WallClockPacer
+from .hls.subtitles import sidecar_cues
 from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
 from .records import SlotRecord, iso, parse_iso
@@ -126,6 +127,7 @@ class Appender:
                 self._fail(ins, "the channel stopped before its air time")
             if self.writer is not None and h.fence_holds():
                 self.writer.close(end=ended and h.error is None)
+                r.subtitles.close(ended=ended and h.error is None)
             with r.lock:
                 r.state.ended = ended and self.writer is not None and h.error is None
                 r.save()
@@ -144,6 +146,7 @@ class Appender:
         with self.lock:
             self.current = (record, w.frames_appended)
         pace = _Pacer(self, self.paced, cuts=True)
+        r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())
         try:
             media = None if item.source is None else r.media_of(item.source)
             if item.source is not None and media is None:
@@ -268,6 +271,7 @@ class Appender:
         self._shift_schedule(insert, cut, first)
         r.insert_changed(insert)
         pacer = _Pacer(self, self.paced, cuts=False)
+        r.subtitles.slot(first, insert.cues, insert.caption_verdict)
         feed = w.open_slot()
         done = 0
         try:

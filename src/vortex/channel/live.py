@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
+from ..contracts.captions import Cue
 from ..contracts.requests import Priority, SlotEvent, SlotRequest
 from ..recipe import Recipe
 from .delay import DelayLine
@@ -78,6 +79,7 @@ class LiveInsert:
         self.air_frame: Optional[int] = None  # the channel's global frame where it airs
         self.done = threading.Event()  # its engine run has ended
         self.result: Any = None
+        self.cues: tuple[Cue, ...] = ()  # its captions, from the engine's "captions" event (insert time)
         self._thread: Optional[threading.Thread] = None
         self._engine: Any = None
 
@@ -111,7 +113,19 @@ class LiveInsert:
         self._thread.start()
 
     def _on_event(self, event: SlotEvent) -> None:
+        if event.kind == "captions":
+            self.cues = tuple(Cue.of(c) for c in event.data.get("cues", ()))
         self.line.on_event(event)
+
+    def caption_verdict(self, cue: Cue) -> Optional[bool]:
+        """Whether a cue airs: False if a chunk of its words aired as the card (failed, or judged too
+        late), True once all of them passed, None while one is not judged."""
+        line = self.line
+        chunks = {c.index: c for c in line.chunks}
+        verdicts = [chunks.get(k) for k in cue.chunks]
+        if any(k in line.late or (v is not None and v.decided and not v.passed) for k, v in zip(cue.chunks, verdicts)):
+            return False
+        return True if all(v is not None and v.decided for v in verdicts) else None
 
     def cancel(self, why: str) -> None:
         self.record.error = self.record.error or why

@@ -45,6 +45,7 @@ from ..engine.outputs import write_text_atomic
 from .appender import LIVE_SLIP_SEC, Appender
 from .handoff import END, Handoff, Ready
 from .hls.spool import SlotSpool, spool_frames
+from .hls.subtitles import ChannelSubtitles
 from .hls.writer import HlsChannelWriter
 from .live import At, LiveInsert
 from .hls.playlist import PLAYLIST_NAME, read_playlist
@@ -327,9 +328,15 @@ class ChannelRunner:
         o, fps = self.options, self.definition.fps
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
+        program = self.definition.program
+        subs = self.subtitles = ChannelSubtitles(self.out, fps,  # master.m3u8 and the WebVTT rendition
+                                                 enabled=program is None or program.captions is not False)
         if self._resuming:
-            return HlsChannelWriter.resume(self.out, air_time=air, **shape)
-        return HlsChannelWriter(self.out, program_start=air, **shape)
+            writer = HlsChannelWriter.resume(self.out, air_time=air, on_segment=subs.on_segment, **shape)
+        else:
+            writer = HlsChannelWriter(self.out, program_start=air, on_segment=subs.on_segment, **shape)
+        subs.attach(writer)
+        return writer
 
     def shift_next_air(self, seconds: float) -> None:
         """A live insert pushed the schedule later (lock held): the next slot's air time follows."""
@@ -375,7 +382,7 @@ class ChannelRunner:
         if self._refs[index] <= 0:
             del self._refs[index]
             base = self.mp4(index)
-            for suffix in (".mp4", ".json", ".yuv", ".pcm"):
+            for suffix in (".mp4", ".json", ".vtt", ".yuv", ".pcm"):
                 base.with_suffix(suffix).unlink(missing_ok=True)
 
     def save(self) -> None:

@@ -26,6 +26,7 @@ EventKind = Literal[
     "first_audio",  # the first chunk of speech exists: {"samples", "seconds"}
     "chunk",  # a chunk of speech was made: {"index", "of", "sentence", "text", "start", "samples" (in samples),
     #           "start_s", "seconds", "synth_ms"}
+    "captions",  # the slot's caption cues, from its speech plan: {"cues": [Cue.as_dict(), ...]} (slot time)
     "chunk_checked",  # a sentence's speech was heard: {"sentences", "words", "errors", "wer", "passed", "heard"}
     "frame_checked",  # a live insert's chunk: its sampled frame's identity {"chunk", "frame", "distance", "passed"}
     "first_frame",

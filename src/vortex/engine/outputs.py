@@ -1,4 +1,4 @@
-"""The one place that writes a slot's files: OUT.mp4, OUT.json, or OUT.failed.json.
+"""The one place that writes a slot's files: OUT.mp4, OUT.vtt (its captions), OUT.json, or OUT.failed.json.
 
 Every file is written under a temporary name in the target's own folder and renamed into place,
 so a reader sees the old file or the whole new one, never half of one. Temporary names carry the
@@ -19,10 +19,13 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..contracts.captions import Cue
 from ..errors import VortexError
+from ..program.captions import webvtt
 
 # `.NAME.<pid>.<8 hex>.partial.mp4` and `.NAME.<pid>.<8 hex>.tmp`: the temporary names this module
 # makes; the longest suffix decides how long a name may be.
@@ -50,6 +53,10 @@ class SlotOutput:
         return self.mp4.with_suffix(".json")
 
     @property
+    def captions(self) -> Path:
+        return self.mp4.with_suffix(".vtt")
+
+    @property
     def failure_report(self) -> Path:
         return self.mp4.with_name(self.mp4.stem + ".failed.json")
 
@@ -62,7 +69,7 @@ class SlotOutput:
         if mp4.suffix.lower() != ".mp4":
             raise OutputError(f"output '{mp4}' must end in .mp4")
         out = cls(mp4)
-        for target in (out.mp4, out.sidecar, out.failure_report):
+        for target in (out.mp4, out.sidecar, out.captions, out.failure_report):
             if target.is_dir():
                 raise OutputError(f"output '{target}' is a directory in the way of the slot's files")
         parent = mp4.parent
@@ -89,6 +96,15 @@ class SlotOutput:
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise OutputError(describe_os_error(self.mp4, exc)) from None
+
+    def publish_captions(self, cues: Sequence[Cue]) -> None:
+        """OUT.vtt, right after OUT.mp4 (vortex.program.captions); if it cannot be written, the MP4
+        goes too: the slot did not complete."""
+        try:
+            write_text_atomic(self.captions, webvtt(cues))
+        except OutputError:
+            self.mp4.unlink(missing_ok=True)
+            raise
 
     def write_report(self, metadata: dict[str, Any], *, success: bool) -> Path:
         """The sidecar of a successful slot (OUT.json, and any stale OUT.failed.json goes), or the

@@ -44,6 +44,7 @@ from ..memory.stats import reset_peak, vram_stats
 from ..motion.driver import MotionDriver
 from ..phases import Phase
 from ..program import loudness as program_loudness
+from ..program.captions import slot_cues
 from ..recipe import Recipe
 from ..result import GenerationResult
 from .admission import admit
@@ -212,6 +213,7 @@ class VortexPipeline:
                 self.scheduler.leave(slot.flight)
             if target is not None and result.success:
                 target.publish(staging)
+                target.publish_captions(result.captions)  # OUT.vtt beside it
         except SlotCancelled as exc:
             if str(exc) == DEADLINE_EXCEEDED:
                 self._fail(slot, result, str(DeadlineExceeded(slot.running_phases(), budget_s)), slot.phase, "deadline")
@@ -259,7 +261,9 @@ class VortexPipeline:
         self._turn(slot)
         with self._voice_lock, slot.cpu.stage("plan"):
             plan = c.voice.plan(a.script, a.voice_id, a.speed, a.emotion, n_samples)
+            result.captions = slot_cues(plan, sr, getattr(c.voice, "phoneme_chunks", None))
         result.speech = plan.summary()
+        slot.emit("captions", Phase.VOICE.value, cues=[q.as_dict() for q in result.captions])  # a live insert's
         planned = time.perf_counter()
         with slot.cpu.stage("motion"):
                 motion = self.driver.start(plan.timeline, sample_rate=sr, n_samples=n_samples,
@@ -276,7 +280,7 @@ class VortexPipeline:
         # 4. The sinks: the proof, the MP4 at its staging name, the caller's own, the frames if asked.
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
-        sinks = [proof] + ([Mp4Sink(staging)] if staging is not None else []) + list(slot.request.sinks)
+        sinks = [proof] + ([Mp4Sink(staging, result.captions)] if staging is not None else []) + list(slot.request.sinks)
         media = work.media = SinkSet(sinks + ([kept] if kept is not None else []), cpu=slot.cpu)
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,
                               sample_rate=sr, n_frames=p.n_frames, n_samples=n_samples))
@@ -427,6 +431,7 @@ class VortexPipeline:
             except OutputError as exc:
                 if result.success:  # the MP4 is out, its sidecar is not: the slot did not complete
                     target.mp4.unlink(missing_ok=True)
+                    target.captions.unlink(missing_ok=True)
                     result.success, result.failed_phase, result.error_kind = False, Phase.FINALIZE.value, "output"
                 result.error_msg = str(exc) if result.error_msg is None else f"{result.error_msg}; and {exc}"
         log.info("slot finished", extra={"event": "slot", "slot_id": slot.slot_id, "success": result.success,

@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
 
+from ..contracts.captions import Cue
 from ..contracts.sinks import FrameSink, MediaShape
 from ..media import Mp4Writer
+from ..program.captions import add_mov_text
 from ..result import ProofHasher
 from .cpu import CpuLedger
 
@@ -55,13 +58,16 @@ class Mp4Sink:
 
     cpu_stage = "encode"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, captions: Sequence[Cue] = ()):
         self.path = Path(path)
+        self.captions = tuple(captions)  # muxed as a mov_text track
         self._writer: Optional[Mp4Writer] = None
 
     def open(self, shape: MediaShape) -> None:
         self._writer = Mp4Writer(self.path, width=shape.width, height=shape.height, fps=shape.fps,
                                  sample_rate=shape.sample_rate, atomic=False)
+        if self.captions:
+            add_mov_text(self._writer.container, self.captions)
 
     def write_audio(self, chunk: np.ndarray) -> None:
         self._writer.write_audio(np.asarray(chunk, dtype=np.float32))

@@ -31,6 +31,7 @@ class Links(_Open):
     self: str
     events: str
     video: str
+    captions: str  # WebVTT
     result: str
 
 
@@ -74,6 +75,7 @@ class Channel(_Open):
     pace: str
     max_slots: Optional[int]
     playlist: str
+    master: str  # the multivariant playlist: the stream and its captions (WebVTT rendition)
     page: str
     owner: Optional[dict[str, Any]]
     takeovers: list[dict[str, Any]]

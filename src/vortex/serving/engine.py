@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, TaskCancelledError, WorkerCrashedError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
+from ..contracts.captions import Cue
 from ..contracts.requests import EventFn, SlotEvent, SlotRequest
 from ..engine.outputs import OutputError, SlotOutput, describe_os_error
 from ..engine.slot import pick_seed
@@ -277,11 +278,13 @@ def _write_outputs(result: RemoteResult, target: SlotOutput, mp4: Optional[bytes
                 staging.unlink(missing_ok=True)
                 raise OutputError(describe_os_error(target.mp4, exc)) from None
             target.publish(staging)
+            target.publish_captions([Cue.of(c) for c in result.meta.get("captions") or ()])  # OUT.vtt
             result.output = target.mp4
         result.report_path = target.write_report(result.metadata(), success=result.success)
     except OutputError as exc:
         if result.success:  # the slot did not complete here: no MP4 without its sidecar
             target.mp4.unlink(missing_ok=True)
+            target.captions.unlink(missing_ok=True)
             result.output = None
             result.meta.update(success=False, failed_phase=Phase.FINALIZE.value, error_kind="output")
         prior = result.meta.get("error_msg")

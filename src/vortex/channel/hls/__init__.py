@@ -2,7 +2,8 @@
 
 writer.py (``HlsChannelWriter``: the stream in a folder) builds on feed.py (a slot going into the
 encoders), spool.py (a made-ahead slot waiting for air), encoder.py, cutter.py (parts and
-segments), fmp4.py, publish.py and playlist.py; pacing.py hands frames over with the wall clock.
+segments), fmp4.py, publish.py and playlist.py; pacing.py hands frames over with the wall clock;
+subtitles.py writes master.m3u8 and the WebVTT caption rendition beside the media playlist.
 Nothing here knows of schedules, slots' checks or live inserts: that is the on-air side (``vortex.channel``).
 """
 

@@ -20,6 +20,8 @@ Media: ``init-<hash>.mp4``, ``part-NNNNN.K.m4s``, ``seg-NNNNN.m4s`` (and ``seg-N
 folders from before LL-HLS) and nothing else of the folder. A listed file never changes, so it is
 served as immutable. A request for the part the playlist hints (``#EXT-X-PRELOAD-HINT``) that is
 not written yet is held until it is (§6.2.6: a hinted resource must be available for request).
+The captions (channel/hls/subtitles.py): ``subs-NNNNN.vtt`` (immutable too), and ``master.m3u8`` and
+``subs.m3u8``, which change and are served uncached.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from typing import Mapping, Optional
 from fastapi import HTTPException
 from fastapi.responses import FileResponse, Response
 
+from ...channel.hls.subtitles import MASTER_NAME, SUBS_NAME
 from ...channel.hls.playlist import PLAYLIST_NAME, attributes
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 POLL_S = 0.02
-_MEDIA = re.compile(r"^(?:init-[0-9a-f]{8}\.mp4|part-\d{5,}\.\d{1,3}\.m4s|seg-\d{5,}\.(?:m4s|ts))$")
+_MEDIA = re.compile(r"^(?:init-[0-9a-f]{8}\.mp4|part-\d{5,}\.\d{1,3}\.m4s|seg-\d{5,}\.(?:m4s|ts)|subs-\d{5,}\.vtt)$")
 _INTEGER = re.compile(r"^\d{1,12}$")
 IMMUTABLE = "public, max-age=86400, immutable"
 
@@ -172,6 +175,10 @@ def _check_advance(state: PlaylistState, msn: int, part: Optional[int]) -> None:
 async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
     """A listed init segment, part or segment (immutable); the hinted part once it exists; else 404."""
     path = Path(folder) / name
+    if name in (MASTER_NAME, SUBS_NAME):  # the captions' playlists (channel/hls/subtitles.py): they change
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail=missing)
+        return FileResponse(path, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
     if not _MEDIA.match(name):
         raise HTTPException(status_code=404, detail=missing)
     if not path.is_file():
@@ -183,5 +190,5 @@ async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
             await asyncio.sleep(POLL_S)
         if not path.is_file():
             raise HTTPException(status_code=404, detail=missing)
-    kind = "video/mp2t" if name.endswith(".ts") else "video/mp4"
+    kind = "video/mp2t" if name.endswith(".ts") else "text/vtt" if name.endswith(".vtt") else "video/mp4"
     return FileResponse(path, media_type=kind, headers={"Cache-Control": IMMUTABLE})

@@ -84,7 +84,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
     error = local.error if local is not None and local.error else row.error
     return {
         "name": row.name, "status": status, "error": error, "pace": row.pace, "max_slots": row.max_slots,
-        "playlist": f"{base}/index.m3u8", "page": f"/channels/{row.name}",
+        "playlist": f"{base}/index.m3u8", "master": f"{base}/master.m3u8", "page": f"/channels/{row.name}",
         "owner": owner_json(row, this_node),
         "takeovers": [takeover_json(t) for t in takeovers[-TAKEOVERS:]],
         "definition": None if d is None else {"loop": d.loop, "lookahead": d.lookahead, "margin_sec": d.margin_sec,

@@ -7,6 +7,7 @@ and result.
     DELETE /v1/slots/{id}                 cancel a queued or running job
     GET    /v1/slots/{id}/events          its phases and progress as server-sent events
     GET    /v1/slots/{id}/video.mp4       the MP4 of a succeeded job (Range answered with 206)
+    GET    /v1/slots/{id}/captions.vtt    its captions (WebVTT; the MP4 carries them as mov_text too)
     GET    /v1/slots/{id}/result.json     the result of a finished job
 """
 
@@ -49,7 +50,7 @@ def job_json(job: Job, state: ServiceState) -> dict[str, Any]:
         "node": job.lease_owner if job.state == "running" else None,  # host:pid holding the lease
         "proof": job.proof, "progress": state.hub.last_progress(job.id) if job.state == "running" else None,
         "links": {"self": base, "events": f"{base}/events", "video": f"{base}/video.mp4",
-                  "result": f"{base}/result.json"},
+                  "captions": f"{base}/captions.vtt", "result": f"{base}/result.json"},
     }
 
 
@@ -151,6 +152,15 @@ async def video(job_id: str, state: ServiceState = Depends(get_state)):
     if job.state != "succeeded" or path is None:
         raise HTTPException(status_code=404, detail=f"job '{job_id}' is {job.state}: no video")
     return FileResponse(path, media_type="video/mp4")  # Starlette answers Range with 206
+
+
+@router.get("/v1/slots/{job_id}/captions.vtt", responses={**media("text/vtt", "the captions"), **errors(404, 422)})
+async def captions(job_id: str, state: ServiceState = Depends(get_state)):
+    job = _job_or_404(state, job_id)
+    path = state.media.job_file(job_id, job.attempts, "video.vtt")
+    if job.state != "succeeded" or path is None:
+        raise HTTPException(status_code=404, detail=f"job '{job_id}' is {job.state}: no captions")
+    return FileResponse(path, media_type="text/vtt")
 
 
 @router.get("/v1/slots/{job_id}/result.json",

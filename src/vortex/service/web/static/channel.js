@@ -20,7 +20,7 @@
 
   let hls = null;
   function startPlayer() {
-    const src = base + "/index.m3u8";
+    const src = base + "/master.m3u8";  // the stream and its captions (a WebVTT rendition)
     if (window.Hls && Hls.isSupported()) {
       // Low-Latency HLS: parts, blocking playlist reload, and the playhead PART-HOLD-BACK (2 s) behind
       // the live edge. No liveSync* option: any of them would put it back at 3 target durations (6 s).
