@@ -31,6 +31,7 @@ from .hls.pacing import WallClockPacer
 from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
 from .records import SlotRecord, iso, parse_iso
+from ..program.graphics import slot_lower_third
 
 
 # An insert not ready at its planned frame (its first sentence not yet made and heard) cuts in as soon
@@ -143,6 +144,9 @@ class Appender:
             r.save()
         with self.lock:
             self.current = (record, w.frames_appended)
+        if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
+            slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
+            w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None)
         pace = _Pacer(self, self.paced, cuts=True)
         try:
             media = None if item.source is None else r.media_of(item.source)
@@ -267,6 +271,8 @@ class Appender:
         self._shift_schedule(insert, cut, first)
         r.insert_changed(insert)
         pacer = _Pacer(self, self.paced, cuts=False)
+        if w.compose is not None:  # a live insert: the BREAKING lower third
+            w.compose.begin_slot(lower_third=slot_lower_third(insert.recipe), breaking=True)
         feed = w.open_slot()
         done = 0
         try:

@@ -50,6 +50,7 @@ from .live import At, LiveInsert
 from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
+from ..program.compose import ProgramCompositor
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ class ChannelRunner:
         self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
         self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
         self._appender = Appender(self, self.handoff)
+        # The program picture (a definition with `program`): the writer composes every frame at its size.
+        self.program = ProgramCompositor(definition.program, (options.width, options.height)) \
+            if definition.program is not None else None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -324,6 +328,8 @@ class ChannelRunner:
         o, fps = self.options, self.definition.fps
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
+        if self.program is not None:
+            shape.update(width=self.program.width, height=self.program.height, compose=self.program)
         if self._resuming:
             return HlsChannelWriter.resume(self.out, air_time=air, **shape)
         return HlsChannelWriter(self.out, program_start=air, **shape)
