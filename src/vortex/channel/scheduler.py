@@ -42,7 +42,7 @@ from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
 from ..engine.outputs import write_text_atomic
-from .appender import LIVE_SLIP_SEC, Appender
+from .appender import LIVE_SLIP_SEC, Appender, ChannelNotOnAir
 from .handoff import END, Handoff, Ready
 from .hls.spool import SlotSpool, spool_frames
 from .hls.writer import HlsChannelWriter
@@ -129,6 +129,15 @@ class ChannelRunner:
         insert.start(self.engine, deadline_s=max(1.0, ends + LIVE_SLIP_SEC + 5.0))
         self.insert_changed(insert)
         return insert
+
+    def update_program(self, changes: dict) -> tuple[Any, Optional[int]]:
+        """New ticker and/or lower third (``ProgramSpec.with_text``'s keywords) from the next frame made:
+        (the program now, the global index from which at the latest; None before the stream started)."""
+        if self.program is None:
+            raise ChannelNotOnAir("the channel airs no program picture (its definition has no program block)")
+        writer = self._appender.writer
+        spec = self.program.update(**changes)
+        return spec, None if writer is None else writer.frames_appended + 1  # the frame in the encoder may be the old
 
     def run(self) -> ChannelState:
         self.out.mkdir(parents=True, exist_ok=True)
