@@ -50,7 +50,7 @@ from .live import At, LiveInsert
 from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
-from ..program.compose import ProgramCompositor
+from ..program.compose import PROGRAM_PRESET, ProgramCompositor
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,8 @@ class ChannelRunner:
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
         if self.program is not None:
-            shape.update(width=self.program.width, height=self.program.height, compose=self.program)
+            shape.update(width=self.program.width, height=self.program.height, compose=self.program,
+                         preset=PROGRAM_PRESET)
         if self._resuming:
             return HlsChannelWriter.resume(self.out, air_time=air, **shape)
         return HlsChannelWriter(self.out, program_start=air, **shape)

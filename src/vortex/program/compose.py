@@ -38,6 +38,11 @@ from . import graphics
 from .spec import LowerThird, ProgramSpec
 
 Frame = Union[np.ndarray, av.VideoFrame]
+# x264's preset for a program picture (the channel's CRF 25 stays). At 1280x720 on the 2-core box
+# (benchmarks/bench_program.py, an 8 s slot, CPU): veryfast 4.49 ms/frame 466 kbps PSNR-Y 49.1 dB,
+# superfast 3.34 ms/frame 496 kbps 49.3 dB, ultrafast 2.17 ms 767 kbps; 512² veryfast was 1.30 ms.
+# superfast: a quarter less CPU for 6% more bits at the same quality (docs/program.md).
+PROGRAM_PRESET = "superfast"
 
 
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
