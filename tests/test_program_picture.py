@@ -225,3 +225,23 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     no_program = post(server, {"name": "plain", "slots": [{"recipe": SLOT_A}]}, pace="asap", max_slots=1)
     assert no_program.status_code == 201
     assert patch(server, "plain", {"ticker": ["x"]}).status_code == 409
+
+
+def test_generate_with_a_config_program_writes_the_program_mp4(tmp_path):
+    from vortex.cli import main as vortex_main
+
+    write_logo(tmp_path / "logo.png")
+    config = tmp_path / "config.yaml"
+    config.write_text("extends: cpu-preview\nprogram: {logo: logo.png, lower_third: {name: Ada Reyes}}\n")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps(short_recipe(duration=1.0, script="Good evening.")))
+    out = tmp_path / "slot.mp4"
+    assert vortex_main(["generate", str(recipe), "--config", str(config), "-o", str(out)]) == 0
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    assert len(frames) == 24 and frames[0].shape == (720, 1280, 3)
+    lt = layout(parse_program({})).lower_third
+    assert "Ada Reyes" in ocr(frames[12][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
+    config.write_text("extends: cpu-preview\nprogram: {logo: missing.png}\n")
+    assert vortex_main(["generate", str(recipe), "--config", str(config), "-o", str(tmp_path / "bad.mp4")]) == 2
+    assert not (tmp_path / "bad.mp4").exists()
