@@ -221,6 +221,29 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     before = ocr(np.concatenate([frames[0][lay.band.y:, lay.crawl_x:], frames[20][lay.band.y:, lay.crawl_x:]], axis=1))
     assert "Polls" in after and "Comet" not in after, after
     assert "Comet" in before, before
+
+    # A live insert shows the BREAKING lower third while it airs, and the crawl does not jump into it.
+    insert = short_recipe(duration=1.5, script="This just in.", lower_third={"name": "Cy Park"})
+    r = httpx.post(f"{server.url}/v1/channels/prog-live/live", content=json.dumps({"recipe": insert, "at": "now"}),
+                   headers=server.headers(**{"Content-Type": "application/json"}), timeout=60)
+    assert r.status_code == 202, r.text
+    done = wait_for(server, "prog-live", lambda s: s["inserts"] and s["inserts"][-1]["state"] in ("aired", "failed"),
+                    timeout=120)
+    row = done["inserts"][-1]
+    assert row["state"] == "aired", row
+    first = row["first_frame"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the insert's frames are listed
+        text, _ = fetch_stream(server, "prog-live", tmp_path / "s2")
+        if sum(1 for line in text.splitlines() if line.startswith("#EXTINF")) * 48 > first + row["n_frames"] + 2:
+            break
+        time.sleep(1)
+    frames = frames_of(tmp_path / "s2")
+    lt = lay.lower_third
+    shown = ocr(frames[first + 10][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
+    assert "BREAKING" in shown and "Cy Park" in shown, shown
+    assert "BREAKING" not in ocr(frames[first - 5][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
+    assert [crawl_shift(frames[k], frames[k + 1], lay) for k in range(first - 3, first + 3)] == [lay.speed] * 6
     assert httpx.delete(f"{server.url}/v1/channels/prog-live", headers=server.headers(), timeout=120).status_code == 200
     no_program = post(server, {"name": "plain", "slots": [{"recipe": SLOT_A}]}, pace="asap", max_slots=1)
     assert no_program.status_code == 201
