@@ -268,3 +268,22 @@ def test_generate_with_a_config_program_writes_the_program_mp4(tmp_path):
     config.write_text("extends: cpu-preview\nprogram: {logo: missing.png}\n")
     assert vortex_main(["generate", str(recipe), "--config", str(config), "-o", str(tmp_path / "bad.mp4")]) == 2
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_program_fields_over_http_are_422_and_files_are_uploads(server, tmp_path):
+    def start(program):
+        return post(server, {"name": "prog-bad", "program": program, "slots": [{"recipe": SLOT_A}]}, pace="asap",
+                    max_slots=1)
+
+    for program, field in (({"logo": "/etc/passwd"}, "program.logo"), ({"background": "studio.png"}, "program.background"),
+                           ({"size": "1280x721"}, "program.size"), ({"font": "Nonexistent Sans"}, "program.font"),
+                           ({"lower_third": {"name": "N" * 90}}, "program.lower_third.name")):
+        r = start(program)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    write_logo(tmp_path / "logo.png")
+    up = httpx.post(server.url + "/v1/portraits", files={"file": ("logo.png", (tmp_path / "logo.png").read_bytes())},
+                    headers=server.headers(), timeout=60)
+    assert up.status_code == 201, up.text
+    r = start({"logo": up.json()["ref"], "background": "#102040"})
+    assert r.status_code == 201, r.text
+    wait_for(server, "prog-bad", lambda s: s["status"] in ("ended", "stopped"))
