@@ -287,3 +287,31 @@ def test_program_fields_over_http_are_422_and_files_are_uploads(server, tmp_path
     r = start({"logo": up.json()["ref"], "background": "#102040"})
     assert r.status_code == 201, r.text
     wait_for(server, "prog-bad", lambda s: s["status"] in ("ended", "stopped"))
+
+
+def test_the_channel_page_plays_the_program_at_16_9(server, tmp_path):
+    from streams import chromium
+
+    r = post(server, {"name": "prog-page", "loop": True, "lookahead": 1, "margin_sec": 0.5, "program": PROGRAM_WEB,
+                      "slots": [{"recipe": SLOT_A}]}, pace="realtime")
+    assert r.status_code == 201, r.text
+    wait_for(server, "prog-page", lambda s: s["status"] == "on_air" and s["counts"].get("aired", 0) >= 1)
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        driver.set_window_size(1400, 1000)
+        driver.get(server.url + "/channels/prog-page")
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not driver.execute_script("return vxPlayer.started && !!vxPlayer.size"):
+            time.sleep(0.3)
+        time.sleep(2)
+        size = driver.execute_script("return vxPlayer.size")
+        box = driver.execute_script("const v = document.getElementById('video'); return [v.clientWidth, v.clientHeight]")
+        driver.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        driver.quit()
+        httpx.delete(f"{server.url}/v1/channels/prog-page", headers=server.headers(), timeout=120)
+    assert size == "1280x720", size
+    assert abs(box[0] / box[1] - 16 / 9) < 0.02 and box[0] >= 640, box  # 16:9, not pillar-boxed in a square
+
+
+PROGRAM_WEB = {k: v for k, v in PROGRAM.items() if k != "logo"}
