@@ -43,6 +43,7 @@ Frame = Union[np.ndarray, av.VideoFrame]
 # superfast 3.34 ms/frame 496 kbps 49.3 dB, ultrafast 2.17 ms 767 kbps; 512² veryfast was 1.30 ms.
 # superfast: a quarter less CPU for 6% more bits at the same quality (docs/program.md).
 PROGRAM_PRESET = "superfast"
+MAX_PLATES = 8  # plates kept per compositor: (lower third, breaking) variants in use
 
 
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
@@ -90,6 +91,7 @@ class ProgramCompositor:
         self._spec = spec
         self._slot: tuple[Optional[LowerThird], bool] = (None, False)
         self._cache: dict[tuple[Optional[LowerThird], bool], _Plate] = {}
+        self._strip: Optional[tuple] = None  # (ticker, planes, period) of the current ticker
         self._plate = self._plate_for(spec, *self._slot)
 
     @property
@@ -155,12 +157,14 @@ class ProgramCompositor:
                 raise ValueError(f"the anchor frame must be (H, W, 3) uint8 RGB or a yuv420p av.VideoFrame, got {got}")
             h, w = frame.shape[:2]
             buf = rgb_to_yuv420p(frame)
-        if w != h:  # the engine's picture is square; a card of another shape is centre-cropped
-            side = min(w, h)
-            return tuple(np.ascontiguousarray(pl[(pl.shape[0] - side // f) // 2:][:side // f,
-                                                 (pl.shape[1] - side // f) // 2:][:, :side // f])
-                         for pl, f in zip(planes(buf, w, h), (1, 2, 2)))
-        return planes(buf, w, h)
+        if w == h:
+            return planes(buf, w, h)
+        out = []  # the engine's picture is square; a frame of another shape is centre-cropped
+        for pl, f in zip(planes(buf, w, h), (1, 2, 2)):
+            side = min(w, h) // f
+            top, left = (pl.shape[0] - side) // 2, (pl.shape[1] - side) // 2
+            out.append(np.ascontiguousarray(pl[top:top + side, left:left + side]))
+        return tuple(out)
 
     def _crawl(self, p: _Plate, index: int) -> None:
         lay = self.lay
@@ -173,13 +177,31 @@ class ProgramCompositor:
     # -- building a plate ---------------------------------------------------------------------------
     def _plate_for(self, spec: ProgramSpec, lower: Optional[LowerThird], breaking: bool) -> _Plate:
         key = (lower, breaking)
-        plate = self._cache.get(key)
+        plate = self._cache.pop(key, None)
         if plate is None:
-            plate = self._cache[key] = self._build(graphics.render(spec, lower=lower, breaking=breaking, bg=self._bg,
-                                                                   logo_layer=self._logo))
+            plate = self._build(graphics.render(spec, lower=lower, breaking=breaking, bg=self._bg,
+                                                logo_layer=self._logo, strip=False), self._strip_for(spec))
+        self._cache[key] = plate  # the most recent last
+        while len(self._cache) > MAX_PLATES:  # ~5 MB each at 720p: a schedule of many names stays bounded
+            self._cache.pop(next(iter(self._cache)))
         return plate
 
-    def _build(self, g: graphics.Graphics) -> _Plate:
+    def _strip_for(self, spec: ProgramSpec) -> tuple[Optional[tuple[np.ndarray, ...]], int]:
+        """The ticker's strip planes, made once per ticker (50 long headlines at 1080p take ~1 s)."""
+        if self._strip is None or self._strip[0] != spec.ticker:
+            self._strip = (spec.ticker, *self._strip_planes(graphics.ticker_strip(spec)))
+        return self._strip[1], self._strip[2]
+
+    def _strip_planes(self, strip: Optional[np.ndarray]) -> tuple[Optional[tuple[np.ndarray, ...]], int]:
+        if strip is None:
+            return None, 0
+        period, window = strip.shape[1], self.width - self.lay.crawl_x
+        reps = 1 + int(np.ceil(window / period))
+        ext = np.tile(strip, (1, reps, 1))[:, :period + window]
+        ext = ext[:, :ext.shape[1] // 2 * 2]
+        return tuple(np.ascontiguousarray(pl) for pl in planes(rgb_to_yuv420p(ext), ext.shape[1], ext.shape[0])), period
+
+    def _build(self, g: graphics.Graphics, strip: tuple[Optional[tuple[np.ndarray, ...]], int]) -> _Plate:
         w, h, box = self.width, self.height, self.lay.anchor
         over = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         for layer in g.overlays:
@@ -206,15 +228,6 @@ class ProgramCompositor:
             kimg.append(np.clip(np.where(inv > 1e-4, big_k / np.maximum(inv, 1e-4), 0) + 0.5, 0, 255).astype(np.uint8))
             gs.append(g_k)
             ginv.append(inv)
-        strip = None
-        period = 0
-        if g.strip is not None:
-            period = g.strip.shape[1]
-            window = w - self.lay.crawl_x
-            reps = 1 + int(np.ceil(window / period))
-            ext = np.tile(g.strip, (1, reps, 1))[:, :period + window]
-            ext = ext[:, :ext.shape[1] // 2 * 2]
-            strip = tuple(np.ascontiguousarray(pl) for pl in planes(rgb_to_yuv420p(ext), ext.shape[1], ext.shape[0]))
         views = planes(buf, w, h)
-        return _Plate(buf, views, tuple(kimg), tuple(gs), tuple(ginv), strip, period)
+        return _Plate(buf, views, tuple(kimg), tuple(gs), tuple(ginv), strip[0], strip[1])
 

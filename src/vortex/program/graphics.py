@@ -298,17 +298,18 @@ class Graphics:
 
 
 def render(spec: ProgramSpec, *, lower: Optional[LowerThird] = None, breaking: bool = False,
-           bg: Optional[np.ndarray] = None, logo_layer: Optional[Layer] = None) -> Graphics:
+           bg: Optional[np.ndarray] = None, logo_layer: Optional[Layer] = None, strip: bool = True) -> Graphics:
     """The layers of ``spec`` with ``lower`` (else the program's lower third); a live insert
     (``breaking``) shows BREAKING with its own lower third, or "Breaking news" when it has none.
-    ``bg``/``logo_layer`` reuse ones already decoded (a text change does not read files again)."""
+    ``bg``/``logo_layer`` reuse ones already decoded (a text change does not read files again);
+    ``strip=False`` leaves the ticker's strip out (the compositor keeps its own per ticker)."""
     lt = lower or spec.lower_third
     if breaking and lt is None:
         lt = LowerThird("Breaking news")
     layers = [ticker_band(spec), lower_third(spec, lt, breaking=breaking) if lt else None,
               logo_layer if logo_layer is not None else logo(spec), ai_label(spec)]
     return Graphics(layout(spec), background(spec) if bg is None else bg, tuple(x for x in layers if x is not None),
-                    ticker_strip(spec), anchor_mask(spec))
+                    ticker_strip(spec) if strip else None, anchor_mask(spec))
 
 
 def check_program(spec: ProgramSpec) -> None:
