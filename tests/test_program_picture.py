@@ -315,3 +315,24 @@ def test_the_channel_page_plays_the_program_at_16_9(server, tmp_path):
 
 
 PROGRAM_WEB = {k: v for k, v in PROGRAM.items() if k != "logo"}
+
+
+def test_the_crawl_continues_across_a_restart_of_the_writer(tmp_path):
+    from datetime import datetime, timezone
+
+    from vortex.channel.hls import HlsChannelWriter
+
+    spec = parse_program({"ticker": ["Comet seen over the harbor", "Markets close higher"]})
+    lay = layout(spec)
+    anchor = [np.full((512, 512, 3), 40 + k, np.uint8) for k in range(24)]
+    wave = np.zeros(24 * 1000, np.float32)
+    kw = dict(width=1280, height=720, fps=24, sample_rate=24000)
+    w = HlsChannelWriter(tmp_path, program_start=datetime.now(timezone.utc), compose=ProgramCompositor(spec), **kw)
+    w.append_slot(anchor, wave)
+    w.close(end=False)  # a crash or a stop: the next run resumes the playlist
+    w = HlsChannelWriter.resume(tmp_path, air_time=datetime.now(timezone.utc), compose=ProgramCompositor(spec), **kw)
+    w.append_slot(anchor, wave)
+    w.close()
+    frames = frames_of(tmp_path)
+    assert len(frames) == 48
+    assert [crawl_shift(frames[k], frames[k + 1], lay) for k in range(20, 28)] == [lay.speed] * 8  # restart at 24
