@@ -2,7 +2,7 @@
 a frame handed to the writer waits until the part holding it is listed.
 
     python benchmarks/bench_hls.py [--slots 4] [--slot-seconds 5] [--slot-mp4 SLOT.mp4]
-                                   [--encoders] [--paced SECONDS]
+                                   [--encoders] [--paced SECONDS] [--program]
 
 Slots of moving content (the encoder benchmark's pattern) and a tone are appended to one
 ``HlsChannelWriter``. "append" is the whole cost a slot puts on the channel (RGB→YUV, x264, AAC,
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoders", action="store_true", help="compare x264 settings (latency/quality/bitrate)")
     parser.add_argument("--paced", type=float, default=0.0, metavar="SECONDS",
                         help="also hand frames over with the wall clock for this long (realtime mode)")
+    parser.add_argument("--program", action="store_true",
+                        help="also the program picture's cost at 1280x720 (bench_program.py: composite, x264, writer)")
     args = parser.parse_args(argv)
     rows = measure(args.slots, args.slot_seconds, args.slot_mp4)
     ahead = None
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.encoders:
         frames = list(read_mp4_slot(args.slot_mp4)[0]) if args.slot_mp4 else content("moving", 288, SIZE)
         print("\n".join(measure_encoders(frames)))
+    if args.program:
+        from bench_program import report as program_report
+
+        print("\n".join(program_report(args.slot_mp4, 10.0, "1280x720")))
     return 0
 
 

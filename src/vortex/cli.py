@@ -139,6 +139,9 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
     from .engine.outputs import SlotOutput
 
     admit(cfg, recipe)  # buffers, a speakable script, a known voice, the expressions: before any model loads
+    from .program.sink import config_program
+
+    config_program(cfg, recipe)  # a config's program block: files, font, text widths (exit 2 naming program.<field>)
     slot_id = recipe.slot_params.slot_id if args.slot_id is None else args.slot_id
     output = SlotOutput.prepare(args.output or Path(f"slot-{slot_id}.mp4"))  # refused now, not after the render
 

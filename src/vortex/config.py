@@ -333,6 +333,9 @@ class VortexConfig(_Section):
     loudness: LoudnessConfig = Field(default_factory=LoudnessConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
+    # A slot MP4's program picture: the `program` block as written (vortex.program.sink parses and
+    # checks it; this layer does not import it). None: the engine's square, as before.
+    program: Optional[dict[str, Any]] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "VortexConfig":
@@ -406,6 +409,7 @@ class VortexConfig(_Section):
         if path is not None:
             data = _read_config_file(Path(path))
             origin = f"config file '{path}'"
+            data = _program_files_beside(data, Path(path).parent)
         else:
             data = _profile_data(profile or DEFAULT_PROFILE)
             origin = f"profile '{profile or DEFAULT_PROFILE}'"
@@ -416,6 +420,19 @@ class VortexConfig(_Section):
             ctx = err.get("ctx") or {}
             field = ctx.get("field") or ".".join(str(p) for p in err["loc"]) or "config"
             raise ConfigFieldError(origin, field, err["msg"].removeprefix("Value error, ")) from None
+
+
+def _program_files_beside(data: Any, base: Path) -> Any:
+    """A `program` block's background and logo paths, relative to the config file as written."""
+    block = data.get("program") if isinstance(data, dict) else None
+    if not isinstance(block, dict):
+        return data
+    block = dict(block)
+    for key in ("background", "logo"):
+        value = block.get(key)
+        if isinstance(value, str) and value and not value.startswith("#") and not Path(value).expanduser().is_absolute():
+            block[key] = str(base / value)
+    return {**data, "program": block}
 
 
 def available_profiles() -> list[str]:

@@ -95,6 +95,13 @@ class AudioTrack(_Strict):
         return len(_WORD.findall(self.script))
 
 
+class LowerThirdText(_Strict):
+    """The slot's on-screen name and title in a program picture (vortex.program); it wins over the program's."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]*\S[^\x00-\x1f]*$")
+    title: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f]*$")
+
+
 class VisualTrack(_Strict):
     prompt: str = Field(min_length=1)
     negative_prompt: str = ""
@@ -102,6 +109,7 @@ class VisualTrack(_Strict):
     expression_sequence: list[str] = Field(default_factory=list)
     driving_source: Optional[str] = None
     actor_image: Optional[str] = None  # a portrait to animate instead of generating one
+    lower_third: Optional[LowerThirdText] = None  # only a program picture shows it
 
     @field_validator("prompt")
     @classmethod
@@ -154,7 +162,10 @@ class Recipe(_Strict):
     # ---- derived values -----------------------------------------------------------------
     def canonical_json(self) -> str:
         """A byte-stable serialisation: sorted keys, no whitespace; the input to the proof."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if data["visual_track"].get("lower_third") is None:  # recipes without one keep the digest they had
+            data["visual_track"].pop("lower_third", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

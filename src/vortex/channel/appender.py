@@ -32,6 +32,7 @@ from .hls.subtitles import sidecar_cues
 from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
 from .records import SlotRecord, iso, parse_iso
+from ..program.graphics import slot_lower_third
 
 
 # An insert not ready at its planned frame (its first sentence not yet made and heard) cuts in as soon
@@ -145,6 +146,9 @@ class Appender:
             r.save()
         with self.lock:
             self.current = (record, w.frames_appended)
+        if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
+            slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
+            w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None)
         pace = _Pacer(self, self.paced, cuts=True)
         r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())
         try:
@@ -272,6 +276,8 @@ class Appender:
         r.insert_changed(insert)
         pacer = _Pacer(self, self.paced, cuts=False)
         r.subtitles.slot(first, insert.cues, insert.caption_verdict)
+        if w.compose is not None:  # a live insert: the BREAKING lower third
+            w.compose.begin_slot(lower_third=slot_lower_third(insert.recipe), breaking=True)
         feed = w.open_slot()
         done = 0
         try:

@@ -28,6 +28,7 @@ from typing import Any, Literal, Optional
 
 from .. import inputs
 from ..errors import RecipeError, VortexError
+from ..program.graphics import check_lower_third, check_program, slot_lower_third
 from ..program.spec import ProgramError, ProgramSpec, parse_program
 from ..recipe import Recipe
 
@@ -143,9 +144,17 @@ class ChannelDefinition:
         if "program" in data:
             try:
                 program = parse_program(data["program"], base_dir)
+                check_program(program)  # the files decode, the font exists, the text fits: refused up front
             except ProgramError as exc:
                 fail(f"program.{exc.field}" if exc.field != "(block)" else "program", exc.problem)
         slots = _slots(data.get("slots"), base_dir or Path("."), source, fail)
+        if program is not None:
+            for slot in slots:  # a recipe's lower third replaces the program's: it must fit as well
+                where = f"slots[{slot.position}].recipe.visual_track.lower_third"
+                try:
+                    check_lower_third(program, slot_lower_third(slot.recipe), where)
+                except ProgramError as exc:
+                    fail(exc.field, exc.problem)
         return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, start=start, margin_sec=float(margin),
                    max_attempts=max_attempts, filler=policy, source=source, live_delay_sec=float(delay),
                    program=program)

@@ -42,7 +42,7 @@ from ..errors import VortexError
 from . import filler, policy
 from .definition import ChannelDefinition, ChannelError
 from ..engine.outputs import write_text_atomic
-from .appender import LIVE_SLIP_SEC, Appender
+from .appender import LIVE_SLIP_SEC, Appender, ChannelNotOnAir
 from .handoff import END, Handoff, Ready
 from .hls.spool import SlotSpool, spool_frames
 from .hls.subtitles import ChannelSubtitles
@@ -52,6 +52,7 @@ from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
 from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
 from ..program.loudness import channel_target, figures as loudness_figures
+from ..program.compose import PROGRAM_PRESET, ProgramCompositor
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class ChannelRunner:
         self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
         self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
         self._appender = Appender(self, self.handoff)
+        # The program picture (a definition with `program`): the writer composes every frame at its size.
+        self.program = ProgramCompositor(definition.program, (options.width, options.height)) \
+            if definition.program is not None else None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -127,6 +131,15 @@ class ChannelRunner:
         insert.start(self.engine, deadline_s=max(1.0, ends + LIVE_SLIP_SEC + 5.0))
         self.insert_changed(insert)
         return insert
+
+    def update_program(self, changes: dict) -> tuple[Any, Optional[int]]:
+        """New ticker and/or lower third (``ProgramSpec.with_text``'s keywords) from the next frame made:
+        (the program now, the global index from which at the latest; None before the stream started)."""
+        if self.program is None:
+            raise ChannelNotOnAir("the channel airs no program picture (its definition has no program block)")
+        writer = self._appender.writer
+        spec = self.program.update(**changes)
+        return spec, None if writer is None else writer.frames_appended + 1  # the frame in the encoder may be the old
 
     def run(self) -> ChannelState:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -331,6 +344,9 @@ class ChannelRunner:
         program = self.definition.program
         subs = self.subtitles = ChannelSubtitles(self.out, fps,  # master.m3u8 and the WebVTT rendition
                                                  enabled=program is None or program.captions is not False)
+        if self.program is not None:
+            shape.update(width=self.program.width, height=self.program.height, compose=self.program,
+                         preset=PROGRAM_PRESET)
         if self._resuming:
             writer = HlsChannelWriter.resume(self.out, air_time=air, on_segment=subs.on_segment, **shape)
         else:

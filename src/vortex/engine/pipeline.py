@@ -57,6 +57,7 @@ from .registry import ModelRegistry
 from .render import RenderQueue, SlotVideo
 from .scheduling import TICK_S, RequestScheduler
 from .sinks import ArraySink, MediaShape, Mp4Sink, ProofSink, SinkSet
+from ..program.sink import ProgramSink, config_program
 from .slot import Slot, as_recipe, is_device_fault, pick_seed
 from .stream import VOICE_DONE, SlotStream
 
@@ -280,7 +281,10 @@ class VortexPipeline:
         # 4. The sinks: the proof, the MP4 at its staging name, the caller's own, the frames if asked.
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
-        sinks = [proof] + ([Mp4Sink(staging, result.captions)] if staging is not None else []) + list(slot.request.sinks)
+        mp4 = [Mp4Sink(staging, result.captions)] if staging is not None else []
+        if mp4 and cfg.program is not None:  # the program picture around the anchor (vortex.program.sink)
+            mp4 = [ProgramSink(mp4[0], config_program(cfg, slot.request.recipe), slot.request.recipe)]
+        sinks = [proof] + mp4 + list(slot.request.sinks)
         media = work.media = SinkSet(sinks + ([kept] if kept is not None else []), cpu=slot.cpu)
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,
                               sample_rate=sr, n_frames=p.n_frames, n_samples=n_samples))

@@ -12,7 +12,7 @@ from ..channel.definition import ChannelDefinition, ChannelError
 from ..engine.admission import admit
 from ..errors import RecipeError
 from ..recipe import Recipe
-from .security import resolve_references
+from .security import PORTRAIT_REF, portrait_path, resolve_references
 
 if TYPE_CHECKING:
     from .deps import ServiceState
@@ -36,9 +36,32 @@ def parse_channel(data: Any, state: "ServiceState") -> ChannelDefinition:
     slots = data.get("slots")
     if isinstance(slots, list):
         data = {**data, "slots": [_resolve_slot(i, entry, state) for i, entry in enumerate(slots)]}
+    if isinstance(data.get("program"), dict):
+        data = {**data, "program": _resolve_program(data["program"], state)}
     definition = ChannelDefinition.from_dict(data, base_dir=None, source=None)
     definition.check(state.config)
     return definition
+
+
+def _resolve_program(block: dict, state: "ServiceState") -> dict:
+    """Over HTTP the program's background and logo are `portrait:<sha256>` references to images
+    uploaded with POST /v1/portraits (the background may be a colour): never a server path."""
+    block = dict(block)
+    for key in ("background", "logo"):
+        ref = block.get(key)
+        if ref is None or (key == "background" and isinstance(ref, str) and ref.startswith("#")):
+            continue
+        match = PORTRAIT_REF.match(ref) if isinstance(ref, str) else None
+        if match is None:
+            raise ChannelError(None, f"program.{key}", f"over HTTP it must be a 'portrait:<sha256>' reference returned "
+                                                       f"by POST /v1/portraits{' or a colour #RRGGBB' if key == 'background' else ''}"
+                                                       f"; server paths are not accepted, got {ref!r}"[:300])
+        path = portrait_path(state.portraits, match.group(1))
+        if not path.is_file():
+            raise ChannelError(None, f"program.{key}", f"no image {ref!r} on this server; upload it with POST "
+                                                       "/v1/portraits first")
+        block[key] = str(path)
+    return block
 
 
 def _resolve_slot(i: int, entry: Any, state: "ServiceState") -> Any:

@@ -102,6 +102,15 @@ class InsertAccepted(BaseModel):
     channel: str
 
 
+class ProgramText(BaseModel):
+    """A running channel's program text (PATCH /v1/channels/{name}/program)."""
+
+    channel: str
+    ticker: list[str]
+    lower_third: Optional[dict[str, str]]
+    from_frame: Optional[int]  # the stream's frame index from which the picture shows it
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 
@@ -179,3 +188,11 @@ def media(kind: str, description: str, schema: Optional[dict[str, Any]] = None) 
 SSE_EVENT: dict[str, Any] = {"type": "object", "required": ["event", "data"], "properties": {
     "id": {"type": "string"}, "event": {"type": "string"}, "data": {"type": "string"}}}
 RESULT_SCHEMA: dict[str, Any] = {"type": "object", "description": "the slot's result sidecar (result.py)"}
+
+_LOWER_THIRD = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 200},
+                                                 "title": {"type": "string", "maxLength": 200}},
+                "required": ["name"]}
+PROGRAM_PATCH_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "a running program's text: {ticker?, lower_third?} (null: no lower third)",
+    "properties": {"ticker": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 200}},
+                   "lower_third": {"oneOf": [_LOWER_THIRD, {"type": "null"}]}}}

@@ -124,9 +124,10 @@ class HlsLiveSink:
 
     def open(self, shape: MediaShape) -> None:
         w = self.writer
-        if (shape.width, shape.height, shape.fps, shape.sample_rate) != (w.width, w.height, w.fps, w.sample_rate):
+        iw, ih = w.input_size  # the anchor's size where the writer composes a program picture
+        if (shape.width, shape.height, shape.fps, shape.sample_rate) != (iw, ih, w.fps, w.sample_rate):
             raise ValueError(f"slot media {shape.width}x{shape.height} at {shape.fps} fps, {shape.sample_rate} Hz do not "
-                             f"match the channel's {w.width}x{w.height} at {w.fps} fps, {w.sample_rate} Hz")
+                             f"match the channel's {iw}x{ih} at {w.fps} fps, {w.sample_rate} Hz")
         self.feed = w.open_slot()
 
     def write_audio(self, chunk: np.ndarray) -> None:

@@ -49,6 +49,9 @@ from .publish import PublishedPart, Publisher, recover
 from .spool import read_mp4_slot, read_spool
 
 Pace = Callable[[Iterable], Iterable]  # wraps a slot's frames (pacing.py: hands them over with the clock)
+# The program picture (vortex.program.compose.ProgramCompositor): (anchor frame, global frame index)
+# -> the frame at the writer's size; with it, width/height are the program's and frames come at input_size.
+Compose = Callable[[object, int], object]
 MAX_PART_SECONDS = 1.0  # RFC 8216bis: parts are short; Apple suggests 0.2-0.5 s, the issue at most 1 s
 
 
@@ -59,8 +62,10 @@ class HlsChannelWriter:
                  segment_seconds: float = 2.0, part_seconds: float = 0.5, program_start: datetime,
                  crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
                  on_segment: Optional[Callable[[PlaylistSegment], None]] = None,
-                 on_part: Optional[Callable[[PublishedPart], None]] = None) -> None:
+                 on_part: Optional[Callable[[PublishedPart], None]] = None,
+                 compose: Optional[Compose] = None) -> None:
         self.folder = Path(folder)
+        self.compose = compose
         if (self.folder / PLAYLIST_NAME).exists():
             raise FileExistsError(f"{self.folder / PLAYLIST_NAME} exists: continue it with HlsChannelWriter.resume")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +79,8 @@ class HlsChannelWriter:
                segment_seconds: float = 2.0, part_seconds: float = 0.5, air_time: datetime,
                crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET,
                on_segment: Optional[Callable[[PlaylistSegment], None]] = None,
-               on_part: Optional[Callable[[PublishedPart], None]] = None) -> HlsChannelWriter:
+               on_part: Optional[Callable[[PublishedPart], None]] = None,
+               compose: Optional[Compose] = None) -> HlsChannelWriter:
         """Continue the stream in ``folder`` after a crash (or a close), from ``air_time`` on.
 
         Every listed segment and part stays as it is (never rewritten); a segment whose parts were
@@ -89,7 +95,7 @@ class HlsChannelWriter:
         if not (folder / PLAYLIST_NAME).is_file():
             raise FileNotFoundError(f"cannot resume: no {PLAYLIST_NAME} in {folder}; start with HlsChannelWriter(...)")
         self = cls.__new__(cls)
-        self.folder = folder
+        self.folder, self.compose = folder, compose
         self._setup(width, height, fps, sample_rate, segment_seconds, part_seconds)
         old, next_number = recover(folder, read_playlist(folder))
         origin = old.listed_frames(fps)
@@ -149,7 +155,7 @@ class HlsChannelWriter:
 
     def append_spool(self, video: str | Path, pace: Optional[Pace] = None) -> AppendedSlot:
         """Append a finished slot spool (spool.py): its yuv420p frames encoded once, its samples as made."""
-        frames, waveform, n_frames = read_spool(Path(video), self.width, self.height)
+        frames, waveform, n_frames = read_spool(Path(video), *self.input_size)
         return self._append(frames if pace is None else pace(frames), waveform, n_frames)
 
     def close(self, *, end: bool = True) -> MediaPlaylist:
@@ -185,7 +191,14 @@ class HlsChannelWriter:
 
     # -- what a SlotFeed drives ------------------------------------------------------------------
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the frames appended: the program's anchor with ``compose``, else the stream's."""
+        return tuple(self.compose.anchor_size) if self.compose is not None else (self.width, self.height)
+
     def _encode_frame(self, frame: np.ndarray | av.VideoFrame) -> None:
+        if self.compose is not None:  # the anchor in the program picture, the crawl at this global frame
+            frame = self.compose(frame, self._frames_in)
         expected = (self.height, self.width, 3)
         if isinstance(frame, av.VideoFrame):  # decoded from a slot MP4 (append_mp4): passed through
             if frame.format.name != "yuv420p" or (frame.height, frame.width) != expected[:2]:

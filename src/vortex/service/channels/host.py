@@ -290,6 +290,14 @@ class ChannelHost:
             raise ChannelNotOnAir("the channel is not on air on this node (starting, stopping or taken over)")
         return ch.runner.insert(recipe, at)
 
+    def update_program(self, name: str, changes: dict) -> tuple[Any, Optional[int]]:
+        """A running channel's new ticker/lower third (PATCH .../program), from its next frame:
+        (the program now, that frame's index or None before the stream started)."""
+        ch = self._channels.get(name)
+        if ch is None or not ch.running or ch.runner is None or ch.stop_event.is_set():
+            raise ChannelNotOnAir("the channel is not on air on this node (starting, stopping or taken over)")
+        return ch.runner.update_program(changes)
+
     # ---- what the routes read -----------------------------------------------------------------
     def definition_of(self, row: ChannelRow) -> Optional[ChannelDefinition]:
         ch = self._channels.get(row.name)

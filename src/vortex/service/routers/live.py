@@ -25,6 +25,8 @@ from fastapi.responses import JSONResponse
 from ...channel.appender import InsertRefused
 from ...errors import RecipeError
 from ...inputs import RecipeFileError, decode_text, parse_text
+from ...program.graphics import check_lower_third, slot_lower_third
+from ...program.spec import ProgramError
 from ...recipe import Recipe
 from ..api_models import INSERT_SCHEMA, InsertAccepted, errors, ok, text_body
 from ..admission import admitted_recipe
@@ -80,6 +82,11 @@ async def go_live(name: str, request: Request, state: ServiceState = Depends(get
         recipe, at = await asyncio.to_thread(parse_insert, body, state, definition.fps if definition else None)
     except RecipeError as exc:
         return error(422, f"field '{exc.field}': {exc.problem}", field=exc.field)
+    if definition is not None and definition.program is not None:  # its lower third airs beside BREAKING
+        try:
+            check_lower_third(definition.program, slot_lower_third(recipe), "recipe.visual_track.lower_third")
+        except ProgramError as exc:
+            return error(422, f"field '{exc.field}': {exc.problem}", field=exc.field)
     if row.state != "on":
         return error(409, f"channel '{name}' is {row.state}, not on air: a live insert needs a running channel "
                           f"(POST /v1/channels starts one)")

@@ -16,6 +16,13 @@
   document.getElementById("channel-name").textContent = name;
 
   video.addEventListener("playing", () => { stats.started = true; });
+  // The player takes the stream's shape: a program picture is 16:9 (1280x720), the engine's square 1:1.
+  video.addEventListener("loadedmetadata", () => {
+    if (video.videoWidth && video.videoHeight) {
+      video.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
+      stats.size = video.videoWidth + "x" + video.videoHeight;
+    }
+  });
   video.addEventListener("waiting", () => { if (stats.started) stats.waiting += 1; });
 
   let hls = null;
