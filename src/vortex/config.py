@@ -291,6 +291,27 @@ class PipelineConfig(_Section):
     batch_streams: bool = True
 
 
+class SigningConfig(_Section):
+    """Content Credentials (vortex.provenance): `signing: off` marks nothing; `cert_chain` + `key` is an
+    operator's identity; neither: the node's own development key, made on first use in the cache."""
+
+    enabled: bool = True
+    cert_chain: Optional[str] = None  # PEM, leaf first
+    key: Optional[str] = None  # PEM, unencrypted P-256 (ES256)
+    tsa_url: Optional[str] = None  # an RFC 3161 time-stamp authority; off by default (no network)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return {"enabled": False} if v is False or v == "off" else v  # YAML reads a bare `off` as False
+
+    @model_validator(mode="after")
+    def _pair(self) -> "SigningConfig":
+        if (self.cert_chain is None) != (self.key is None):
+            raise ValueError("give both cert_chain and key, or neither (the node's development key)")
+        return self
+
+
 class VortexConfig(_Section):
     profile: str = "custom"
     extends: Optional[str] = None  # the shipped profile this config starts from, if any
@@ -303,6 +324,7 @@ class VortexConfig(_Section):
     faces: FacesConfig = Field(default_factory=FacesConfig)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
 

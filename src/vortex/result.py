@@ -117,6 +117,7 @@ class GenerationResult:
     recipe_sha256: str = ""
     proof: Optional[dict[str, str]] = None
     report_path: Optional[Path] = None  # the sidecar written (OUT.json, or OUT.failed.json for a failed slot)
+    provenance: Optional[dict[str, Any]] = None  # Content Credentials: who signed the MP4, or why not (vortex.provenance)
     replica: Optional[dict[str, Any]] = None  # where it ran, when an engine spreads slots (vortex.serving); None: here
 
     def metadata(self) -> dict[str, Any]:
@@ -151,6 +152,7 @@ class GenerationResult:
             "warnings": self.warnings,
             "recipe_sha256": self.recipe_sha256,
             "proof": self.proof,
+            "provenance": self.provenance,
         }
 
 

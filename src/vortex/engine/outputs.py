@@ -20,7 +20,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ..errors import VortexError
 
@@ -83,12 +83,26 @@ class SlotOutput:
         """A fresh temporary name beside the MP4: the encoder writes here; `publish` renames it."""
         return _temp_name(self.mp4, "partial.mp4")
 
-    def publish(self, staging: Path) -> None:
+    def publish(self, staging: Path, sign: Optional[Callable[[Path, Path], Any]] = None) -> Any:
+        """Rename the staging MP4 into place. `sign(src, dst)` (vortex.provenance) first writes the
+        signed copy into a second temporary; what it returns (the sidecar's `provenance`) comes back."""
+        info = None
+        if sign is not None:
+            signed = _temp_name(self.mp4, "partial.mp4")
+            try:
+                info = sign(staging, signed)
+            except BaseException:
+                signed.unlink(missing_ok=True)
+                staging.unlink(missing_ok=True)
+                raise
+            staging.unlink(missing_ok=True)
+            staging = signed
         try:
             os.replace(staging, self.mp4)
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise OutputError(describe_os_error(self.mp4, exc)) from None
+        return info
 
     def write_report(self, metadata: dict[str, Any], *, success: bool) -> Path:
         """The sidecar of a successful slot (OUT.json, and any stale OUT.failed.json goes), or the

@@ -38,6 +38,7 @@ from ..contracts.requests import EventFn, Priority, SlotRequest
 from ..errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
                       VortexInitializationError)
 from ..memory.buffers import SlotBuffers
+from ..provenance.signing import SIGNING_OFF, SlotSigner
 from ..memory.monitor import VRAMMonitor
 from ..memory.plan import VRAMPlan, compute_plan
 from ..memory.stats import reset_peak, vram_stats
@@ -83,6 +84,7 @@ class VortexPipeline:
         if self.device.type == "cuda":
             self.plan = compute_plan(cfg)
             self.plan.raise_if_over()
+        self.signer = SlotSigner.from_config(cfg)  # Content Credentials on every MP4 unless `signing: off`
         self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
         self.driver = MotionDriver(cfg.motion)
         self.library_threads = LibraryThreads()  # the threads each component spawned: their CPU per stage
@@ -210,7 +212,7 @@ class VortexPipeline:
             finally:
                 self.scheduler.leave(slot.flight)
             if target is not None and result.success:
-                target.publish(staging)
+                result.provenance = target.publish(staging, sign=self._sign(slot, result)) or SIGNING_OFF
         except SlotCancelled as exc:
             if str(exc) == DEADLINE_EXCEEDED:
                 self._fail(slot, result, str(DeadlineExceeded(slot.running_phases(), budget_s)), slot.phase, "deadline")
@@ -392,6 +394,12 @@ class VortexPipeline:
                                self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot),
                                slot.token, chunk_frames=chunk_frames, cpu=slot.cpu,
                                on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
+
+    def _sign(self, slot: Slot, result: GenerationResult):
+        """The Content Credentials step of the publish (vortex.provenance), or None when signing is off."""
+        if self.signer is None:
+            return None
+        return self.signer(result.metadata(), slot.recipe.visual_track.actor_image)
 
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:

@@ -1,0 +1,195 @@
+"""Accountable media (issue 22): keys, Content Credentials on every MP4, `vortex verify`.
+
+One engine (cpu-preview) and two short signed slots for the module; every file is read back with
+c2pa-python's Reader trusting the CA that `vortex keys init` wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+
+import av
+import c2pa
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from support.engines import engine_of
+from support.recipes import short_recipe
+from vortex.cli import main
+from vortex.config import VortexConfig
+from vortex.contracts.requests import SlotRequest
+from vortex.media import probe_mp4
+from vortex.provenance.credentials import AI_SOURCE_TYPE, SLOT_ASSERTION, assertion
+from vortex.provenance.keys import SigningKeyError, init_keys, load_identity
+from vortex.provenance.signing import with_signing_flags
+from vortex.provenance.verify import VerifyOptions, verify_target
+from vortex.recipe import Recipe
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    init_keys(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def slot(tmp_path_factory, keys):
+    """A signed 1.5 s slot, its recipe file and its sidecar."""
+    out = tmp_path_factory.mktemp("slot")
+    data = short_recipe(slot_id=4, seed=11)
+    (out / "r.json").write_text(json.dumps(data))
+    cfg = with_signing_flags(VortexConfig.load(), sign=keys)
+    with engine_of(cfg) as engine:
+        result = engine.run(SlotRequest(recipe=Recipe.from_dict(data), output=out / "s.mp4"))
+    assert result.success, result.error_msg
+    return {"mp4": out / "s.mp4", "recipe": out / "r.json", "meta": json.loads((out / "s.json").read_text()),
+            "dir": out}
+
+
+def _reader(path, ca):
+    ctx = c2pa.Context.from_dict({"verify": {"verify_trust": True}, "trust": {"trust_anchors": ca.read_text()}})
+    return c2pa.Reader(str(path), context=ctx)
+
+
+# ---- step 1: keys ----------------------------------------------------------------------------------
+def test_keys_init_writes_a_development_ca_a_leaf_first_chain_and_a_private_key(tmp_path, capsys):
+    assert main(["keys", "init", str(tmp_path / "k")]) == 0
+    out = capsys.readouterr().out
+    assert "DEVELOPMENT" in out and "BEGIN" not in out  # says what it is; no key material printed
+    k = tmp_path / "k"
+    assert stat.S_IMODE(os.stat(k / "node.key").st_mode) == 0o600
+    leaf, ca = x509.load_pem_x509_certificates((k / "node.pem").read_bytes())
+    assert leaf.issuer == ca.subject and leaf.subject != leaf.issuer
+    assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+    assert x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey) and leaf.public_key().curve.name == "secp256r1"
+    assert x509.load_pem_x509_certificate((k / "ca.pem").read_bytes()) == ca
+    assert main(["keys", "init", str(k)]) == 2  # never overwrites an identity
+
+
+def _expired_pair(folder):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(past).not_valid_after(past + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    folder.mkdir()
+    (folder / "node.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "node.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+
+
+def test_bad_keys_exit_2_naming_the_flag_before_any_model_loads(tmp_path, capsys, keys):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps(short_recipe()))
+    out = tmp_path / "x.mp4"
+    assert main(["generate", str(recipe), "-o", str(out), "--sign", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err
+    assert f"--sign {tmp_path / 'absent'}" in err and "does not exist" in err and "loading models" not in err
+    _expired_pair(tmp_path / "old")
+    assert main(["generate", str(recipe), "-o", str(out), "--sign", str(tmp_path / "old")]) == 2
+    assert "expired" in capsys.readouterr().err
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "node.pem").write_bytes((keys / "node.pem").read_bytes())
+    (wrong / "node.key").write_text("not a key")
+    assert main(["generate", str(recipe), "-o", str(out), "--sign", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert "not an unencrypted PEM private key" in err and "not a key" not in err
+    assert not out.exists()
+    with pytest.raises(SigningKeyError, match="does not belong"):
+        other = tmp_path / "other"
+        init_keys(other)
+        load_identity(keys / "node.pem", other / "node.key", where="t")
+
+
+def test_signing_off_is_a_config_setting():
+    assert not VortexConfig.load().with_changes({"signing": False}).signing.enabled
+    assert VortexConfig.load().signing.enabled
+    with pytest.raises(Exception, match="both cert_chain and key"):
+        VortexConfig.load().with_changes({"signing": {"cert_chain": "a.pem"}})
+
+
+# ---- step 2: credentials on the MP4 ----------------------------------------------------------------
+def test_the_slot_mp4_carries_trusted_credentials_with_the_ai_assertion(slot, keys):
+    mp4 = slot["mp4"]
+    reader = _reader(mp4, keys / "ca.pem")
+    assert reader.get_validation_state() == "Trusted"
+    manifest = json.loads(reader.json())
+    active = manifest["manifests"][manifest["active_manifest"]]
+    actions = assertion(active, "c2pa.actions")["actions"]
+    assert any(a["action"] == "c2pa.created" and a["digitalSourceType"] == AI_SOURCE_TYPE
+               and a["softwareAgent"]["name"] == "vortex" for a in actions)
+    ours = assertion(active, SLOT_ASSERTION)
+    meta = slot["meta"]
+    assert ours["proof"] == meta["proof"] and ours["seed"] == 11 and ours["recipe_sha256"] == meta["recipe_sha256"]
+    assert ours["stand_ins"] == meta["stand_ins"] and ours["checks"]["speech"]["passed"] is True
+    assert len(ours["media"]["video_sample_sha256"]) == 36 and ours["clip_embedding_sha256"]
+    assert meta["provenance"]["signed"] and not meta["provenance"]["development_key"]
+    info = probe_mp4(mp4)  # still playable, exact counts
+    assert (info.n_frames, info.n_audio_samples, info.faststart) == (36, 36000, True)
+    assert not [p for p in slot["dir"].iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_without_sign_a_node_signs_with_its_own_development_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("VORTEX_CACHE", str(tmp_path / "cache"))
+    from vortex.provenance.signing import identity_for
+
+    identity = identity_for(VortexConfig.load())
+    assert identity.development and (tmp_path / "cache" / "signing" / "ca.pem").exists()
+    assert "BEGIN" not in repr(identity)
+    assert identity_for(VortexConfig.load().with_changes({"signing": "off"})) is None
+
+
+# ---- step 3: vortex verify -------------------------------------------------------------------------
+def test_verify_passes_a_signed_slot_and_calls_another_signer_untrusted(slot, keys, tmp_path, capsys):
+    assert main(["verify", str(slot["mp4"]), "--trust", str(keys / "ca.pem"), "--recipe", str(slot["recipe"])]) == 0
+    assert "verified" in capsys.readouterr().out
+    init_keys(tmp_path / "other")
+    assert main(["verify", str(slot["mp4"]), "--trust", str(tmp_path / "other" / "ca.pem"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "not verified" and report["reasons"][0].startswith("untrusted")
+    assert set(report) >= {"verdict", "credentials", "integrity", "watermark", "checks", "reasons"}
+
+
+def test_verify_bad_input_exits_2(slot, tmp_path, capsys):
+    assert main(["verify", str(slot["recipe"])]) == 2
+    assert main(["verify", str(slot["mp4"]), "--trust", str(slot["recipe"])]) == 2
+    assert main(["verify", str(tmp_path / "absent.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "neither an MP4" in err and "--trust" in err and "Traceback" not in err
+
+
+def _packet(path, kind, index):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+        packets = sorted((p for p in c.demux(stream) if p.size), key=lambda p: p.pts)
+        return packets[index].pos, packets[index].size
+
+
+@pytest.mark.parametrize("kind,index,name", [("video", 10, "frame 10"), ("audio", 5, "audio packet 5")])
+def test_a_tampered_frame_or_audio_packet_is_caught_and_named(slot, keys, tmp_path, kind, index, name):
+    data = bytearray(slot["mp4"].read_bytes())
+    pos, size = _packet(slot["mp4"], kind, index)
+    data[pos + size // 2] ^= 0xFF
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    report = verify_target(bad, VerifyOptions(trust=keys / "ca.pem"))
+    assert report["verdict"] == "not verified"
+    assert any("bmffHash.mismatch" in r for r in report["reasons"])
+    assert any(r.startswith(f"integrity: {name} ") and "differs" in r for r in report["reasons"]), report["reasons"]
+
+
+def test_verify_against_another_recipe_fails_on_its_digest_and_counts(slot, keys, tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(short_recipe(slot_id=4, seed=11, duration=2.0, script="A different script entirely.")))
+    report = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem", recipe=other))
+    assert report["integrity"]["recipe_match"] is False
+    assert any("the recipe makes 48" in r for r in report["reasons"])
