@@ -193,3 +193,36 @@ def test_verify_against_another_recipe_fails_on_its_digest_and_counts(slot, keys
     report = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem", recipe=other))
     assert report["integrity"]["recipe_match"] is False
     assert any("the recipe makes 48" in r for r in report["reasons"])
+
+
+# ---- step 3: POST /v1/verify -----------------------------------------------------------------------
+def test_the_service_signs_its_jobs_and_verifies_a_job_an_upload_and_garbage(tmp_path, keys, slot):
+    import httpx
+
+    from support.harness import Server, free_port
+
+    s = Server(data=tmp_path / "data", port=free_port(), args=["--sign", str(keys)])
+    s.data.mkdir()
+    s.start()
+    try:
+        job = s.submit(short_recipe(slot_id=2, seed=3, duration=1.0, script="Hello.")).json()
+        s.wait_state(job["id"], {"succeeded"}, timeout=300)
+        r = httpx.post(s.url + "/v1/verify", files={"job": (None, job["id"])}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["verdict"] == "verified" and r.json()["credentials"]["trusted"]
+        # an upload, trusted under another CA: untrusted, still a 200 with the reason
+        init_keys(tmp_path / "other")
+        r = httpx.post(s.url + "/v1/verify", timeout=120,
+                       files={"file": ("s.mp4", slot["mp4"].read_bytes()),
+                              "trust": ("ca.pem", (tmp_path / "other" / "ca.pem").read_bytes())})
+        assert r.status_code == 200 and r.json()["reasons"][0].startswith("untrusted"), r.text
+        r = httpx.post(s.url + "/v1/verify", files={"file": ("s.mp4", slot["mp4"].read_bytes()),
+                                                    "trust": ("ca.pem", (keys / "ca.pem").read_bytes())}, timeout=120)
+        assert r.json()["verdict"] == "verified", r.text
+        for files in ({"file": ("x.mp4", b"not a video")}, {"job": (None, "nosuch")}, {"other": (None, "x")}):
+            r = httpx.post(s.url + "/v1/verify", files=files, timeout=60)
+            assert r.status_code in (404, 422) and "error" in r.json(), r.text
+        assert httpx.post(s.url + "/v1/verify", content=b"{}", timeout=60).status_code == 422
+        assert "BEGIN PRIVATE KEY" not in s.log()
+    finally:
+        s.stop()

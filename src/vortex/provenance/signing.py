@@ -87,3 +87,14 @@ def models_of(cfg: VortexConfig) -> dict[str, Any]:
         d = section.model_dump() if hasattr(section, "model_dump") else {}
         out[name] = {k: d[k] for k in ("source", "repo", "revision", "precision", "model") if k in d}
     return out
+
+
+def own_trust_anchor(cfg: VortexConfig) -> Optional[str]:
+    """The last certificate of this node's chain (its CA), PEM: what a node trusts by default."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    identity = identity_for(cfg)
+    if identity is None:
+        return None
+    return x509.load_pem_x509_certificates(identity.chain_pem)[-1].public_bytes(Encoding.PEM).decode()
