@@ -226,3 +226,34 @@ def test_the_service_signs_its_jobs_and_verifies_a_job_an_upload_and_garbage(tmp
         assert "BEGIN PRIVATE KEY" not in s.log()
     finally:
         s.stop()
+
+
+# ---- step 4: the live stream -----------------------------------------------------------------------
+def test_every_aired_segment_is_signed_and_a_changed_one_is_named(tmp_path, keys, capsys):
+    from vortex.channel.cli import main as channel_main
+
+    (tmp_path / "a.json").write_text(json.dumps(short_recipe(slot_id=1, seed=5, duration=2.0, script="Good evening.")))
+    channel = tmp_path / "channel.yaml"
+    channel.write_text("name: prov\nloop: true\nslots:\n  - recipe: a.json\n")
+    out = tmp_path / "out"
+    assert channel_main(["run", str(channel), "--out", str(out), "--pace", "asap", "--max-slots", "2",
+                         "--sign", str(keys)]) == 0
+    playlist = out / "index.m3u8"
+    segments = sorted(p.name for p in out.glob("seg-*.m4s"))
+    assert len(segments) >= 2 and all((out / (s + ".prov.json")).is_file() for s in segments)
+    capsys.readouterr()
+    assert main(["verify", str(playlist), "--trust", str(keys / "ca.pem")]) == 0, capsys.readouterr().out
+    init_keys(tmp_path / "other")
+    report = verify_target(playlist, VerifyOptions(trust=tmp_path / "other" / "ca.pem"))
+    assert report["verdict"] == "not verified" and all("untrusted" in r for r in report["reasons"])
+    victim = out / segments[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    report = verify_target(playlist, VerifyOptions(trust=keys / "ca.pem"))
+    assert report["reasons"] == [f"segment {segments[1]}: changed after publication (its SHA-256 is not the signed one)"]
+    doc = json.loads((out / (segments[0] + ".prov.json")).read_text())
+    doc["payload"]["sha256"] = "0" * 64  # re-pointing the manifest breaks its signature
+    (out / (segments[0] + ".prov.json")).write_text(json.dumps(doc))
+    report = verify_target(playlist, VerifyOptions(trust=keys / "ca.pem"))
+    assert any(r.startswith(f"segment {segments[0]}: the manifest's signature is invalid") for r in report["reasons"])

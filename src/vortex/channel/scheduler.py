@@ -324,6 +324,9 @@ class ChannelRunner:
         o, fps = self.options, self.definition.fps
         shape = dict(width=o.width, height=o.height, fps=fps, sample_rate=o.sample_rate, segment_seconds=o.segment_seconds,
                      part_seconds=o.part_seconds)
+        from ..provenance.stream import stream_signer
+
+        shape["on_segment"] = stream_signer(self.engine, self.out)  # SEG.m4s.prov.json beside each segment
         if self._resuming:
             return HlsChannelWriter.resume(self.out, air_time=air, **shape)
         return HlsChannelWriter(self.out, program_start=air, **shape)
