@@ -232,7 +232,7 @@ def verify_playlist_url(url: str, trust_pem: Optional[str]) -> dict[str, Any]:
     import urllib.request
     from urllib.parse import urljoin
 
-    from .verify import VerifyInputError
+    from .errors import VerifyInputError
 
     def get(u: str) -> Optional[bytes]:
         try:

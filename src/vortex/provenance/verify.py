@@ -19,14 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import VortexError
 from .credentials import AI_SOURCE_TYPE, SLOT_ASSERTION, assertion, list_digest, read_manifest, sample_hashes
+from .errors import VerifyInputError
 
 VERIFIED, NOT_VERIFIED = "verified", "not verified"
-
-
-class VerifyInputError(VortexError):
-    """What was given to verify cannot be read as asked: names the argument and what is allowed."""
 
 
 @dataclass(frozen=True)
