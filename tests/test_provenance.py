@@ -257,3 +257,17 @@ def test_every_aired_segment_is_signed_and_a_changed_one_is_named(tmp_path, keys
     (out / (segments[0] + ".prov.json")).write_text(json.dumps(doc))
     report = verify_target(playlist, VerifyOptions(trust=keys / "ca.pem"))
     assert any(r.startswith(f"segment {segments[0]}: the manifest's signature is invalid") for r in report["reasons"])
+
+
+def test_deep_rechecks_the_pixels_and_speech_and_fails_another_script(slot, keys, tmp_path):
+    report = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem", recipe=slot["recipe"], deep=True))
+    deep = report["checks"]["deep"]
+    assert report["verdict"] == "verified", report["reasons"]
+    assert deep["face_present"] and deep["identity"]["passed"] and deep["speech"]["wer"] <= 0.7
+    assert deep["clip"]["cosine"] >= 0.99
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(short_recipe(slot_id=4, seed=11, script="Completely different words about the weather.")))
+    report = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem", recipe=other, deep=True))
+    assert any(r.startswith("deep: speech: word error rate") for r in report["reasons"]), report["reasons"]
+    with pytest.raises(Exception, match="--deep needs --recipe"):
+        verify_target(slot["mp4"], VerifyOptions(deep=True))

@@ -13,6 +13,7 @@ packet, in presentation order, so a changed frame or audio packet is named by it
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 import av
 import c2pa
+import numpy as np
 
 from .keys import Identity
 
@@ -84,6 +86,10 @@ def slot_assertion(meta: dict[str, Any], hashes: dict[str, list[str]], *, models
         "proof": meta.get("proof"),
         "clip_embedding_sha256": None if embedding is None else
         hashlib.sha256(json.dumps([round(float(x), 7) for x in embedding]).encode()).hexdigest(),
+        # the vector itself, what `vortex verify --deep` compares its own with (cosine): float32 little-endian
+        # in base64 (2.7 KB), since c2pa-python 0.38.1 hands a JSON list of 512 floats back as ''
+        "clip_embedding_f32": None if embedding is None else
+        base64.b64encode(np.asarray(embedding, "<f4").tobytes()).decode(),
         "checks": checks,
         "portrait_sha256": portrait_sha256,
         "media": {"fps": meta.get("fps"), "sample_rate": meta.get("sample_rate"), "n_frames": meta.get("n_frames"),
