@@ -271,3 +271,33 @@ def test_deep_rechecks_the_pixels_and_speech_and_fails_another_script(slot, keys
     assert any(r.startswith("deep: speech: word error rate") for r in report["reasons"]), report["reasons"]
     with pytest.raises(Exception, match="--deep needs --recipe"):
         verify_target(slot["mp4"], VerifyOptions(deep=True))
+
+
+# ---- step 5: the watermark -------------------------------------------------------------------------
+def _reencode(src, dst, crf, size=None):
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        v = out.add_stream("libx264", rate=24, options={"crf": str(crf), "preset": "veryfast"})
+        v.width, v.height = size or (vin.width, vin.height)
+        v.pix_fmt = "yuv420p"
+        for frame in inp.decode(vin):
+            for p in v.encode(frame.reformat(width=v.width, height=v.height, format="yuv420p")):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+
+
+def test_a_reencoded_copy_loses_the_credentials_but_keeps_the_watermark(slot, keys, tmp_path):
+    from vortex.provenance.watermark import node_tag
+
+    signed = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem"))
+    assert signed["watermark"]["found"] and signed["watermark"]["matches_credentials"]
+    node = signed["credentials"]["slot"]["node"]
+    for name, crf, size in (("crf30", 30, None), ("small", 30, (640, 360))):
+        copy = tmp_path / f"{name}.mp4"
+        _reencode(slot["mp4"], copy, crf, size)
+        report = verify_target(copy, VerifyOptions(trust=keys / "ca.pem"))
+        assert not report["credentials"]["present"] and report["verdict"] == "not verified"
+        mark = report["watermark"]
+        assert mark["found"] and mark["slot_id"] == 4 and mark["node_tag"] == f"{node_tag(node):04x}", mark
+        assert any(r.startswith("only the watermark is left") for r in report["reasons"])

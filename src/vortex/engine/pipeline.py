@@ -277,7 +277,7 @@ class VortexPipeline:
         # 4. The sinks: the proof, the MP4 at its staging name, the caller's own, the frames if asked.
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
-        sinks = [proof] + ([Mp4Sink(staging)] if staging is not None else []) + list(slot.request.sinks)
+        sinks = [proof] + ([Mp4Sink(staging, mark=self._watermark(slot))] if staging is not None else []) + list(slot.request.sinks)
         media = work.media = SinkSet(sinks + ([kept] if kept is not None else []), cpu=slot.cpu)
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,
                               sample_rate=sr, n_frames=p.n_frames, n_samples=n_samples))
@@ -394,6 +394,15 @@ class VortexPipeline:
                                self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot),
                                slot.token, chunk_frames=chunk_frames, cpu=slot.cpu,
                                on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
+
+    def _watermark(self, slot: Slot):
+        """The pixel watermark (node, slot id, CRC) of a signed slot's MP4 (vortex.provenance.watermark)."""
+        if self.signer is None:
+            return None
+        from ..provenance.watermark import Marker
+
+        v = self.config.buffers.video
+        return Marker(self.signer.node, slot.slot_id, v.height, v.width)
 
     def _sign(self, slot: Slot, result: GenerationResult):
         """The Content Credentials step of the publish (vortex.provenance), or None when signing is off."""

@@ -97,7 +97,26 @@ def verify_mp4(path: Path, trust: Optional[str], *, recipe=None, deep: bool = Fa
     credentials["slot"] = None if slot is None else {k: slot.get(k) for k in ("node", "slot_id", "seed", "profile",
                                                                               "stand_ins", "recipe_sha256")}
     integrity = _integrity(path, slot, recipe, reasons)
-    watermark: dict[str, Any] = {"found": False, "read": False}  # no watermark is embedded yet (issue 22, step 5)
+    from .watermark import node_tag, read_watermark_mp4
+
+    watermark = read_watermark_mp4(path)
+    if watermark.get("found"):
+        watermark["slot_id"] = watermark.get("slot_id_low16")
+        if slot is not None:  # the credentials name the node: the mark's 16-bit tag must be its
+            watermark["node"] = slot.get("node")
+            watermark["matches_credentials"] = (watermark["node_tag"] == f"{node_tag(str(slot.get('node'))):04x}"
+                                                and watermark["slot_id_low16"] == (int(slot.get("slot_id") or 0) & 0xFFFF))
+            if not watermark["matches_credentials"]:
+                reasons.append(f"watermark: node tag {watermark['node_tag']} / slot {watermark['slot_id_low16']} is not "
+                               f"the signed node {slot.get('node')} / slot {slot.get('slot_id')}")
+        else:
+            watermark["node"] = watermark["node_tag"]
+    if not read["present"]:
+        if watermark.get("found"):
+            reasons.append(f"only the watermark is left: node tag {watermark['node_tag']}, slot {watermark['slot_id']} "
+                           "(a re-encoded or stripped copy: the AI-generated mark survives, the credentials do not)")
+        else:
+            reasons.append("no watermark found either")
     checks: dict[str, Any] = {"signed": None if slot is None else slot.get("checks")}
     if deep:
         from .deep import deep_checks
