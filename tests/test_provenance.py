@@ -39,14 +39,18 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def slot(tmp_path_factory, keys):
+def engine(keys):
+    with engine_of(with_signing_flags(VortexConfig.load(), sign=keys)) as pipe:
+        yield pipe
+
+
+@pytest.fixture(scope="module")
+def slot(tmp_path_factory, engine):
     """A signed 1.5 s slot, its recipe file and its sidecar."""
     out = tmp_path_factory.mktemp("slot")
     data = short_recipe(slot_id=4, seed=11)
     (out / "r.json").write_text(json.dumps(data))
-    cfg = with_signing_flags(VortexConfig.load(), sign=keys)
-    with engine_of(cfg) as engine:
-        result = engine.run(SlotRequest(recipe=Recipe.from_dict(data), output=out / "s.mp4"))
+    result = engine.run(SlotRequest(recipe=Recipe.from_dict(data), output=out / "s.mp4"))
     assert result.success, result.error_msg
     return {"mp4": out / "s.mp4", "recipe": out / "r.json", "meta": json.loads((out / "s.json").read_text()),
             "dir": out}
@@ -136,6 +140,24 @@ def test_the_slot_mp4_carries_trusted_credentials_with_the_ai_assertion(slot, ke
     info = probe_mp4(mp4)  # still playable, exact counts
     assert (info.n_frames, info.n_audio_samples, info.faststart) == (36, 36000, True)
     assert not [p for p in slot["dir"].iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_a_given_portrait_is_the_manifests_ingredient(engine, keys, tmp_path):
+    import hashlib
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    portrait = tmp_path / "anchor.png"
+    Image.fromarray(skdata.astronaut()).save(portrait)
+    recipe = Recipe.from_dict(short_recipe(slot_id=5, seed=2, duration=1.0, script="Hello.", actor_image=str(portrait)))
+    result = engine.run(SlotRequest(recipe=recipe, output=tmp_path / "p.mp4"))
+    assert result.success, result.error_msg
+    manifest = json.loads(_reader(tmp_path / "p.mp4", keys / "ca.pem").json())
+    active = manifest["manifests"][manifest["active_manifest"]]
+    assert [i["title"] for i in active["ingredients"]] == ["anchor.png"]
+    assert active["ingredients"][0]["relationship"] == "inputTo"
+    assert assertion(active, SLOT_ASSERTION)["portrait_sha256"] == hashlib.sha256(portrait.read_bytes()).hexdigest()
 
 
 def test_without_sign_a_node_signs_with_its_own_development_key(tmp_path, monkeypatch):
