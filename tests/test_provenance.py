@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import stat
+import time
 
 import av
 import c2pa
@@ -245,6 +246,19 @@ def test_the_service_signs_its_jobs_and_verifies_a_job_an_upload_and_garbage(tmp
             r = httpx.post(s.url + "/v1/verify", files=files, timeout=60)
             assert r.status_code in (404, 422) and "error" in r.json(), r.text
         assert httpx.post(s.url + "/v1/verify", content=b"{}", timeout=60).status_code == 422
+        # a channel of this node, verified over HTTP segment by segment
+        body = {"name": "prov", "loop": True, "lookahead": 1, "margin_sec": 0.5,
+                "slots": [{"recipe": short_recipe(slot_id=1, seed=3, duration=2.0, script="Good evening.")}]}
+        assert httpx.post(s.url + "/v1/channels", json=body, timeout=60).status_code == 201
+        url = s.url + "/v1/channels/prov/index.m3u8"
+        deadline = time.monotonic() + 240
+        while "seg-" not in (r := httpx.get(url, timeout=30)).text or r.status_code != 200:
+            assert time.monotonic() < deadline, "the channel listed no segment in 240 s"
+            time.sleep(0.5)
+        report = verify_target(url, VerifyOptions(trust=keys / "ca.pem"))
+        assert report["verdict"] == "verified" and report["credentials"]["segments"] >= 1, report["reasons"]
+        assert httpx.get(s.url + "/v1/channels/prov/seg-00001.m4s.prov.json", timeout=30).headers["content-type"] \
+            == "application/json"
         assert "BEGIN PRIVATE KEY" not in s.log()
     finally:
         s.stop()

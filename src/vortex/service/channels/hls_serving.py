@@ -40,6 +40,7 @@ from ...channel.hls.playlist import PLAYLIST_NAME, attributes
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 POLL_S = 0.02
 _MEDIA = re.compile(r"^(?:init-[0-9a-f]{8}\.mp4|part-\d{5,}\.\d{1,3}\.m4s|seg-\d{5,}\.(?:m4s|ts))$")
+_PROVENANCE = re.compile(r"^seg-\d{5,}\.m4s\.prov\.json$")  # a segment's signed manifest (vortex.provenance.stream)
 _INTEGER = re.compile(r"^\d{1,12}$")
 IMMUTABLE = "public, max-age=86400, immutable"
 
@@ -172,7 +173,7 @@ def _check_advance(state: PlaylistState, msn: int, part: Optional[int]) -> None:
 async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
     """A listed init segment, part or segment (immutable); the hinted part once it exists; else 404."""
     path = Path(folder) / name
-    if not _MEDIA.match(name):
+    if not _MEDIA.match(name) and not _PROVENANCE.match(name):
         raise HTTPException(status_code=404, detail=missing)
     if not path.is_file():
         state = _watch(folder).state()
@@ -184,4 +185,6 @@ async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
         if not path.is_file():
             raise HTTPException(status_code=404, detail=missing)
     kind = "video/mp2t" if name.endswith(".ts") else "video/mp4"
+    if _PROVENANCE.match(name):
+        return FileResponse(path, media_type="application/json", headers={"Cache-Control": IMMUTABLE})
     return FileResponse(path, media_type=kind, headers={"Cache-Control": IMMUTABLE})
