@@ -196,6 +196,7 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
     assert all("heard, WER" in c.text and "✓" in c.text for c in chunks), [c.text for c in chunks]
     facts = browser.find_element(By.ID, "facts").text
     assert "first audio" in facts and "first frame" in facts
+    assert sidecar["provenance"]["signed"] and "C2PA, AI-generated (trainedAlgorithmicMedia), signed by" in facts
     assert js_errors(browser) == []
 
     # the screenshot: the whole page, the video paused on a frame

@@ -19,6 +19,7 @@ from . import logs
 from .command import EXIT_FAILED, EXIT_USAGE, Terminated, run_command
 from .config import DEFAULT_PROFILE, VortexConfig, available_profiles
 from .contracts.requests import SlotRequest
+from .provenance.cli import add_provenance_parsers, add_signing_args, apply_signing
 from .recipe import Recipe
 
 
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--deadline", type=_seconds, help="seconds the slot may take (default: the profile's generation_timeout_sec)")
     g.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     g.add_argument("--log-file", type=Path, help="append JSON log events to this file")
+    add_signing_args(g)
     g.set_defaults(func=_generate)
 
     pl = sub.add_parser("plan", help="print the computed VRAM plan of a profile and its verdict")
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     from .channel.cli import add_channel_parser  # imports no torch until it runs
 
     add_channel_parser(sub)
+    add_provenance_parsers(sub)  # keys init, verify
     return p
 
 
@@ -147,6 +150,7 @@ def _generate_slot(args: argparse.Namespace, guard: _SigtermGuard) -> int:
 
     err = sys.stderr
     print(f"vortex · profile {cfg.profile}: {cfg.description}", file=err)
+    cfg = apply_signing(cfg, args, err)  # a bad key or chain: exit 2 now, before any model loads
     if cfg.uses_stand_ins:
         print("  ! this profile runs STAND-INS for: " + ", ".join(cfg.stand_ins)
               + ". See README, 'What the default profile is'.", file=err)

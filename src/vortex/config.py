@@ -316,6 +316,25 @@ class LoudnessConfig(_Section):
         if not TRUE_PEAK_RANGE[0] <= v <= TRUE_PEAK_RANGE[1]:
             raise ValueError(f"must be from {TRUE_PEAK_RANGE[0]:g} to {TRUE_PEAK_RANGE[1]:g} dBTP (EBU R128: -1), got {v:g}")
         return v
+class SigningConfig(_Section):
+    """Content Credentials (vortex.provenance): `signing: off` marks nothing; `cert_chain` + `key` is an
+    operator's identity; neither: the node's own development key, made on first use in the cache."""
+
+    enabled: bool = True
+    cert_chain: Optional[str] = None  # PEM, leaf first
+    key: Optional[str] = None  # PEM, unencrypted P-256 (ES256)
+    tsa_url: Optional[str] = None  # an RFC 3161 time-stamp authority; off by default (no network)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return {"enabled": False} if v is False or v == "off" else v  # YAML reads a bare `off` as False
+
+    @model_validator(mode="after")
+    def _pair(self) -> "SigningConfig":
+        if (self.cert_chain is None) != (self.key is None):
+            raise ValueError("give both cert_chain and key, or neither (the node's development key)")
+        return self
 
 
 class VortexConfig(_Section):
@@ -331,6 +350,7 @@ class VortexConfig(_Section):
     buffers: BuffersConfig = Field(default_factory=BuffersConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     loudness: LoudnessConfig = Field(default_factory=LoudnessConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     # Where miniature weights and converted files are written; $VORTEX_CACHE overrides.
     cache_dir: str = "~/.cache/vortex"
     # A slot MP4's program picture: the `program` block as written (vortex.program.sink parses and

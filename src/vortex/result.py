@@ -121,6 +121,7 @@ class GenerationResult:
     proof: Optional[dict[str, str]] = None
     report_path: Optional[Path] = None  # the sidecar written (OUT.json, or OUT.failed.json for a failed slot)
     captions: tuple[Cue, ...] = ()  # the speech's caption cues (vortex.program.captions), slot time
+    provenance: Optional[dict[str, Any]] = None  # Content Credentials: who signed the MP4, or why not (vortex.provenance)
     replica: Optional[dict[str, Any]] = None  # where it ran, when an engine spreads slots (vortex.serving); None: here
 
     def metadata(self) -> dict[str, Any]:
@@ -157,6 +158,7 @@ class GenerationResult:
             "recipe_sha256": self.recipe_sha256,
             "proof": self.proof,
             "captions": [c.as_dict() for c in self.captions],
+            "provenance": self.provenance,
         }
 
 

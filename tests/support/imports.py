@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                    "vortex.result", "vortex.inputs", "vortex.logs", "vortex.cpu_check")),
     ("stages", ("vortex.models", "vortex.motion", "vortex.faces", "vortex.asr", "vortex.memory", "vortex.media",
                 "vortex.weights", "vortex.program")),
-    ("engine", ("vortex.engine",)),
+    ("engine", ("vortex.engine", "vortex.provenance")),
     ("product", ("vortex.service", "vortex.channel", "vortex.serving", "vortex.bench", "vortex.cli",
                  "vortex.command", "vortex.__main__")),
 )

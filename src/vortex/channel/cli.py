@@ -33,6 +33,9 @@ def add_channel_parser(subparsers) -> argparse.ArgumentParser:
                    help="LL-HLS part length (a whole number of frames dividing the 2 s segment, at most 1 s; "
                         "default 0.5); realtime hands media over this long before air")
     r.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
+    from ..provenance.cli import add_signing_args
+
+    add_signing_args(r)
     r.set_defaults(func=_run)
     from .live_cli import add_live_parser
 
@@ -60,6 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg = VortexConfig.load(profile=args.profile, path=args.config)
     definition.check(cfg)
     err = sys.stderr
+    from ..provenance.cli import apply_signing
+
+    cfg = apply_signing(cfg, args, err)  # a bad key or chain: exit 2 before any model loads
     v = cfg.buffers.video
     print(f"vortex channel {definition.name} · profile {cfg.profile} · {len(definition.slots)} recipes"
           f"{' (looped)' if definition.loop else ''} · {v.width}x{v.height} at {definition.fps} fps · "

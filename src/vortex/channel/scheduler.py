@@ -347,10 +347,14 @@ class ChannelRunner:
         if self.program is not None:
             shape.update(width=self.program.width, height=self.program.height, compose=self.program,
                          preset=PROGRAM_PRESET)
+        from ..provenance.stream import stream_signer
+
+        signer = stream_signer(self.engine, self.out)  # SEG.m4s.prov.json beside each segment
+        on_segment = subs.on_segment if signer is None else _both(subs.on_segment, signer)
         if self._resuming:
-            writer = HlsChannelWriter.resume(self.out, air_time=air, on_segment=subs.on_segment, **shape)
+            writer = HlsChannelWriter.resume(self.out, air_time=air, on_segment=on_segment, **shape)
         else:
-            writer = HlsChannelWriter(self.out, program_start=air, on_segment=subs.on_segment, **shape)
+            writer = HlsChannelWriter(self.out, program_start=air, on_segment=on_segment, **shape)
         subs.attach(writer)
         return writer
 
@@ -404,3 +408,11 @@ class ChannelRunner:
     def save(self) -> None:
         if self.handoff.fence_holds():
             self.state.save(self.out)
+
+
+def _both(first, second):
+    """One on_segment hook from two: the captions' WebVTT segment, then the segment's signed manifest."""
+    def on_segment(segment) -> None:
+        first(segment)
+        second(segment)
+    return on_segment

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ..contracts.captions import Cue
 from ..errors import VortexError
@@ -90,12 +90,26 @@ class SlotOutput:
         """A fresh temporary name beside the MP4: the encoder writes here; `publish` renames it."""
         return _temp_name(self.mp4, "partial.mp4")
 
-    def publish(self, staging: Path) -> None:
+    def publish(self, staging: Path, sign: Optional[Callable[[Path, Path], Any]] = None) -> Any:
+        """Rename the staging MP4 into place. `sign(src, dst)` (vortex.provenance) first writes the
+        signed copy into a second temporary; what it returns (the sidecar's `provenance`) comes back."""
+        info = None
+        if sign is not None:
+            signed = _temp_name(self.mp4, "partial.mp4")
+            try:
+                info = sign(staging, signed)
+            except BaseException:
+                signed.unlink(missing_ok=True)
+                staging.unlink(missing_ok=True)
+                raise
+            staging.unlink(missing_ok=True)
+            staging = signed
         try:
             os.replace(staging, self.mp4)
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise OutputError(describe_os_error(self.mp4, exc)) from None
+        return info
 
     def publish_captions(self, cues: Sequence[Cue]) -> None:
         """OUT.vtt, right after OUT.mp4 (vortex.program.captions); if it cannot be written, the MP4

@@ -38,6 +38,7 @@ from ..contracts.requests import EventFn, Priority, SlotRequest
 from ..errors import (DeadlineExceeded, EngineClosed, EngineDead, RecipeError, SpeechTooLongError, VortexError,
                       VortexInitializationError)
 from ..memory.buffers import SlotBuffers
+from ..provenance.signing import SIGNING_OFF, SlotSigner
 from ..memory.monitor import VRAMMonitor
 from ..memory.plan import VRAMPlan, compute_plan
 from ..memory.stats import reset_peak, vram_stats
@@ -86,6 +87,7 @@ class VortexPipeline:
         if self.device.type == "cuda":
             self.plan = compute_plan(cfg)
             self.plan.raise_if_over()
+        self.signer = SlotSigner.from_config(cfg)  # Content Credentials on every MP4 unless `signing: off`
         self.monitor = VRAMMonitor(cfg.vram.soft_limit_gb, cfg.vram.hard_limit_gb, cfg.device.name)
         self.driver = MotionDriver(cfg.motion)
         self.library_threads = LibraryThreads()  # the threads each component spawned: their CPU per stage
@@ -213,7 +215,7 @@ class VortexPipeline:
             finally:
                 self.scheduler.leave(slot.flight)
             if target is not None and result.success:
-                target.publish(staging)
+                result.provenance = target.publish(staging, sign=self._sign(slot, result)) or SIGNING_OFF
                 target.publish_captions(result.captions)  # OUT.vtt beside it
         except SlotCancelled as exc:
             if str(exc) == DEADLINE_EXCEEDED:
@@ -281,7 +283,7 @@ class VortexPipeline:
         # 4. The sinks: the proof, the MP4 at its staging name, the caller's own, the frames if asked.
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
-        mp4 = [Mp4Sink(staging, result.captions)] if staging is not None else []
+        mp4 = [Mp4Sink(staging, result.captions, mark=self._watermark(slot))] if staging is not None else []
         if mp4 and cfg.program is not None:  # the program picture around the anchor (vortex.program.sink)
             mp4 = [ProgramSink(mp4[0], config_program(cfg, slot.request.recipe), slot.request.recipe)]
         sinks = [proof] + mp4 + list(slot.request.sinks)
@@ -408,6 +410,21 @@ class VortexPipeline:
                                self.components.verifier.sample_indices(p.n_frames), lambda: self._turn(slot),
                                slot.token, chunk_frames=chunk_frames, cpu=slot.cpu,
                                on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
+
+    def _watermark(self, slot: Slot):
+        """The pixel watermark (node, slot id, CRC) of a signed slot's MP4 (vortex.provenance.watermark)."""
+        if self.signer is None:
+            return None
+        from ..provenance.watermark import Marker
+
+        v = self.config.buffers.video
+        return Marker(self.signer.node, slot.slot_id, v.height, v.width)
+
+    def _sign(self, slot: Slot, result: GenerationResult):
+        """The Content Credentials step of the publish (vortex.provenance), or None when signing is off."""
+        if self.signer is None:
+            return None
+        return self.signer(result.metadata(), slot.recipe.visual_track.actor_image)
 
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -58,10 +58,12 @@ class Mp4Sink:
 
     cpu_stage = "encode"
 
-    def __init__(self, path: Path, captions: Sequence[Cue] = ()):
+    def __init__(self, path: Path, captions: Sequence[Cue] = (),
+                 mark: Optional[Callable[[int, np.ndarray], np.ndarray]] = None):
         self.path = Path(path)
         self.captions = tuple(captions)  # muxed as a mov_text track
         self._writer: Optional[Mp4Writer] = None
+        self._mark = mark  # vortex.provenance.watermark.Marker: the file's frames only, not the proof's
 
     def open(self, shape: MediaShape) -> None:
         self._writer = Mp4Writer(self.path, width=shape.width, height=shape.height, fps=shape.fps,
@@ -73,7 +75,7 @@ class Mp4Sink:
         self._writer.write_audio(np.asarray(chunk, dtype=np.float32))
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
-        self._writer.write_frame(frame)
+        self._writer.write_frame(frame if self._mark is None else self._mark(index, frame))
 
     def finish(self) -> None:
         self._writer.close()

@@ -111,6 +111,17 @@ class ProgramText(BaseModel):
     from_frame: Optional[int]  # the stream's frame index from which the picture shows it
 
 
+class Verification(_Open):
+    """POST /v1/verify (vortex.provenance.verify): the verdict and one reason a line."""
+
+    verdict: Literal["verified", "not verified"]
+    credentials: dict[str, Any]
+    integrity: dict[str, Any]
+    watermark: dict[str, Any]
+    checks: dict[str, Any]
+    reasons: list[str]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 
@@ -177,6 +188,12 @@ INSERT_SCHEMA: dict[str, Any] = {
 PORTRAIT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+
+
+VERIFY_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"}, "job": {"type": "string"},
+                   "trust": {"type": "string", "format": "binary"}}}}}}}
 
 
 def media(kind: str, description: str, schema: Optional[dict[str, Any]] = None) -> dict[int | str, dict[str, Any]]:

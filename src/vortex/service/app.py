@@ -35,14 +35,15 @@ from .deps import ServiceState, error
 from .events import EventHub
 from .media import open_media
 from .metrics import ServiceMetrics
-from .routers import channels, health, live, portraits, program, slots, web
+from .routers import channels, health, live, portraits, program, slots, verify, web
 from .security import ServeSetupError
 from .store.channels import ChannelLeases
 from .store.jobs import open_store
 from .worker import Worker
 
 # In matching order: /v1/... first, the web pages (/, /jobs/{id}, /channels/{name}, /static/...) last.
-ROUTERS = (slots.router, portraits.router, health.router, channels.router, live.router, program.router, web.router)
+ROUTERS = (slots.router, portraits.router, health.router, channels.router, live.router, program.router, verify.router,
+           web.router)
 
 
 def create_app(state: ServiceState) -> FastAPI:

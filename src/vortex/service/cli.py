@@ -67,6 +67,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                                 "(default: SQLite in --data, one node)")
     s.add_argument("-v", "--verbose", action="store_true", help="JSON log events on stderr")
     s.add_argument("--log-file", type=Path, help="append JSON log events to this file")
+    from ..provenance.cli import add_signing_args
+
+    add_signing_args(s)
     s.set_defaults(func=serve_command)
     return s
 
@@ -99,6 +102,9 @@ def serve_command(args: argparse.Namespace) -> int:
             if importlib.util.find_spec("ray") is None:
                 raise _usage("--engine ray needs Ray Serve: pip install -e '.[serve-ray]'")
         cfg = VortexConfig.load(profile=args.profile, path=args.config)
+        from ..provenance.cli import apply_signing
+
+        cfg = apply_signing(cfg, args, err)  # a bad key or chain: exit 2 before the server starts
     except VortexError as exc:
         print(f"vortex: error: {exc}", file=err)
         return 2

@@ -43,6 +43,7 @@ from ...channel.hls.playlist import PLAYLIST_NAME, attributes
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 POLL_S = 0.02
 _MEDIA = re.compile(r"^(?:init-[0-9a-f]{8}\.mp4|part-\d{5,}\.\d{1,3}\.m4s|seg-\d{5,}\.(?:m4s|ts)|subs-\d{5,}\.vtt)$")
+_PROVENANCE = re.compile(r"^seg-\d{5,}\.m4s\.prov\.json$")  # a segment's signed manifest (vortex.provenance.stream)
 _INTEGER = re.compile(r"^\d{1,12}$")
 IMMUTABLE = "public, max-age=86400, immutable"
 
@@ -179,7 +180,7 @@ async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
         if not path.is_file():
             raise HTTPException(status_code=404, detail=missing)
         return FileResponse(path, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "no-cache"})
-    if not _MEDIA.match(name):
+    if not _MEDIA.match(name) and not _PROVENANCE.match(name):
         raise HTTPException(status_code=404, detail=missing)
     if not path.is_file():
         state = _watch(folder).state()
@@ -191,4 +192,6 @@ async def media_response(folder: Path, name: str, missing: str) -> FileResponse:
         if not path.is_file():
             raise HTTPException(status_code=404, detail=missing)
     kind = "video/mp2t" if name.endswith(".ts") else "text/vtt" if name.endswith(".vtt") else "video/mp4"
+    if _PROVENANCE.match(name):
+        return FileResponse(path, media_type="application/json", headers={"Cache-Control": IMMUTABLE})
     return FileResponse(path, media_type=kind, headers={"Cache-Control": IMMUTABLE})

@@ -109,8 +109,16 @@ async def playlist(name: str, request: Request, state: ServiceState = Depends(ge
                                                                  "try again in a few seconds")
 
 
+def _with_json(responses: dict) -> dict:
+    """The segment route also answers a segment's provenance manifest as JSON (vortex.provenance.stream)."""
+    responses[200]["content"]["application/json"] = {"schema": {"type": "object"}}
+    return responses
+
+
 @router.get("/v1/channels/{name}/{segment}",
-            responses={**media("video/mp4", "an init segment, part or segment (video/mp2t for .ts)"), **errors(404, 422, 503)})
+            responses={**_with_json(media("video/mp4", "an init segment, part or segment (video/mp2t for .ts), or a "
+                                                       "segment's signed manifest (SEG.m4s.prov.json)")),
+                       **errors(404, 422, 503)})
 async def channel_segment(name: str, segment: str, state: ServiceState = Depends(get_state)):
     folder = _stream_folder(state, name)
     # Only the writer's names (channel/publish.py); a listed file is never rewritten, so it may be cached.

@@ -41,6 +41,11 @@
       fact(dl, "first audio", sidecar.first_audio_ms ? "at " + Vx.fmtMs(sidecar.first_audio_ms) : null);
       fact(dl, "first frame", sidecar.first_frame_ms ? "at " + Vx.fmtMs(sidecar.first_frame_ms) : null);
       fact(dl, "priority", sidecar.priority);
+      const pv = sidecar.provenance;  // Content Credentials (docs/provenance.md): who signed the MP4, or why not
+      if (pv) fact(dl, "credentials", pv.signed
+        ? "C2PA, AI-generated (trainedAlgorithmicMedia), signed by " + pv.signer + (pv.development_key ? " (development key)" : "")
+          + " · watermarked"
+        : "none: " + (pv.why || "not signed"));
     } else {
       fact(dl, "first audio", live.first_audio);
       fact(dl, "first frame", live.first_frame);
