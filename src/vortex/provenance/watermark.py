@@ -71,11 +71,16 @@ class Marker:
 
     def __init__(self, node: str, slot_id: int, height: int, width: int, alpha: float = ALPHA):
         bits = payload_bits(node, slot_id) * 2.0 - 1.0
-        cells = (alpha * _CHIP * bits[_BIT_OF]).astype(np.float32)
-        self.field = cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR)[..., None]
+        self._cells = (alpha * _CHIP * bits[_BIT_OF]).astype(np.float32)
+        self.field = self._field(height, width)
         self.node, self.slot_id = node, slot_id
 
+    def _field(self, height: int, width: int) -> np.ndarray:
+        return cv2.resize(self._cells, (width, height), interpolation=cv2.INTER_LINEAR)[..., None]
+
     def __call__(self, index: int, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[:2] != self.field.shape[:2]:  # the program picture (1280x720) around a 512² slot
+            self.field = self._field(*frame.shape[:2])
         marked = frame.astype(np.float32) + sign_at(index) * self.field
         return np.clip(marked + 0.5, 0, 255).astype(np.uint8)  # + 0.5: round, not truncate
 
