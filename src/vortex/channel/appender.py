@@ -24,12 +24,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Optional
 
-from . import filler
+from . import breaks, filler
 from .fencing import park
 from .handoff import END, Handoff, Ready
 from .hls.pacing import WallClockPacer
 from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
+from .marking import Marks, insert_fields, slot_fields
 from .records import SlotRecord, iso, parse_iso
 
 
@@ -81,6 +82,7 @@ class Appender:
         self.current: Optional[tuple[SlotRecord, int]] = None  # the slot being appended, its first frame
         self.cut: Optional[tuple[SlotRecord, int]] = None  # the slot a due insert just cut
         self.lock = threading.Lock()  # inserts, current
+        self.marks = Marks()  # the EXT-X-DATERANGE of every item aired (marking.py)
 
     @property
     def paced(self) -> bool:
@@ -114,6 +116,7 @@ class Appender:
                 if self.writer is None:
                     with r.lock:  # a resume deletes stray temporaries: never channel.json's mid-save
                         self.writer = r.open_writer(parse_iso(item.record.air_time))
+                    self.marks.recover(self.writer)  # ranges a killed run left open
                 self._air_due_inserts()
                 self._append(item)
                 self._air_due_inserts()
@@ -125,6 +128,7 @@ class Appender:
             for ins in list(self.inserts):
                 self._fail(ins, "the channel stopped before its air time")
             if self.writer is not None and h.fence_holds():
+                self.marks.end(self.writer)
                 self.writer.close(end=ended and h.error is None)
             with r.lock:
                 r.state.ended = ended and self.writer is not None and h.error is None
@@ -143,6 +147,7 @@ class Appender:
             r.save()
         with self.lock:
             self.current = (record, w.frames_appended)
+        self.marks.begin(w, **slot_fields(record, r.definition))
         pace = _Pacer(self, self.paced, cuts=True)
         try:
             media = None if item.source is None else r.media_of(item.source)
@@ -150,6 +155,11 @@ class Appender:
                 raise FileNotFoundError(f"slot {item.source}'s media (its spool or MP4) are gone from {r.slots_dir}")
             if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
+            elif item.kind == "break":
+                slot = r.definition.slots[record.position]
+                frames, waveform = breaks.slate(slot.slate, r.definition.name, record.n_frames, o.width, o.height,
+                                                fps, o.sample_rate)
+                report = w.append_slot(pace(frames), waveform)
             elif item.kind == "last_good":
                 frames, waveform = filler.last_good(media, record.n_frames, fps, o.sample_rate, o.width, o.height)
                 report = w.append_slot(pace(frames), waveform)
@@ -214,7 +224,7 @@ class Appender:
                 slot = d.slot_at(index)
                 if slot is None:
                     return
-                n = slot.recipe.slot_params.n_frames
+                n = slot.n_frames
             end += n
             index += 1
             yield end
@@ -266,6 +276,7 @@ class Appender:
             rec.cut_slot = cut[0].index
         self._shift_schedule(insert, cut, first)
         r.insert_changed(insert)
+        self.marks.begin(w, **insert_fields(insert, w.fps))
         pacer = _Pacer(self, self.paced, cuts=False)
         feed = w.open_slot()
         done = 0

@@ -81,6 +81,11 @@ class Publisher:
             [p.uri for p in s.parts] for s in playlist.segments if s.parts)
         self.frames_published: Optional[int] = None
         self._text = PlaylistText()
+        self._ranges: list[tuple[int, str]] = []  # (frame, EXT-X-DATERANGE line) waiting for their segment
+
+    def add_daterange(self, frame: int, line: str) -> None:
+        """List ``line`` before the segment that starts at ``frame`` (or, at the end, after the last one)."""
+        self._ranges.append((frame, line))
 
     def publish(self, part: CutPart) -> None:
         if part.segment_start != (self._index == 0):
@@ -97,8 +102,13 @@ class Publisher:
         listed = PlaylistPart(uri, (part.end - part.start) / self.fps, part.segment_start)
         msn, index = self.playlist.next_msn, self._index
         hint = f"part-{self._number + 1:05d}.0.m4s" if part.segment_end else f"part-{self._number:05d}.{index + 1}.m4s"
+        ranges = ()
+        if part.segment_start:
+            ranges = tuple(line for frame, line in self._ranges if frame <= part.start)
+            self._ranges = [(frame, line) for frame, line in self._ranges if frame > part.start]
         playlist = self.playlist.with_part(listed, program_date_time=self._pdt_of(self._segment_start),
-                                           discontinuity=self._discontinuity, map_uri=self._map, hint=hint)
+                                           discontinuity=self._discontinuity, map_uri=self._map, hint=hint,
+                                           dateranges=ranges)
         segment = None
         if part.segment_end:
             segment = self._close_segment(playlist, part.end)
@@ -115,7 +125,9 @@ class Publisher:
 
     def finish(self, *, ended: bool) -> MediaPlaylist:
         """The run is over: no part will be hinted any more; ``ended`` adds ``#EXT-X-ENDLIST``."""
-        self.playlist = replace(self.playlist, preload_hint=None, ended=ended)
+        ranges = self.playlist.dateranges + tuple(line for _, line in self._ranges)  # ranges closed at the end
+        self._ranges = []
+        self.playlist = replace(self.playlist, preload_hint=None, ended=ended, dateranges=ranges)
         write_playlist(self.folder, self.playlist, self._text)
         return self.playlist
 
@@ -126,7 +138,7 @@ class Publisher:
         write_atomic(self.folder / uri, b"".join(self._segment_bytes))
         opened = playlist.open
         segment = PlaylistSegment(uri, (end - self._segment_start) / self.fps, opened.program_date_time,
-                                  opened.discontinuity, opened.map_uri, opened.parts)
+                                  opened.discontinuity, opened.map_uri, opened.parts, opened.dateranges)
         self._parts_on_disk.append([p.uri for p in opened.parts])
         while len(self._parts_on_disk) > self._keep:
             for old in self._parts_on_disk.popleft():
@@ -183,7 +195,7 @@ def recover(folder: Path, old: MediaPlaylist) -> tuple[MediaPlaylist, int]:
         write_atomic(folder / uri, b"".join((folder / p.uri).read_bytes() for p in open_parts))
         o = old.open
         playlist = old.with_segment(PlaylistSegment(uri, o.duration_sec, o.program_date_time, o.discontinuity,
-                                                    o.map_uri, o.parts))
+                                                    o.map_uri, o.parts, o.dateranges))
         listed.add(uri)
         last = max(last, number)
     keep_parts = {p.uri for s in playlist.segments for p in s.parts}
