@@ -245,3 +245,28 @@ def test_break_limits_and_slates(tmp_path):
     frame = slate_frame(tmp_path / "slate.png", "x", 128, 128)  # 16:9 fitted inside a square, centred
     assert frame.shape == (128, 128, 3) and tuple(frame[64, 64]) == (200, 30, 30)
     assert np.abs(frame[2, 64].astype(int) - BACKGROUND).max() < 3
+
+
+def test_short_items_keep_their_parts_as_long_as_two_second_segments_did(tmp_path):
+    """Items of 13 frames make segments of 13 frames (each item's first frame starts one): the part files
+    stay 16 s of stream after their segment (3 target durations listed, 3 more to fetch: publish.py),
+    counted in seconds, not in segments."""
+    from vortex.channel.hls import read_playlist
+    from vortex.channel.hls.writer import HlsChannelWriter
+    from vortex.channel.marking import Marks
+
+    w = HlsChannelWriter(tmp_path, width=64, height=64, fps=24,
+                         program_start=datetime.fromisoformat("2026-12-06T22:00:00+00:00"))
+    marks = Marks()
+    for i in range(48):
+        marks.begin(w, kind="slot", id=f"slot-{i}", planned_sec=13 / 24, slot_id=str(i), recipe_digest="ab")
+        w.append_slot(np.zeros((13, 64, 64, 3), np.uint8), np.zeros(13000, np.float32))
+    marks.end(w)
+    w.close()
+    segments = read_playlist(tmp_path).segments
+    assert len(segments) == 48 and {round(s.duration_sec * FPS) for s in segments} == {13}
+    ends = np.cumsum([s.duration_sec for s in segments])
+    parts = sorted(p.name for p in tmp_path.glob("part-*.m4s"))
+    kept = {int(name[5:10]) for name in parts}
+    for k, end in enumerate(ends, start=1):  # segment k's parts: kept while it ended < 16 s before the end
+        assert (k in kept) == (ends[-1] - end < 16 - 1e-6), (k, ends[-1] - end)

@@ -15,7 +15,6 @@ durations to fetch them (RFC 8216bis §6.2.2); the segment files keep the same m
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections import deque
@@ -75,10 +74,15 @@ class Publisher:
         self._segment_bytes: list[bytes] = []
         self._segment_start: Optional[int] = None
         # Part files of the segments whose parts may still be fetched: listed, or unlisted < 3 target durations.
-        keep_seconds = 2 * PART_WINDOW_TARGETS * playlist.target_duration + 2 * segment_seconds
-        self._keep = max(2, math.ceil(keep_seconds / segment_seconds))
-        self._parts_on_disk: deque[list[str]] = deque(
-            [p.uri for p in s.parts] for s in playlist.segments if s.parts)
+        # Counted in seconds, not segments: an item's first frame starts a segment (channel/marking.py),
+        # so segments may be shorter than segment_seconds (16 s: 8 segments of 2 s, as before).
+        self._keep_seconds = 2 * PART_WINDOW_TARGETS * playlist.target_duration + 2 * segment_seconds
+        self._listed_seconds = 0.0  # the end of the last listed segment, on the playlist's timeline
+        self._parts_on_disk: deque[tuple[float, list[str]]] = deque()  # (its segment's end, its part files)
+        for s in playlist.segments:
+            self._listed_seconds += s.duration_sec
+            if s.parts:
+                self._parts_on_disk.append((self._listed_seconds, [p.uri for p in s.parts]))
         self.frames_published: Optional[int] = None
         self._text = PlaylistText()
         self._ranges: list[tuple[int, str]] = []  # (frame, EXT-X-DATERANGE line) waiting for their segment
@@ -139,9 +143,10 @@ class Publisher:
         opened = playlist.open
         segment = PlaylistSegment(uri, (end - self._segment_start) / self.fps, opened.program_date_time,
                                   opened.discontinuity, opened.map_uri, opened.parts, opened.dateranges)
-        self._parts_on_disk.append([p.uri for p in opened.parts])
-        while len(self._parts_on_disk) > self._keep:
-            for old in self._parts_on_disk.popleft():
+        self._listed_seconds += segment.duration_sec
+        self._parts_on_disk.append((self._listed_seconds, [p.uri for p in opened.parts]))
+        while self._listed_seconds - self._parts_on_disk[0][0] >= self._keep_seconds - 1e-6:
+            for old in self._parts_on_disk.popleft()[1]:
                 (self.folder / old).unlink(missing_ok=True)
         self._segment_bytes, self._segment_start = [], None
         self._number, self._index, self._discontinuity = self._number + 1, 0, False
