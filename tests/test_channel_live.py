@@ -151,3 +151,16 @@ def test_inserts_now_and_next_cut_in_exactly_and_the_schedule_resumes(engine, tm
     assert "Zorblax" not in words and "wugga." not in words, seen
     for spoken in ("Breaking news from the harbour tonight.", "The ferry is safe.", NEXT):
         assert " ".join(spoken.split()) in " ".join(words), (spoken, seen)
+    # -- the markers (tests/test_markers.py reads them in full): each insert is a range at its first
+    # frame, and the slot it cut says the DURATION it aired
+    from dateranges import by_id, read_ranges
+
+    ranges = by_id(read_ranges((out / "index.m3u8").read_text()))
+    for ins in (first, second):
+        opening, closing = ranges[f"insert-{ins['id']}"]
+        assert opening["X-KIND"] == "insert" and opening["START-DATE"] == opening["next_pdt"] == ins["air_time"]
+        assert opening["frame"] == ins["first_frame"]
+        assert closing["DURATION"] == pytest.approx(ins["n_frames"] / FPS, abs=5e-4)
+    assert ranges[f"insert-{first['id']}"][0]["X-CUT-SLOT"] == str(cut.index)
+    assert ranges[f"slot-{cut.index}"][1]["DURATION"] == pytest.approx(cut.aired_frames / FPS, abs=5e-4)
+    assert len(ranges) == len(slots) + 2 and all(len(r) == 2 for r in ranges.values())

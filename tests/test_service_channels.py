@@ -59,6 +59,10 @@ def test_bad_definitions_are_422_naming_the_field(server):
         (channel("x", [{**short_recipe(), "audio_track": {"script": "Hi.", "voice_id": "nobody"}}]),
          "slots[0].recipe.audio_track.voice_id"),
         (channel("x", [short_recipe(actor_image="/etc/passwd")]), "slots[0].recipe.visual_track.actor_image"),
+        ({**channel("x", [short_recipe()]), "slots": [{"recipe": short_recipe()}, {"break": 0}]}, "slots[1].break"),
+        ({**channel("x", [short_recipe()]), "slots": [{"recipe": short_recipe()}, {"break": 601}]}, "slots[1].break"),
+        ({**channel("x", [short_recipe()]), "slots": [{"recipe": short_recipe()}, {"break": 5, "slate": "/etc/x.png"}]},
+         "slots[1].slate"),  # a server path: never over HTTP
     ]
     for body, field in cases:
         r = post(server, body)

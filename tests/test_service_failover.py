@@ -208,6 +208,16 @@ def test_kill9_of_the_owner_hands_the_channel_to_the_other_node(cluster):
     assert st["counts"]["takeovers"] == 1
     shown = httpx.get(f"{b.url}/v1/channels/{NAME}", timeout=30).json()["inserts"][-1]
     assert shown["state"] in ("aired", "failed"), shown  # one A was making is recorded interrupted by B
+    # The markers survive the takeover (tests/test_markers.py): A's tags byte for byte, the range A
+    # left open closed by B, one opening and at most one closing tag per ID.
+    from dateranges import by_id, read_ranges
+
+    old, new = read_ranges(before_text), read_ranges(playlist(b))
+    assert [r["line"] for r in new[:len(old)]] == [r["line"] for r in old]
+    items = by_id(new)
+    assert all(["DURATION" in r for r in tags] in ([False], [False, True]) for tags in items.values()), items
+    open_ids = [i for i, tags in items.items() if len(tags) == 1]
+    assert len(open_ids) <= 1 and all(r["next_pdt"] is not None for r in new if "PLANNED-DURATION" in r)
 
 
 def test_a_paused_owner_does_not_append_after_the_takeover(cluster):

@@ -24,13 +24,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Optional
 
-from . import filler
+from . import breaks, filler
 from .fencing import park
 from .handoff import END, Handoff, Ready
 from .hls.pacing import WallClockPacer
 from .hls.subtitles import sidecar_cues
 from .hls.writer import HlsChannelWriter
 from .live import LiveInsert
+from .marking import Marks, insert_fields, slot_fields
 from .records import SlotRecord, iso, parse_iso
 from ..program.graphics import slot_lower_third
 
@@ -83,6 +84,7 @@ class Appender:
         self.current: Optional[tuple[SlotRecord, int]] = None  # the slot being appended, its first frame
         self.cut: Optional[tuple[SlotRecord, int]] = None  # the slot a due insert just cut
         self.lock = threading.Lock()  # inserts, current
+        self.marks = Marks()  # the EXT-X-DATERANGE of every item aired (marking.py)
 
     @property
     def paced(self) -> bool:
@@ -116,6 +118,7 @@ class Appender:
                 if self.writer is None:
                     with r.lock:  # a resume deletes stray temporaries: never channel.json's mid-save
                         self.writer = r.open_writer(parse_iso(item.record.air_time))
+                    self.marks.recover(self.writer)  # ranges a killed run left open
                 self._air_due_inserts()
                 self._append(item)
                 self._air_due_inserts()
@@ -127,6 +130,7 @@ class Appender:
             for ins in list(self.inserts):
                 self._fail(ins, "the channel stopped before its air time")
             if self.writer is not None and h.fence_holds():
+                self.marks.end(self.writer)
                 self.writer.close(end=ended and h.error is None)
                 r.subtitles.close(ended=ended and h.error is None)
             with r.lock:
@@ -149,6 +153,7 @@ class Appender:
         if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
             slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
             w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None)
+        self.marks.begin(w, **slot_fields(record, r.definition))
         pace = _Pacer(self, self.paced, cuts=True)
         r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())
         try:
@@ -157,6 +162,11 @@ class Appender:
                 raise FileNotFoundError(f"slot {item.source}'s media (its spool or MP4) are gone from {r.slots_dir}")
             if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
+            elif item.kind == "break":
+                slot = r.definition.slots[record.position]
+                frames, waveform = breaks.slate(slot.slate, r.definition.name, record.n_frames, o.width, o.height,
+                                                fps, o.sample_rate)
+                report = w.append_slot(pace(frames), waveform)
             elif item.kind == "last_good":
                 frames, waveform = filler.last_good(media, record.n_frames, fps, o.sample_rate, o.width, o.height,
                                                     loudness=r.loudness)
@@ -222,7 +232,7 @@ class Appender:
                 slot = d.slot_at(index)
                 if slot is None:
                     return
-                n = slot.recipe.slot_params.n_frames
+                n = slot.n_frames
             end += n
             index += 1
             yield end
@@ -274,6 +284,7 @@ class Appender:
             rec.cut_slot = cut[0].index
         self._shift_schedule(insert, cut, first)
         r.insert_changed(insert)
+        self.marks.begin(w, **insert_fields(insert, w.fps))
         pacer = _Pacer(self, self.paced, cuts=False)
         r.subtitles.slot(first, insert.cues, insert.caption_verdict)
         if w.compose is not None:  # a live insert: the BREAKING lower third

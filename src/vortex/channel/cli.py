@@ -22,7 +22,7 @@ def add_channel_parser(subparsers) -> argparse.ArgumentParser:
     r = csub.add_parser("run", help="make the channel's stream (DIR/index.m3u8) slot by slot, ahead of air time")
     r.add_argument("channel", type=Path, help="the channel definition (YAML or JSON)")
     r.add_argument("--out", type=Path, required=True, help="the stream's folder; the same folder resumes a channel")
-    r.add_argument("--max-slots", type=_positive, help="stop after this many slots in all (fillers count), "
+    r.add_argument("--max-slots", type=_positive, help="stop after this many schedule items in all (fillers and breaks count), "
                    "ending the playlist with EXT-X-ENDLIST; default: run until SIGTERM/Ctrl-C")
     group = r.add_mutually_exclusive_group()
     group.add_argument("--profile", help=f"a shipped profile (default: {DEFAULT_PROFILE})")

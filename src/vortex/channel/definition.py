@@ -12,6 +12,8 @@ live_delay_sec: 2.5   # a live insert airs this long after it is asked for (its 
 slots:
   - recipe: channel/weather.json   # relative to this file
   - recipe: {slot_params: {...}, audio_track: {...}, visual_track: {...}}   # inline
+  - break: 30                      # an ad break: a slate for 30 s, marked with SCTE-35 (breaks.py)
+slate: slate.png      # the breaks' slate (default: the stand-by card); a break may name its own
 ```
 
 Read through `vortex.inputs` (the same gate as recipes and configs); each problem is a
@@ -31,12 +33,13 @@ from ..errors import RecipeError, VortexError
 from ..program.graphics import check_lower_third, check_program, slot_lower_third
 from ..program.spec import ProgramError, ProgramSpec, parse_program
 from ..recipe import Recipe
+from .breaks import BREAK_KEYS, break_frames, break_seconds, slate_path
 
 FillerPolicy = Literal["last_good", "standby"]
 FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
 _KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler", "live_delay_sec",
-         "program")
+         "program", "slate")
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
@@ -54,16 +57,23 @@ class ChannelSlot:
     """One entry of the slot list."""
 
     position: int  # index in the list
-    source: str  # the recipe's path as written, or "inline"
-    recipe: Recipe
+    source: str  # the recipe's path as written, "inline", or "break"
+    recipe: Optional[Recipe]  # None: a break (breaks.py)
+    break_frames: int = 0  # a break's length in frames at the channel's fps
+    break_sec: float = 0.0  # exactly break_frames / fps
+    slate: Optional[Path] = None  # a break's slate image; None: the stand-by card
+
+    @property
+    def is_break(self) -> bool:
+        return self.recipe is None
 
     @property
     def duration_sec(self) -> float:
-        return self.recipe.slot_params.duration_sec
+        return self.break_sec if self.recipe is None else self.recipe.slot_params.duration_sec
 
     @property
     def n_frames(self) -> int:
-        return self.recipe.slot_params.n_frames
+        return self.break_frames if self.recipe is None else self.recipe.slot_params.n_frames
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ class ChannelDefinition:
 
     @property
     def fps(self) -> int:
-        return self.slots[0].recipe.slot_params.fps
+        return next(s for s in self.slots if s.recipe is not None).recipe.slot_params.fps
 
     def slot_at(self, index: int) -> Optional[ChannelSlot]:
         """The list entry that airs as channel slot ``index`` (the list replays when ``loop``)."""
@@ -99,6 +109,8 @@ class ChannelDefinition:
         from ..engine.admission import admit
 
         for slot in self.slots:
+            if slot.recipe is None:
+                continue  # a break: the slate needs no engine
             try:
                 admit(cfg, slot.recipe)
             except RecipeError as exc:
@@ -147,7 +159,8 @@ class ChannelDefinition:
                 check_program(program)  # the files decode, the font exists, the text fits: refused up front
             except ProgramError as exc:
                 fail(f"program.{exc.field}" if exc.field != "(block)" else "program", exc.problem)
-        slots = _slots(data.get("slots"), base_dir or Path("."), source, fail)
+        slate = slate_path(data.get("slate"), base_dir or Path("."), "slate", fail)
+        slots = _slots(data.get("slots"), base_dir or Path("."), source, fail, slate)
         if program is not None:
             for slot in slots:  # a recipe's lower third replaces the program's: it must fit as well
                 where = f"slots[{slot.position}].recipe.visual_track.lower_third"
@@ -183,16 +196,25 @@ def _start(value: Any, fail) -> Optional[datetime]:
     return when
 
 
-def _slots(value: Any, base_dir: Path, source: Optional[str], fail) -> tuple[ChannelSlot, ...]:
+def _slots(value: Any, base_dir: Path, source: Optional[str], fail, slate: Optional[Path] = None
+           ) -> tuple[ChannelSlot, ...]:
     if not isinstance(value, list) or not value:
         fail("slots", "must be a non-empty list of {recipe: <path relative to the channel file> | <inline recipe>}")
     if len(value) > MAX_SLOTS:
         fail("slots", f"holds {len(value)} entries; at most {MAX_SLOTS}")
     out: list[ChannelSlot] = []
+    breaks: list[tuple[int, float, Optional[Path]]] = []  # made once the channel's fps is known
     for i, entry in enumerate(value):
         field = f"slots[{i}]"
+        if isinstance(entry, dict) and "break" in entry:
+            if set(entry) - set(BREAK_KEYS):
+                fail(field, f"a break takes the keys {', '.join(BREAK_KEYS)}, got {entry!r}"[:300])
+            seconds = break_seconds(entry["break"], f"{field}.break", fail)
+            own = slate_path(entry.get("slate"), base_dir, f"{field}.slate", fail)
+            breaks.append((i, seconds, own or slate))
+            continue
         if not isinstance(entry, dict) or set(entry) != {"recipe"}:
-            fail(field, f"must be a mapping with exactly one key, recipe, got {entry!r}"[:300])
+            fail(field, f"must be a mapping with exactly one key, recipe (or break: SECONDS), got {entry!r}"[:300])
         ref = entry["recipe"]
         try:
             if isinstance(ref, str):
@@ -212,9 +234,14 @@ def _slots(value: Any, base_dir: Path, source: Optional[str], fail) -> tuple[Cha
             where = f" (in recipe file '{ref}')" if isinstance(ref, str) and sub else ""
             fail(f"{field}.recipe{sub}", (getattr(exc, "problem", str(exc)) + where) if sub else str(exc))
         out.append(ChannelSlot(i, label, recipe))
+    if not out:
+        fail("slots", "holds only breaks: at least one entry must be a recipe (it sets the stream's frame rate)")
     fps = out[0].recipe.slot_params.fps
     for slot in out[1:]:
         if slot.recipe.slot_params.fps != fps:
             fail(f"slots[{slot.position}].recipe.slot_params.fps",
-                 f"is {slot.recipe.slot_params.fps} but slots[0] has {fps}: one stream has one frame rate")
-    return tuple(out)
+                 f"is {slot.recipe.slot_params.fps} but slots[{out[0].position}] has {fps}: one stream has one frame rate")
+    for i, seconds, image in breaks:
+        n = break_frames(seconds, fps)
+        out.append(ChannelSlot(i, "break", None, n, n / fps, image))
+    return tuple(sorted(out, key=lambda s: s.position))

@@ -17,7 +17,7 @@ from typing import Optional
 
 STATE_NAME = "channel.json"
 LATE_GRACE_S = 0.5  # a "now" slot airs the moment it is ready: its append follows by milliseconds
-Decision = str  # "aired" | "filler:last_good" | "filler:standby"
+Decision = str  # "aired" | "filler:last_good" | "filler:standby" | "break" (a slate: breaks.py)
 
 
 @dataclass

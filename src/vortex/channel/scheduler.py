@@ -227,6 +227,11 @@ class ChannelRunner:
             record.deadline = iso(deadline)
             with self.lock:
                 self.state.slots.append(record)
+            if slot.is_break:  # the slate airs: nothing to make (breaks.py)
+                self._decide(record, False, decision="break")
+                self.handoff.put(Ready(record, "break", None))
+                index += 1
+                continue
             ok = self._make(slot.recipe, record, deadline)
             if self._stop.is_set():
                 break
@@ -299,10 +304,12 @@ class ChannelRunner:
             seed = policy.retry_seed(result.seed)
         return False
 
-    def _decide(self, record: SlotRecord, ok: bool) -> None:
+    def _decide(self, record: SlotRecord, ok: bool, decision: Optional[str] = None) -> None:
         now = _now()
         with self.lock:
             record.decision, record.filler_of = policy.decision_for(ok, self.definition.filler, self.state.last_good)
+            if decision is not None:  # "break": neither made nor a filler
+                record.decision, record.filler_of = decision, None
             if ok:
                 if self.state.last_good is not None:
                     self.release(self.state.last_good)

@@ -33,6 +33,8 @@ def parse_channel(data: Any, state: "ServiceState") -> ChannelDefinition:
     recipe checked against the service's profile. ChannelError names the field."""
     if not isinstance(data, dict):
         raise ChannelError(None, "(top level)", f"must be a mapping (a channel definition), got {type(data).__name__}")
+    if "slate" in data:
+        raise ChannelError(None, "slate", _NO_SLATE)
     slots = data.get("slots")
     if isinstance(slots, list):
         data = {**data, "slots": [_resolve_slot(i, entry, state) for i, entry in enumerate(slots)]}
@@ -41,6 +43,9 @@ def parse_channel(data: Any, state: "ServiceState") -> ChannelDefinition:
     definition = ChannelDefinition.from_dict(data, base_dir=None, source=None)
     definition.check(state.config)
     return definition
+
+
+_NO_SLATE = "over HTTP a break airs the stand-by card: a slate is a server path, and server paths are not accepted"
 
 
 def _resolve_program(block: dict, state: "ServiceState") -> dict:
@@ -65,6 +70,8 @@ def _resolve_program(block: dict, state: "ServiceState") -> dict:
 
 
 def _resolve_slot(i: int, entry: Any, state: "ServiceState") -> Any:
+    if isinstance(entry, dict) and "break" in entry and "slate" in entry:
+        raise ChannelError(None, f"slots[{i}].slate", _NO_SLATE)
     if not isinstance(entry, dict) or "recipe" not in entry:
         return entry  # from_dict says what a slot must be
     ref, field = entry["recipe"], f"slots[{i}].recipe"

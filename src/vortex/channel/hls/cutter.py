@@ -43,9 +43,26 @@ class PartCutter:
         self._video_next = origin  # the frame after the last video packet handed in
         self._audio_next = origin * sample_rate // fps - 1024  # the start of the next AAC frame to come
         self._finished = False
+        self._cuts = [origin]  # the run's origin, then forced segment starts (force_segment), ascending
 
     def is_segment_start(self, frame: int) -> bool:
-        return (frame - self.origin) % self.segment_frames == 0
+        return (frame - self._grid(frame)) % self.segment_frames == 0
+
+    def force_segment(self, frame: int) -> None:
+        """Start a segment (and its IDR) at ``frame``, not yet handed to the encoder: an item's first
+        frame (a slot, an insert, a break), so its marker and a splice fall on a segment boundary
+        (SCTE-35 segment conditioning). The part and segment grid counts on from there."""
+        if frame < self._video_next:
+            raise RuntimeError(f"frame {frame} was already encoded (next: {self._video_next}): too late to cut there")
+        if frame > self._cuts[-1] and not self.is_segment_start(frame):
+            self._cuts.append(frame)
+
+    def _grid(self, frame: int) -> int:
+        """Where the part/segment grid in force at ``frame`` started: the run's origin or the last forced cut."""
+        cuts = self._cuts
+        while len(cuts) > 1 and cuts[1] <= min(frame, self._start):
+            cuts.pop(0)  # cuts behind the next part to cut are not asked about again
+        return next((c for c in reversed(cuts) if c <= frame), cuts[0])
 
     def add_video(self, packets: list[Coded]) -> None:
         for p in packets:
@@ -86,7 +103,8 @@ class PartCutter:
         return self._start
 
     def _part_end(self, start: int) -> int:
-        return start + self.part_frames - (start - self.origin) % self.part_frames
+        end = start + self.part_frames - (start - self._grid(start)) % self.part_frames
+        return min([end] + [c for c in self._cuts if c > start])  # a forced cut ends the part before it
 
     def _sample(self, frame: int) -> int:
         return frame * self.sample_rate // self.fps

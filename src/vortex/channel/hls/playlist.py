@@ -56,6 +56,8 @@ class PlaylistSegment:
     map_uri: Optional[str] = None  # the fMP4 init segment (EXT-X-MAP) it decodes with; None: MPEG-TS
     # Listed while near the live edge only; not part of a segment's identity.
     parts: tuple[PlaylistPart, ...] = field(default=(), compare=False)
+    # EXT-X-DATERANGE lines written just before it (vortex.program.markers), kept verbatim: never rewritten.
+    dateranges: tuple[str, ...] = ()
 
     @property
     def number(self) -> int:
@@ -74,6 +76,7 @@ class OpenSegment:
     parts: tuple[PlaylistPart, ...]
     discontinuity: bool = False
     map_uri: Optional[str] = None
+    dateranges: tuple[str, ...] = ()  # EXT-X-DATERANGE lines before it (PlaylistSegment.dateranges)
 
     @property
     def duration_sec(self) -> float:
@@ -89,15 +92,21 @@ class MediaPlaylist:
     part_target: Optional[float] = None  # seconds; None: plain HLS, no LL-HLS tags
     open: Optional[OpenSegment] = None
     preload_hint: Optional[str] = None  # URI of the next part
+    # EXT-X-DATERANGE lines after the last item (a range closed at the stream's end); the next
+    # segment takes them over as its own, so they stay where they are in the text.
+    dateranges: tuple[str, ...] = ()
 
     def with_segment(self, segment: PlaylistSegment) -> MediaPlaylist:
         return replace(self, segments=_trim_parts(self.segments + (segment,), self.target_duration), open=None)
 
     def with_part(self, part: PlaylistPart, *, program_date_time: datetime, discontinuity: bool,
-                  map_uri: Optional[str], hint: Optional[str]) -> MediaPlaylist:
-        """Add ``part`` to the open segment (opening one with these attributes if there is none)."""
-        current = self.open or OpenSegment(program_date_time, (), discontinuity, map_uri)
-        return replace(self, open=replace(current, parts=current.parts + (part,)), preload_hint=hint)
+                  map_uri: Optional[str], hint: Optional[str], dateranges: tuple[str, ...] = ()) -> MediaPlaylist:
+        """Add ``part`` to the open segment (opening one with these attributes if there is none; it
+        takes over the playlist's trailing DATERANGE lines, then ``dateranges``)."""
+        if self.open is not None:
+            return replace(self, open=replace(self.open, parts=self.open.parts + (part,)), preload_hint=hint)
+        opened = OpenSegment(program_date_time, (part,), discontinuity, map_uri, self.dateranges + tuple(dateranges))
+        return replace(self, open=opened, preload_hint=hint, dateranges=())
 
     @property
     def next_msn(self) -> int:
@@ -144,6 +153,7 @@ class PlaylistText:
             self._frozen = settled
         items: list = list(segments[settled:]) + ([playlist.open] if playlist.open is not None else [])
         tail, _ = _item_lines(items, self._map)
+        tail += playlist.dateranges
         if playlist.preload_hint is not None and not playlist.ended:
             tail.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{playlist.preload_hint}"')
         if playlist.ended:
@@ -167,6 +177,7 @@ def _item_lines(items, current_map: Optional[str]) -> tuple[list[str], Optional[
     """The lines of segments (and of an open segment), and the EXT-X-MAP in force after them."""
     lines = []
     for item in items:
+        lines += item.dateranges
         if item.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if item.map_uri is not None and item.map_uri != current_map:
@@ -220,6 +231,7 @@ def parse_playlist(text: str, source: str = PLAYLIST_NAME) -> MediaPlaylist:
     duration: float | None = None
     pdt: datetime | None = None
     discontinuity, map_uri, parts = False, None, []
+    ranges: list[str] = []  # EXT-X-DATERANGE lines since the last segment
     for number, line in enumerate(lines[1:], start=2):
         tag, _, value = line.partition(":")
         try:
@@ -244,13 +256,15 @@ def parse_playlist(text: str, source: str = PLAYLIST_NAME) -> MediaPlaylist:
                 duration = float(value.split(",", 1)[0])
             elif tag == "#EXT-X-ENDLIST":
                 ended = True
+            elif tag == "#EXT-X-DATERANGE":
+                ranges.append(line)
             elif line.startswith("#"):
                 continue  # VERSION, PLAYLIST-TYPE, INDEPENDENT-SEGMENTS, SERVER-CONTROL: fixed by render()
             else:
                 if duration is None or pdt is None:
                     raise ValueError("lacks #EXTINF or #EXT-X-PROGRAM-DATE-TIME")
-                segments.append(PlaylistSegment(line, duration, pdt, discontinuity, map_uri, tuple(parts)))
-                duration, pdt, discontinuity, parts = None, None, False, []
+                segments.append(PlaylistSegment(line, duration, pdt, discontinuity, map_uri, tuple(parts), tuple(ranges)))
+                duration, pdt, discontinuity, parts, ranges = None, None, False, [], []
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{source} line {number}: {line[:120]!r}: {exc}") from None
     if target is None:
@@ -259,8 +273,9 @@ def parse_playlist(text: str, source: str = PLAYLIST_NAME) -> MediaPlaylist:
     if parts:
         if pdt is None:
             raise ValueError(f"{source}: the parts after the last segment lack #EXT-X-PROGRAM-DATE-TIME")
-        open_segment = OpenSegment(pdt, tuple(parts), discontinuity, map_uri)
-    return MediaPlaylist(target, tuple(segments), sequence, ended, part_target, open_segment, hint)
+        open_segment = OpenSegment(pdt, tuple(parts), discontinuity, map_uri, tuple(ranges))
+        ranges = []
+    return MediaPlaylist(target, tuple(segments), sequence, ended, part_target, open_segment, hint, tuple(ranges))
 
 
 def read_playlist(folder: Path) -> MediaPlaylist:

@@ -15,7 +15,6 @@ durations to fetch them (RFC 8216bis §6.2.2); the segment files keep the same m
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections import deque
@@ -75,12 +74,22 @@ class Publisher:
         self._segment_bytes: list[bytes] = []
         self._segment_start: Optional[int] = None
         # Part files of the segments whose parts may still be fetched: listed, or unlisted < 3 target durations.
-        keep_seconds = 2 * PART_WINDOW_TARGETS * playlist.target_duration + 2 * segment_seconds
-        self._keep = max(2, math.ceil(keep_seconds / segment_seconds))
-        self._parts_on_disk: deque[list[str]] = deque(
-            [p.uri for p in s.parts] for s in playlist.segments if s.parts)
+        # Counted in seconds, not segments: an item's first frame starts a segment (channel/marking.py),
+        # so segments may be shorter than segment_seconds (16 s: 8 segments of 2 s, as before).
+        self._keep_seconds = 2 * PART_WINDOW_TARGETS * playlist.target_duration + 2 * segment_seconds
+        self._listed_seconds = 0.0  # the end of the last listed segment, on the playlist's timeline
+        self._parts_on_disk: deque[tuple[float, list[str]]] = deque()  # (its segment's end, its part files)
+        for s in playlist.segments:
+            self._listed_seconds += s.duration_sec
+            if s.parts:
+                self._parts_on_disk.append((self._listed_seconds, [p.uri for p in s.parts]))
         self.frames_published: Optional[int] = None
         self._text = PlaylistText()
+        self._ranges: list[tuple[int, str]] = []  # (frame, EXT-X-DATERANGE line) waiting for their segment
+
+    def add_daterange(self, frame: int, line: str) -> None:
+        """List ``line`` before the segment that starts at ``frame`` (or, at the end, after the last one)."""
+        self._ranges.append((frame, line))
 
     def publish(self, part: CutPart) -> None:
         if part.segment_start != (self._index == 0):
@@ -97,8 +106,13 @@ class Publisher:
         listed = PlaylistPart(uri, (part.end - part.start) / self.fps, part.segment_start)
         msn, index = self.playlist.next_msn, self._index
         hint = f"part-{self._number + 1:05d}.0.m4s" if part.segment_end else f"part-{self._number:05d}.{index + 1}.m4s"
+        ranges = ()
+        if part.segment_start:
+            ranges = tuple(line for frame, line in self._ranges if frame <= part.start)
+            self._ranges = [(frame, line) for frame, line in self._ranges if frame > part.start]
         playlist = self.playlist.with_part(listed, program_date_time=self._pdt_of(self._segment_start),
-                                           discontinuity=self._discontinuity, map_uri=self._map, hint=hint)
+                                           discontinuity=self._discontinuity, map_uri=self._map, hint=hint,
+                                           dateranges=ranges)
         segment = None
         if part.segment_end:
             segment = self._close_segment(playlist, part.end)
@@ -115,7 +129,9 @@ class Publisher:
 
     def finish(self, *, ended: bool) -> MediaPlaylist:
         """The run is over: no part will be hinted any more; ``ended`` adds ``#EXT-X-ENDLIST``."""
-        self.playlist = replace(self.playlist, preload_hint=None, ended=ended)
+        ranges = self.playlist.dateranges + tuple(line for _, line in self._ranges)  # ranges closed at the end
+        self._ranges = []
+        self.playlist = replace(self.playlist, preload_hint=None, ended=ended, dateranges=ranges)
         write_playlist(self.folder, self.playlist, self._text)
         return self.playlist
 
@@ -126,10 +142,11 @@ class Publisher:
         write_atomic(self.folder / uri, b"".join(self._segment_bytes))
         opened = playlist.open
         segment = PlaylistSegment(uri, (end - self._segment_start) / self.fps, opened.program_date_time,
-                                  opened.discontinuity, opened.map_uri, opened.parts)
-        self._parts_on_disk.append([p.uri for p in opened.parts])
-        while len(self._parts_on_disk) > self._keep:
-            for old in self._parts_on_disk.popleft():
+                                  opened.discontinuity, opened.map_uri, opened.parts, opened.dateranges)
+        self._listed_seconds += segment.duration_sec
+        self._parts_on_disk.append((self._listed_seconds, [p.uri for p in opened.parts]))
+        while self._listed_seconds - self._parts_on_disk[0][0] >= self._keep_seconds - 1e-6:
+            for old in self._parts_on_disk.popleft()[1]:
                 (self.folder / old).unlink(missing_ok=True)
         self._segment_bytes, self._segment_start = [], None
         self._number, self._index, self._discontinuity = self._number + 1, 0, False
@@ -183,7 +200,7 @@ def recover(folder: Path, old: MediaPlaylist) -> tuple[MediaPlaylist, int]:
         write_atomic(folder / uri, b"".join((folder / p.uri).read_bytes() for p in open_parts))
         o = old.open
         playlist = old.with_segment(PlaylistSegment(uri, o.duration_sec, o.program_date_time, o.discontinuity,
-                                                    o.map_uri, o.parts))
+                                                    o.map_uri, o.parts, o.dateranges))
         listed.add(uri)
         last = max(last, number)
     keep_parts = {p.uri for s in playlist.segments for p in s.parts}

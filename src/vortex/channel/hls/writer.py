@@ -100,7 +100,8 @@ class HlsChannelWriter:
         old, next_number = recover(folder, read_playlist(folder))
         origin = old.listed_frames(fps)
         target = max(old.target_duration, target_duration_for(segment_seconds))
-        playlist = MediaPlaylist(target, old.segments, old.media_sequence, part_target=self.part_frames / fps)
+        playlist = MediaPlaylist(target, old.segments, old.media_sequence, part_target=self.part_frames / fps,
+                                 dateranges=old.dateranges)
         self._start(playlist, air_time, origin_frame=origin, next_number=next_number, discontinuity=bool(old.segments),
                     crf=crf, preset=preset, on_segment=on_segment, on_part=on_part)
         return self
@@ -184,6 +185,18 @@ class HlsChannelWriter:
         """Global frame index after the last frame of the last listed part."""
         published = self._publisher.frames_published
         return self._origin if published is None else published
+
+    def mark(self, lines: Iterable[str], *, cut: bool = True) -> int:
+        """List ``lines`` (EXT-X-DATERANGE tags: vortex.program.markers) before the segment that starts at
+        the next frame appended, and with ``cut`` start a segment (an IDR) there: an item's first frame
+        (channel/marking.py). Returns that frame. Lines still waiting at ``close`` go after the last segment."""
+        self._check_open()
+        frame = self._frames_in
+        if cut:
+            self._cutter.force_segment(frame)
+        for line in lines:
+            self._publisher.add_daterange(frame, line)
+        return frame
 
     def air_time_at(self, frame: int) -> datetime:
         """The program date-time of global frame ``frame`` (of this run)."""
