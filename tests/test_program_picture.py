@@ -336,3 +336,21 @@ def test_the_crawl_continues_across_a_restart_of_the_writer(tmp_path):
     frames = frames_of(tmp_path)
     assert len(frames) == 48
     assert [crawl_shift(frames[k], frames[k + 1], lay) for k in range(20, 28)] == [lay.speed] * 8  # restart at 24
+
+
+def test_burned_in_captions_show_the_cue_on_its_frames_only():
+    from vortex.contracts.captions import Cue
+
+    comp = ProgramCompositor(parse_program({"size": "1280x720", "captions": "burn"}))
+    anchor = np.full((512, 512, 3), 90, np.uint8)
+    comp.begin_slot(cues=(Cue(0.5, 2.0, "Comet seen tonight"),), first_frame=100, fps=24)
+    before = comp.compose_rgb(anchor, 100)  # 0 s into the slot: no cue yet
+    during = comp.compose_rgb(anchor, 100 + 24)  # 1 s: the cue
+    after = comp.compose_rgb(anchor, 100 + 60)  # 2.5 s: gone, and the plate was left clean
+    band = slice(500, 660)  # the cue's box sits above the title-safe bottom margin
+    assert "Comet seen tonight" in ocr(during[band]), ocr(during[band])
+    assert "Comet" not in ocr(before[band]) and "Comet" not in ocr(after[band])
+    assert np.abs(after[band, 400:880].astype(int) - before[band, 400:880]).max() <= 2
+    plain = ProgramCompositor(parse_program({"size": "1280x720", "captions": True}))
+    plain.begin_slot(cues=(Cue(0.5, 2.0, "Comet seen tonight"),), first_frame=100, fps=24)
+    assert "Comet" not in ocr(plain.compose_rgb(anchor, 124)[band])  # captions: true is the rendition only

@@ -152,7 +152,9 @@ class Appender:
             self.current = (record, w.frames_appended)
         if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
             slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
-            w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None)
+            cues = sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ()
+            w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None, cues=cues,
+                                 first_frame=w.frames_appended, fps=r.definition.fps)
         self.marks.begin(w, **slot_fields(record, r.definition))
         pace = _Pacer(self, self.paced, cuts=True)
         r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())

@@ -91,6 +91,9 @@ class ProgramCompositor:
         self._lock = threading.Lock()
         self._spec = spec
         self._slot: tuple[Optional[LowerThird], bool] = (None, False)
+        self._cues: tuple = ()  # `captions: burn`: the slot's cues, seconds from frame _cue_origin
+        self._cue_origin, self._fps = 0, 24
+        self._cue_planes: dict[str, tuple] = {}  # a cue's text -> its (y, u, v, alpha planes, x, y), made once
         self._cache: dict[tuple[Optional[LowerThird], bool], _Plate] = {}
         self._strip: Optional[tuple] = None  # (ticker, planes, period) of the current ticker
         self._plate = self._plate_for(spec, *self._slot)
@@ -100,10 +103,16 @@ class ProgramCompositor:
         return self._spec
 
     # -- control (any thread) ----------------------------------------------------------------------
-    def begin_slot(self, *, lower_third: Optional[LowerThird] = None, breaking: bool = False) -> None:
+    def begin_slot(self, *, lower_third: Optional[LowerThird] = None, breaking: bool = False,
+                   cues: tuple = (), first_frame: int = 0, fps: int = 24) -> None:
         """The next frames belong to a slot with this lower third (None: the program's) and, for a live
-        insert, the BREAKING variant."""
+        insert, the BREAKING variant; with `captions: burn`, `cues` (slot seconds, vortex.contracts.captions)
+        are drawn into the picture, the slot starting at global frame `first_frame`."""
         with self._lock:
+            burn = self._spec.captions == "burn"
+            self._cues, self._cue_origin, self._fps = (tuple(cues) if burn else ()), first_frame, fps
+            if len(self._cue_planes) > 64:  # a slot's cues are a handful; keep the cache small
+                self._cue_planes.clear()
             self._slot = (lower_third, breaking)
             self._plate = self._plate_for(self._spec, lower_third, breaking)
 
@@ -128,7 +137,37 @@ class ProgramCompositor:
         self._anchor(p, frame)
         if p.strip is not None:
             self._crawl(p, index)
-        return av.VideoFrame.from_ndarray(p.buf, format="yuv420p")
+        cue = self._cue_on_screen(index) if self._cues else None
+        if cue is None:
+            return av.VideoFrame.from_ndarray(p.buf, format="yuv420p")
+        return av.VideoFrame.from_ndarray(self._burn(p.buf.copy(), cue), format="yuv420p")  # the plate stays clean
+
+    def _cue_on_screen(self, index: int):
+        from .captions import cue_at
+
+        return cue_at(self._cues, (index - self._cue_origin) / self._fps)
+
+    def _burn(self, buf: np.ndarray, cue) -> np.ndarray:
+        """The cue's box blended into a copy of the frame (yuv420p), its image rendered once per text."""
+        cached = self._cue_planes.get(cue.text)
+        if cached is None:
+            from .captions import cue_image
+
+            img = cue_image(cue.text, self.width, self.height, str(graphics.font_file(self._spec.font)))
+            # 4:2:0 wants even sides and corners; PyAV's (H*3/2, W) layout wants H a multiple of 4
+            h, w = img.rgba.shape[0] // 4 * 4, img.rgba.shape[1] // 2 * 2
+            rgba = img.rgba[:h, :w]
+            yuv = rgb_to_yuv420p(np.ascontiguousarray(rgba[..., :3]))
+            alpha = rgba[..., 3].astype(np.float32) / 255.0
+            cached = self._cue_planes[cue.text] = (*[c.astype(np.float32) for c in planes(yuv, w, h)], alpha,
+                                                   _half(alpha), img.x // 2 * 2, img.y // 2 * 2)
+        cy, cu, cv, alpha, alpha2, x, y = cached
+        Y, U, V = planes(buf, self.width, self.height)
+        for dst, src, a, (px, py) in ((Y, cy, alpha, (x, y)), (U, cu, alpha2, (x // 2, y // 2)),
+                                      (V, cv, alpha2, (x // 2, y // 2))):
+            region = dst[py:py + src.shape[0], px:px + src.shape[1]]
+            region[...] = (src * a + region * (1.0 - a) + 0.5).astype(np.uint8)
+        return buf
 
     def compose_rgb(self, frame: Frame, index: int) -> np.ndarray:
         """The same program frame as (H, W, 3) RGB (for a writer that takes RGB)."""
