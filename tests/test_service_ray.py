@@ -32,8 +32,12 @@ def replica_pids() -> list[int]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    # Two requests per replica at most: with cpu-preview's 4, Serve's router may put every slot on one
+    # replica (CI saw it), and the tests check that both replicas work.
+    config = tmp_path_factory.mktemp("serve-ray-config") / "two-per-replica.yaml"
+    config.write_text("extends: cpu-preview\nprofile: cpu-preview\npipeline: {max_in_flight: 2}\n")
     s = Server(data=tmp_path_factory.mktemp("serve-ray") / "data", port=free_port(),
-               args=["--engine", "ray", "--replicas", "2"])
+               args=["--engine", "ray", "--replicas", "2", "--config", str(config)])
     s.data.mkdir()
     s.start()
     yield s
