@@ -189,7 +189,10 @@ def test_kill_9_and_restart_continue_the_stream(tmp_path):
     before = read_playlist(out)
     assert len(before.segments) >= 2 and not before.ended
     digests = {s.uri: hashlib.sha256((out / s.uri).read_bytes()).hexdigest() for s in before.segments}
-    listed = listed_frames(out)
+    # Frames the killed run published: its listed segments and the parts of its open segment (the
+    # restart closes that segment as it is, so a slot that began in those parts has aired)
+    open_parts = before.open is not None and bool(before.open.parts)
+    listed = listed_frames(out) + (round(before.open.duration_sec * FPS) if open_parts else 0)
     aired = [s for s in state_of(out)["slots"] if s["first_frame"] is not None and s["first_frame"] < listed]
     resume_at = len(aired)
 
@@ -201,7 +204,7 @@ def test_kill_9_and_restart_continue_the_stream(tmp_path):
     assert [s.discontinuity for s in after.segments].count(True) == 1
     # Exactly where the stream restarted: after the segment that recovery closed from the killed run's
     # published parts, if it had any (parts listed as the open segment when it was killed)
-    restart = len(before.segments) + (1 if before.open is not None and before.open.parts else 0)
+    restart = len(before.segments) + (1 if open_parts else 0)
     assert after.segments[restart].discontinuity, (restart, before.open)
     assert after.ended
     state = state_of(out)
