@@ -150,14 +150,15 @@ class Appender:
             r.save()
         with self.lock:
             self.current = (record, w.frames_appended)
+        # The slot's caption cues, read once from its sidecar: the WebVTT rendition and a burned-in picture
+        cues = sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ()
         if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
             slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
-            cues = sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ()
             w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None, cues=cues,
                                  first_frame=w.frames_appended, fps=r.definition.fps)
         self.marks.begin(w, **slot_fields(record, r.definition))
         pace = _Pacer(self, self.paced, cuts=True)
-        r.subtitles.slot(w.frames_appended, sidecar_cues(r.mp4(item.source)) if item.kind in ("aired", "last_good") else ())
+        r.subtitles.slot(w.frames_appended, cues)
         try:
             media = None if item.source is None else r.media_of(item.source)
             if item.source is not None and media is None:
