@@ -88,6 +88,7 @@ class ChannelState:
     last_good: Optional[int] = None  # slot index whose MP4 (slots/slot-NNNNN.mp4) a filler re-airs
     ended: bool = False
     inserts: list[dict] = field(default_factory=list)  # live inserts (live.InsertRecord), in request order
+    program: Optional[dict] = None  # a PATCHed ticker / lower third in force (program_text.py); None: none
 
     def save(self, folder: Path) -> None:
         """Write to a temporary, fsync, rename: a reader (or a restart after kill -9) sees old or new."""

@@ -81,6 +81,7 @@ class Channel(_Open):
     takeovers: list[dict[str, Any]]
     definition: Optional[dict[str, Any]]
     inserts: list[dict[str, Any]]
+    program: Optional[dict[str, Any]] = None  # the PATCHed ticker / lower third in force, with from_frame
     on_air: Optional[dict[str, Any]]
     next: list[dict[str, Any]]
     recent: list[dict[str, Any]]

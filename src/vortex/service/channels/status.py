@@ -92,6 +92,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
                                               "recipes": [s.source for s in d.slots],
                                               "live_delay_sec": d.live_delay_sec, "fps": d.fps},
         "inserts": inserts[-INSERTS:],
+        "program": state.program if state is not None else None,  # a PATCH in force (channel/program_text.py)
         "on_air": on_air, "next": upcoming, "recent": [_slot_json(r, None) for r in decided[-RECENT:]],
         "counts": {
             "slots": len(decided),
