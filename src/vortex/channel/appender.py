@@ -155,7 +155,8 @@ class Appender:
         if w.compose is not None:  # the program's lower third; a recipe's wins (fillers: the program's)
             slot = r.definition.slot_at(record.index) if item.kind == "aired" else None
             w.compose.begin_slot(lower_third=slot_lower_third(slot.recipe) if slot else None, cues=cues,
-                                 first_frame=w.frames_appended, fps=r.definition.fps)
+                                 first_frame=w.frames_appended, fps=r.definition.fps,
+                                 full_frame=item.kind == "break")  # a break's slate is the whole picture
         self.marks.begin(w, **slot_fields(record, r.definition))
         pace = _Pacer(self, self.paced, cuts=True)
         r.subtitles.slot(w.frames_appended, cues)
@@ -167,7 +168,8 @@ class Appender:
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
             elif item.kind == "break":
                 slot = r.definition.slots[record.position]
-                frames, waveform = breaks.slate(slot.slate, r.definition.name, record.n_frames, o.width, o.height,
+                size = (w.width, w.height) if w.compose is not None else (o.width, o.height)  # a program's: full frame
+                frames, waveform = breaks.slate(slot.slate, r.definition.name, record.n_frames, *size,
                                                 fps, o.sample_rate)
                 report = w.append_slot(pace(frames), waveform)
             elif item.kind == "last_good":
@@ -291,7 +293,8 @@ class Appender:
         pacer = _Pacer(self, self.paced, cuts=False)
         r.subtitles.slot(first, insert.cues, insert.caption_verdict)
         if w.compose is not None:  # a live insert: the BREAKING lower third
-            w.compose.begin_slot(lower_third=slot_lower_third(insert.recipe), breaking=True)
+            w.compose.begin_slot(lower_third=slot_lower_third(insert.recipe), breaking=True, cues=insert.cues,
+                                 keep=insert.caption_verdict, first_frame=first, fps=w.fps)  # `captions: burn`
         feed = w.open_slot()
         done = 0
         try:

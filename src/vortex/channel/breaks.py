@@ -11,7 +11,9 @@ slots:
 A break needs no engine: the appender airs the slate's frames (like the stand-by filler) and marks
 the break with SCTE35-OUT / SCTE35-IN (channel/marking.py) so that server-side ad insertion can
 replace it. It counts as one schedule item (``--max-slots``). The slate is read when the channel
-file is, so an unreadable one is an error naming its field before anything airs.
+file is, so an unreadable one is an error naming its field before anything airs. On a channel with
+a ``program`` the slate is made at the program's size and airs as the whole picture, with no
+graphics (ProgramCompositor.begin_slot(full_frame=True)).
 """
 
 from __future__ import annotations

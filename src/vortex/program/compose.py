@@ -19,7 +19,8 @@ layer on it) kept in the output buffer:
 
 ``ProgramCompositor.begin_slot`` sets the slot's lower third (a recipe's wins) and the BREAKING
 variant for a live insert; ``update`` (PATCH .../program) swaps the ticker and lower third from
-the next frame. Plates are cached per (lower third, breaking).
+the next frame. Plates are cached per (lower third, breaking). An ad break (``full_frame``) is
+the slate over the whole picture: no set, no graphics (see begin_slot).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class ProgramCompositor:
         self._slot: tuple[Optional[LowerThird], bool] = (None, False)
         self._cues: tuple = ()  # `captions: burn`: the slot's cues, seconds from frame _cue_origin
         self._cue_origin, self._fps = 0, 24
+        self._keep = None  # a live insert's verdict per cue (LiveInsert.caption_verdict): False is not burned
+        self._full = False  # an ad break: the frame is the whole picture
+        self._still: Optional[tuple[np.ndarray, np.ndarray]] = None  # (a still slate, its yuv420p), made once
         self._cue_planes: dict[str, tuple] = {}  # a cue's text -> its (y, u, v, alpha planes, x, y), made once
         self._cache: dict[tuple[Optional[LowerThird], bool], _Plate] = {}
         self._strip: Optional[tuple] = None  # (ticker, planes, period) of the current ticker
@@ -104,13 +108,20 @@ class ProgramCompositor:
 
     # -- control (any thread) ----------------------------------------------------------------------
     def begin_slot(self, *, lower_third: Optional[LowerThird] = None, breaking: bool = False,
-                   cues: tuple = (), first_frame: int = 0, fps: int = 24) -> None:
+                   cues: tuple = (), first_frame: int = 0, fps: int = 24, keep: Any = None,
+                   full_frame: bool = False) -> None:
         """The next frames belong to a slot with this lower third (None: the program's) and, for a live
         insert, the BREAKING variant; with `captions: burn`, `cues` (slot seconds, vortex.contracts.captions)
-        are drawn into the picture, the slot starting at global frame `first_frame`."""
+        are drawn into the picture, the slot starting at global frame `first_frame`, each one unless
+        `keep(cue)` says False (a live insert's cue whose chunk aired as the card).
+
+        `full_frame` (an ad break): each frame is the whole picture (RGB at the program's size, else
+        scaled to it): no set, lower third, ticker, logo or AI label. The slate is not AI-made, and a
+        break is what ad insertion replaces, so it stays clean, as a playout server's break would."""
         with self._lock:
-            burn = self._spec.captions == "burn"
+            burn = self._spec.captions == "burn" and not full_frame
             self._cues, self._cue_origin, self._fps = (tuple(cues) if burn else ()), first_frame, fps
+            self._keep, self._full = keep, full_frame
             if len(self._cue_planes) > 64:  # a slot's cues are a handful; keep the cache small
                 self._cue_planes.clear()
             self._slot = (lower_third, breaking)
@@ -133,11 +144,15 @@ class ProgramCompositor:
 
     # -- per frame (the channel's appender thread) ------------------------------------------------
     def __call__(self, frame: Frame, index: int) -> av.VideoFrame:
+        if self._full:
+            return self._whole(frame)
         p = self._plate
         self._anchor(p, frame)
         if p.strip is not None:
             self._crawl(p, index)
         cue = self._cue_on_screen(index) if self._cues else None
+        if cue is not None and self._keep is not None and self._keep(cue) is False:
+            cue = None
         if cue is None:
             return av.VideoFrame.from_ndarray(p.buf, format="yuv420p")
         return av.VideoFrame.from_ndarray(self._burn(p.buf.copy(), cue), format="yuv420p")  # the plate stays clean
@@ -147,9 +162,25 @@ class ProgramCompositor:
 
         return cue_at(self._cues, (index - self._cue_origin) / self._fps)
 
+    def _whole(self, frame: Frame) -> av.VideoFrame:
+        """An ad break's frame as the whole picture; a still (the same array every frame, as the break's
+        FillerFrames yields it) is converted once (RGB->yuv420p at 720p: 7 ms a frame otherwise)."""
+        if isinstance(frame, av.VideoFrame):
+            return frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        if self._still is not None and self._still[0] is frame:
+            return av.VideoFrame.from_ndarray(self._still[1], format="yuv420p")
+        rgb = frame
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        self._still = (frame, rgb_to_yuv420p(rgb))
+        return av.VideoFrame.from_ndarray(self._still[1], format="yuv420p")
+
     def _burn(self, buf: np.ndarray, cue) -> np.ndarray:
-        """The cue's box blended into a copy of the frame (yuv420p), its image rendered once per text."""
-        cached = self._cue_planes.get(cue.text)
+        """The cue's box blended into a copy of the frame (yuv420p), its image rendered once per text.
+        Over a lower third the box moves up to sit just above it: captions never hide the graphics."""
+        lower = self._slot[1] or (self._slot[0] or self._spec.lower_third) is not None
+        key = (cue.text, lower)
+        cached = self._cue_planes.get(key)
         if cached is None:
             from .captions import cue_image
 
@@ -159,8 +190,9 @@ class ProgramCompositor:
             rgba = img.rgba[:h, :w]
             yuv = rgb_to_yuv420p(np.ascontiguousarray(rgba[..., :3]))
             alpha = rgba[..., 3].astype(np.float32) / 255.0
-            cached = self._cue_planes[cue.text] = (*[c.astype(np.float32) for c in planes(yuv, w, h)], alpha,
-                                                   _half(alpha), img.x // 2 * 2, img.y // 2 * 2)
+            top = min(img.y, self.lay.lower_third.y - h - self.height // 90) if lower else img.y  # 8 px at 720
+            cached = self._cue_planes[key] = (*[c.astype(np.float32) for c in planes(yuv, w, h)], alpha,
+                                              _half(alpha), img.x // 2 * 2, max(0, top) // 2 * 2)
         cy, cu, cv, alpha, alpha2, x, y = cached
         Y, U, V = planes(buf, self.width, self.height)
         for dst, src, a, (px, py) in ((Y, cy, alpha, (x, y)), (U, cu, alpha2, (x // 2, y // 2)),

@@ -6,8 +6,8 @@
 
 The channel's runner swaps the pre-rendered layers (vortex.program.compose.ProgramCompositor.update):
 the ticker keeps crawling at its speed (its position is a function of the frame index), a slot
-whose recipe has its own lower third keeps showing it. The change lasts while the channel runs on
-this node; a restart airs the definition's text again.
+whose recipe has its own lower third keeps showing it. The change is kept in channel.json
+(vortex.channel.program_text): a restart, or another node taking the channel over, airs it.
 
     422  a bad body, naming the field (ticker[2], lower_third.name: too long for the width, ...)
     409  the channel airs no program (its definition has no `program` block), or it is not on air
