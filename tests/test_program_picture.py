@@ -202,7 +202,7 @@ def patch(server: Server, name: str, body) -> httpx.Response:
 
 
 def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
-    program = {"ticker": ["Comet seen over the harbor"], "lower_third": {"name": "Ada Reyes"}}
+    program = {"ticker": ["Comet seen over the harbor"], "lower_third": {"name": "Ada Reyes"}, "captions": "burn"}
     r = post(server, {"name": "prog-live", "loop": True, "lookahead": 1, "margin_sec": 0.5, "program": program,
                       "slots": [{"recipe": SLOT_A}]}, pace="realtime")
     assert r.status_code == 201, r.text
@@ -216,6 +216,9 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     answer = r.json()
     assert answer["ticker"] == ["Polls open at eight"] and answer["lower_third"] is None
     from_frame = answer["from_frame"]
+    kept = json.loads((server.data / "channels" / "prog-live" / "channel.json").read_text())["program"]
+    assert kept["ticker"] == ["Polls open at eight"] and kept["lower_third"] is None  # what a restart airs
+    assert kept["from_frame"] == from_frame and wait_for(server, "prog-live", lambda s: s["program"])["program"] == kept
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until a segment wholly after the change is listed
         text, _ = fetch_stream(server, "prog-live", tmp_path / "s")
@@ -251,6 +254,13 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     lt = lay.lower_third
     shown = ocr(frames[first + 10][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
     assert "BREAKING" in shown and "Cy Park" in shown, shown
+    # `captions: burn`: the insert's cue is in its picture, above the lower third (unless its chunk aired as the card)
+    cue_band = [ocr(frames[first + k][CUE_ROWS, 160:1120]) for k in (6, 12, 18)]
+    print("insert cue band:", cue_band, row["late_chunks"], row["replaced_chunks"])
+    if row["late_chunks"] == 0 and row["replaced_chunks"] == 0:
+        assert any("justin" in squeezed(t) for t in cue_band), (cue_band, row)
+    else:
+        assert not any("justin" in squeezed(t) for t in cue_band), (cue_band, row)
     assert "BREAKING" not in ocr(frames[first - 5][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
     assert [crawl_shift(frames[k], frames[k + 1], lay) for k in range(first - 3, first + 3)] == [lay.speed] * 6
     assert httpx.delete(f"{server.url}/v1/channels/prog-live", headers=server.headers(), timeout=120).status_code == 200
@@ -264,7 +274,7 @@ def test_generate_with_a_config_program_writes_the_program_mp4(tmp_path):
 
     write_logo(tmp_path / "logo.png")
     config = tmp_path / "config.yaml"
-    config.write_text("extends: cpu-preview\nprogram: {logo: logo.png, lower_third: {name: Ada Reyes}}\n")
+    config.write_text("extends: cpu-preview\nprogram: {logo: logo.png, lower_third: {name: Ada Reyes}, captions: burn}\n")
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps(short_recipe(duration=1.0, script="Good evening.")))
     out = tmp_path / "slot.mp4"
@@ -274,6 +284,7 @@ def test_generate_with_a_config_program_writes_the_program_mp4(tmp_path):
     assert len(frames) == 24 and frames[0].shape == (720, 1280, 3)
     lt = layout(parse_program({})).lower_third
     assert "Ada Reyes" in ocr(frames[12][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
+    assert squeezed("Good evening") in squeezed(ocr(frames[12][CUE_ROWS, 160:1120]))  # burned, above the lower third
     config.write_text("extends: cpu-preview\nprogram: {logo: missing.png}\n")
     assert vortex_main(["generate", str(recipe), "--config", str(config), "-o", str(tmp_path / "bad.mp4")]) == 2
     assert not (tmp_path / "bad.mp4").exists()
@@ -345,6 +356,32 @@ def test_the_crawl_continues_across_a_restart_of_the_writer(tmp_path):
     frames = frames_of(tmp_path)
     assert len(frames) == 48
     assert [crawl_shift(frames[k], frames[k + 1], lay) for k in range(20, 28)] == [lay.speed] * 8  # restart at 24
+
+
+CUE_ROWS = slice(440, 530)  # a burned cue over a lower third sits just above it (y 532 at 720p)
+
+
+def squeezed(text: str) -> str:
+    """Text without white space: OCR over a picture drops or adds spaces between words."""
+    return "".join(text.split())
+
+
+def test_a_burned_cue_clears_the_lower_third_and_a_carded_cue_is_not_burned():
+    from vortex.contracts.captions import Cue
+
+    comp = ProgramCompositor(parse_program({"captions": "burn", "lower_third": {"name": "Ada Reyes"}}))
+    anchor = np.full((512, 512, 3), 90, np.uint8)
+    cues = (Cue(0.0, 1.0, "Comet seen tonight", (0,)), Cue(1.0, 2.0, "Zorblax quindrel", (1,)))
+    comp.begin_slot(breaking=True, cues=cues, keep=lambda c: c.chunks != (1,), first_frame=0, fps=24)
+    shown, carded = comp.compose_rgb(anchor, 12), comp.compose_rgb(anchor, 36)
+    lt = layout(comp.spec).lower_third
+    assert "Cometseentonight" in squeezed(ocr(shown[CUE_ROWS, 160:1120])), ocr(shown[CUE_ROWS, 160:1120])
+    text = ocr(shown[lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
+    assert "BREAKING" in text and "Ada Reyes" in text, text  # the cue does not cover the lower third
+    assert "Zorblax" not in ocr(carded[400:670])  # its chunk aired as the card: no words
+    comp.begin_slot(full_frame=True, cues=cues)  # an ad break: the slate alone, never a cue
+    slate = np.full((720, 1280, 3), 200, np.uint8)
+    assert np.abs(comp.compose_rgb(slate, 12).astype(int) - 200).max() <= 2
 
 
 def test_burned_in_captions_show_the_cue_on_its_frames_only():

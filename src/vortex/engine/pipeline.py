@@ -285,7 +285,7 @@ class VortexPipeline:
         kept = ArraySink() if slot.request.keep_frames else None
         mp4 = [Mp4Sink(staging, result.captions, mark=self._watermark(slot))] if staging is not None else []
         if mp4 and cfg.program is not None:  # the program picture around the anchor (vortex.program.sink)
-            mp4 = [ProgramSink(mp4[0], config_program(cfg, slot.request.recipe), slot.request.recipe)]
+            mp4 = [ProgramSink(mp4[0], config_program(cfg, slot.request.recipe), slot.request.recipe, result.captions)]
         sinks = [proof] + mp4 + list(slot.request.sinks)
         media = work.media = SinkSet(sinks + ([kept] if kept is not None else []), cpu=slot.cpu)
         media.open(MediaShape(width=cfg.buffers.video.width, height=cfg.buffers.video.height, fps=p.fps,

@@ -41,14 +41,15 @@ class ProgramSink:
     """Wraps a FrameSink that takes RGB frames (the MP4's): it opens at the program's size and gets
     each frame composited (the recipe's lower third wins over the program's)."""
 
-    def __init__(self, inner: Any, spec: ProgramSpec, recipe: Any = None):
+    def __init__(self, inner: Any, spec: ProgramSpec, recipe: Any = None, cues: tuple = ()):
         self.inner = inner
         self.cpu_stage = getattr(inner, "cpu_stage", "encode")
         self.compositor = ProgramCompositor(spec)
-        self.compositor.begin_slot(lower_third=slot_lower_third(recipe))
+        self._lower, self._cues = slot_lower_third(recipe), tuple(cues)  # cues: burned with `captions: burn`
 
     def open(self, shape: MediaShape) -> None:
         self.compositor.anchor_size = (shape.width, shape.height)
+        self.compositor.begin_slot(lower_third=self._lower, cues=self._cues, first_frame=0, fps=shape.fps)
         self.inner.open(replace(shape, width=self.compositor.width, height=self.compositor.height))
 
     def write_audio(self, chunk: np.ndarray) -> None:
