@@ -256,7 +256,6 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     assert "BREAKING" in shown and "Cy Park" in shown, shown
     # `captions: burn`: the insert's cue is in its picture, above the lower third (unless its chunk aired as the card)
     cue_band = [ocr(frames[first + k][CUE_ROWS, 160:1120]) for k in (6, 12, 18)]
-    print("insert cue band:", cue_band, row["late_chunks"], row["replaced_chunks"])
     if row["late_chunks"] == 0 and row["replaced_chunks"] == 0:
         assert any("justin" in squeezed(t) for t in cue_band), (cue_band, row)
     else:
