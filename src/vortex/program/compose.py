@@ -97,7 +97,7 @@ class ProgramCompositor:
         self._keep = None  # a live insert's verdict per cue (LiveInsert.caption_verdict): False is not burned
         self._full = False  # an ad break: the frame is the whole picture
         self._still: Optional[tuple[np.ndarray, np.ndarray]] = None  # (a still slate, its yuv420p), made once
-        self._cue_planes: dict[str, tuple] = {}  # a cue's text -> its (y, u, v, alpha planes, x, y), made once
+        self._cue_planes: dict[tuple, tuple] = {}  # (cue text, over a lower third) -> its planes, x, y; made once
         self._cache: dict[tuple[Optional[LowerThird], bool], _Plate] = {}
         self._strip: Optional[tuple] = None  # (ticker, planes, period) of the current ticker
         self._plate = self._plate_for(spec, *self._slot)
