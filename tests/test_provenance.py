@@ -143,6 +143,28 @@ def test_the_slot_mp4_carries_trusted_credentials_with_the_ai_assertion(slot, ke
     assert not [p for p in slot["dir"].iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
+def test_the_assertion_lists_the_loaded_models_and_their_weight_digests(slot, keys, engine, capsys):
+    import hashlib
+
+    from vortex.provenance.digests import model_digests
+
+    assert main(["verify", str(slot["mp4"]), "--trust", str(keys / "ca.pem"), "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["credentials"]["slot"]["models"]
+    # cpu-preview loads these (the astronaut actor and the preview animator: no flux, no liveportrait)
+    assert set(models) == {"kokoro", "clip_b", "clip_l", "preview", "faces", "whisper"}, sorted(models)
+    assert models["preview"]["sha256"] is None  # procedural: no weights to digest
+    for name in ("kokoro", "clip_b", "clip_l", "faces", "whisper"):
+        entry = models[name]
+        assert len(entry["sha256"]) == 64 and entry["files"], (name, entry)
+        listed = "".join(f"{k}\t{v}\n" for k, v in sorted(entry["files"].items()))
+        assert hashlib.sha256(listed.encode()).hexdigest() == entry["sha256"]
+    cfg = engine.config
+    onnx = next(k for k in models["kokoro"]["files"] if k.endswith(".durations.onnx"))
+    assert models["kokoro"]["files"][onnx] == hashlib.sha256((cfg.cache_path / "kokoro-onnx" / onnx).read_bytes()).hexdigest()
+    # computed once at load: the digests the engine holds are the signed ones, and a later call only stats
+    assert engine.signer.models == models and model_digests(cfg, engine.registry.names) == models
+
+
 def test_a_given_portrait_is_the_manifests_ingredient(engine, keys, tmp_path):
     import hashlib
 
