@@ -130,5 +130,6 @@ def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path, keys):
         assert priming == 1024 and total * SR // FPS <= pcm.size - priming < total * SR // FPS + 1024
     assert len(replicas - {None}) == 2, replicas  # the two channels' slots ran on both replicas
     metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert "PRIVATE KEY" not in metrics and "PRIVATE KEY" not in server.log()  # the key reaches no log or metric
     assert 'vortex_channel_slots_total{channel="ray-b",decision="aired"} 3.0' in metrics
     assert json.loads(httpx.get(server.url + "/readyz", timeout=30).text)["ready"]
