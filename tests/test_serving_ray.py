@@ -143,7 +143,11 @@ def test_connect_joins_the_deployed_application_and_leaves_it_running(engine):
     other = connect(name="vortex")  # Ray is up in this process: it joins it
     assert (other.profile, other.default_deadline_s) == ("cpu-preview", 120.0)
     assert len(other.replicas()) == 2
+    assert other.signer is None  # it knows no identity: its channels' segments would go unsigned
     other.close()
+    signing = connect(name="vortex", signing=VortexConfig.load("cpu-preview"))  # the one start_local's engine has
+    assert signing.signer.identity.subject == engine.signer.identity.subject
+    signing.close()
     assert len(healthy_ids(engine)) == 2
 
 
