@@ -143,6 +143,28 @@ def test_the_slot_mp4_carries_trusted_credentials_with_the_ai_assertion(slot, ke
     assert not [p for p in slot["dir"].iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
+def test_the_assertion_lists_the_loaded_models_and_their_weight_digests(slot, keys, engine, capsys):
+    import hashlib
+
+    from vortex.provenance.digests import model_digests
+
+    assert main(["verify", str(slot["mp4"]), "--trust", str(keys / "ca.pem"), "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["credentials"]["slot"]["models"]
+    # cpu-preview loads these (the astronaut actor and the preview animator: no flux, no liveportrait)
+    assert set(models) == {"kokoro", "clip_b", "clip_l", "preview", "faces", "whisper"}, sorted(models)
+    assert models["preview"]["sha256"] is None  # procedural: no weights to digest
+    for name in ("kokoro", "clip_b", "clip_l", "faces", "whisper"):
+        entry = models[name]
+        assert len(entry["sha256"]) == 64 and entry["files"], (name, entry)
+        listed = "".join(f"{k}\t{v}\n" for k, v in sorted(entry["files"].items()))
+        assert hashlib.sha256(listed.encode()).hexdigest() == entry["sha256"]
+    cfg = engine.config
+    onnx = next(k for k in models["kokoro"]["files"] if k.endswith(".durations.onnx"))
+    assert models["kokoro"]["files"][onnx] == hashlib.sha256((cfg.cache_path / "kokoro-onnx" / onnx).read_bytes()).hexdigest()
+    # computed once at load: the digests the engine holds are the signed ones, and a later call only stats
+    assert engine.signer.models == models and model_digests(cfg, engine.registry.names) == models
+
+
 def test_a_given_portrait_is_the_manifests_ingredient(engine, keys, tmp_path):
     import hashlib
 
@@ -310,13 +332,18 @@ def test_deep_rechecks_the_pixels_and_speech_and_fails_another_script(slot, keys
 
 
 # ---- step 5: the watermark -------------------------------------------------------------------------
-def _reencode(src, dst, crf, size=None):
+def _reencode(src, dst, crf, size=None, start=0):
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         v = out.add_stream("libx264", rate=24, options={"crf": str(crf), "preset": "veryfast"})
         v.width, v.height = size or (vin.width, vin.height)
         v.pix_fmt = "yuv420p"
-        for frame in inp.decode(vin):
+        first = None
+        for index, frame in enumerate(inp.decode(vin)):
+            if index < start:  # a clip cut from the middle: its first frame is the slot's frame `start`
+                continue
+            first = frame.pts if first is None else first
+            frame.pts -= first
             for p in v.encode(frame.reformat(width=v.width, height=v.height, format="yuv420p")):
                 out.mux(p)
         for p in v.encode():
@@ -329,11 +356,14 @@ def test_a_reencoded_copy_loses_the_credentials_but_keeps_the_watermark(slot, ke
     signed = verify_target(slot["mp4"], VerifyOptions(trust=keys / "ca.pem"))
     assert signed["watermark"]["found"] and signed["watermark"]["matches_credentials"]
     node = signed["credentials"]["slot"]["node"]
-    for name, crf, size in (("crf30", 30, None), ("small", 30, (640, 360))):
+    # whole copies, and a clip cut from frame 16 (4 frames into a window: the frame-0 alignment would misread it)
+    for name, crf, size, start in (("crf30", 30, None, 0), ("small", 30, (640, 360), 0), ("cut", 30, None, 16)):
         copy = tmp_path / f"{name}.mp4"
-        _reencode(slot["mp4"], copy, crf, size)
+        _reencode(slot["mp4"], copy, crf, size, start)
         report = verify_target(copy, VerifyOptions(trust=keys / "ca.pem"))
         assert not report["credentials"]["present"] and report["verdict"] == "not verified"
         mark = report["watermark"]
         assert mark["found"] and mark["slot_id"] == 4 and mark["node_tag"] == f"{node_tag(node):04x}", mark
+        # the alignment read is the cut's, give or take a frame
+        assert min((mark["offset"] - start) % 12, (start - mark["offset"]) % 12) <= 1 and mark["frames"] == 36 - start, mark
         assert any(r.startswith("only the watermark is left") for r in report["reasons"])

@@ -31,13 +31,22 @@ def replica_pids() -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def keys(tmp_path_factory):
+    from vortex.provenance.keys import init_keys
+
+    folder = tmp_path_factory.mktemp("serve-ray-keys")
+    init_keys(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, keys):
     # Two requests per replica at most: with cpu-preview's 4, Serve's router may put every slot on one
     # replica (CI saw it), and the tests check that both replicas work.
     config = tmp_path_factory.mktemp("serve-ray-config") / "two-per-replica.yaml"
     config.write_text("extends: cpu-preview\nprofile: cpu-preview\npipeline: {max_in_flight: 2}\n")
     s = Server(data=tmp_path_factory.mktemp("serve-ray") / "data", port=free_port(),
-               args=["--engine", "ray", "--replicas", "2", "--config", str(config)])
+               args=["--engine", "ray", "--replicas", "2", "--config", str(config), "--sign", str(keys)])
     s.data.mkdir()
     s.start()
     yield s
@@ -66,6 +75,9 @@ def test_four_slots_run_on_two_distinct_replicas(server):
     assert len(replicas) == 2, [j["replica"] for j in jobs]
     assert all(j["replica"]["pid"] in replica_pids() for j in jobs)
     assert all(j["attempts"] == 1 for j in jobs)
+    # the replicas signed the MP4s with the node's key (--sign reaches them in the config)
+    r = httpx.post(server.url + "/v1/verify", files={"job": (None, ids[0])}, timeout=120)
+    assert r.status_code == 200 and r.json()["verdict"] == "verified", r.text
 
 
 def test_kill9_of_a_replica_mid_slot_costs_no_slot(server):
@@ -93,7 +105,9 @@ def test_kill9_of_a_replica_mid_slot_costs_no_slot(server):
     assert job["replica"]["pid"] in after
 
 
-def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path):
+def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path, keys):
+    from vortex.provenance.verify import VerifyOptions, verify_target
+
     for name, seed in (("ray-a", 10), ("ray-b", 20)):
         body = {"name": name, "loop": True, "lookahead": 2,
                 "slots": [{"recipe": short_recipe(slot_id=1, seed=seed, duration=1.5, script="Good evening.")},
@@ -106,6 +120,9 @@ def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path):
         replicas |= {a["replica"] for s in done["recent"] for a in s["attempts"]}
         text, _ = fetch_stream(server, name, tmp_path / name)
         assert text.rstrip().endswith("#EXT-X-ENDLIST")
+        # every aired segment carries its signed manifest, though the slots were made on the replicas
+        report = verify_target(f"{server.url}/v1/channels/{name}/index.m3u8", VerifyOptions(trust=keys / "ca.pem"))
+        assert report["verdict"] == "verified" and report["credentials"]["segments"] >= 2, report["reasons"]
         vpts, apts, pcm, priming, _ = decode(tmp_path / name)
         total = 36 + 41 + 36
         assert len(vpts) == total
@@ -113,5 +130,6 @@ def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path):
         assert priming == 1024 and total * SR // FPS <= pcm.size - priming < total * SR // FPS + 1024
     assert len(replicas - {None}) == 2, replicas  # the two channels' slots ran on both replicas
     metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert "PRIVATE KEY" not in metrics and "PRIVATE KEY" not in server.log()  # the key reaches no log or metric
     assert 'vortex_channel_slots_total{channel="ray-b",decision="aired"} 3.0' in metrics
     assert json.loads(httpx.get(server.url + "/readyz", timeout=30).text)["ready"]

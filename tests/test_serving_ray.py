@@ -29,7 +29,7 @@ from vortex.contracts.requests import SlotRequest
 from vortex.errors import EngineClosed, EngineDead
 from vortex.media import probe_mp4
 from vortex.serving import AppArgs, RayEngine, RemoteResult, VortexReplica, build_app, connect, start_local
-from vortex.serving.deployment import actor_options
+from vortex.serving.deployment import actor_options, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOT_TIMEOUT_S = 240  # a CPU slot takes ~5-10 s; a re-run may wait for a replacement replica to load
@@ -143,7 +143,11 @@ def test_connect_joins_the_deployed_application_and_leaves_it_running(engine):
     other = connect(name="vortex")  # Ray is up in this process: it joins it
     assert (other.profile, other.default_deadline_s) == ("cpu-preview", 120.0)
     assert len(other.replicas()) == 2
+    assert other.signer is None  # it knows no identity: its channels' segments would go unsigned
     other.close()
+    signing = connect(name="vortex", signing=VortexConfig.load("cpu-preview"))  # the one start_local's engine has
+    assert signing.signer.identity.subject == engine.signer.identity.subject
+    signing.close()
     assert len(healthy_ids(engine)) == 2
 
 
@@ -196,3 +200,38 @@ def test_the_serve_configs_validate_and_ask_for_the_right_resources():
     assert actor_options(cfg, {"VORTEX_CACHE": "/c"})["runtime_env"]["env_vars"] == {"MALLOC_ARENA_MAX": "2",
                                                                                     "VORTEX_CACHE": "/c"}
     assert actor_options(VortexConfig.load("h100"))["num_gpus"] == 1
+
+
+def test_the_kubernetes_signing_secret_is_what_sign_dir_reads(tmp_path):
+    """deploy/k8s: the Secret holds the files `--sign DIR` reads, the serve Deployment mounts it read-only where
+    its --sign points, and a Serve app's `args.sign` gives every replica that identity (checked at build time)."""
+    from vortex.provenance.keys import CHAIN_FILE, KEY_FILE, SigningKeyError, init_keys
+
+    (secret,) = yaml.safe_load_all((ROOT / "deploy/k8s/signing-secret.yaml").read_text())
+    assert secret["kind"] == "Secret" and set(secret["stringData"]) == {CHAIN_FILE, KEY_FILE, "ca.pem"}
+    (deployment,) = yaml.safe_load_all((ROOT / "deploy/k8s/vortex-serve.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    sign_dir = args[args.index("--sign") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == sign_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o400
+    assert {i["path"] for i in volume["secret"]["items"]} == {CHAIN_FILE, KEY_FILE}
+    assert not any("KEY" in str(e.get("value", "")) for e in container.get("env", []))  # never in the environment
+    # the Secret as mounted: a folder of its files (what kubectl create secret generic --from-file makes)
+    keys = tmp_path / "signing"
+    init_keys(keys)
+    cfg = resolve_config("cpu-preview", sign=str(keys))
+    assert cfg.signing.cert_chain == str(keys / CHAIN_FILE) and cfg.signing.key == str(keys / KEY_FILE)
+    build_app(AppArgs(profile="cpu-preview", replicas=2, sign=str(keys)))
+    # the placeholders, applied as they are: the build stops, naming args.sign and the file, not the key
+    placeholder = tmp_path / "placeholder"
+    placeholder.mkdir()
+    for name, text in secret["stringData"].items():
+        (placeholder / name).write_text(text)
+    with pytest.raises(SigningKeyError, match=r"args\.sign .*node\.pem' holds no PEM certificate chain"):
+        build_app(AppArgs(profile="cpu-preview", sign=str(placeholder)))
+    with pytest.raises(SigningKeyError, match="does not exist"):
+        build_app(AppArgs(profile="cpu-preview", sign=str(tmp_path / "absent")))

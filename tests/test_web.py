@@ -197,6 +197,16 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
     facts = browser.find_element(By.ID, "facts").text
     assert "first audio" in facts and "first frame" in facts
     assert sidecar["provenance"]["signed"] and "C2PA, AI-generated (trainedAlgorithmicMedia), signed by" in facts
+    # the Content Credentials section: the verdict of this node's verifier (POST /v1/verify), not the sidecar's
+    verdict = wait_for(browser, "#credentials .verdict", timeout=60)[0]
+    report = httpx.post(server.url + "/v1/verify", files={"job": (None, job_id)}, timeout=120).json()
+    assert verdict.get_attribute("data-verdict") == report["verdict"] == "verified", report["reasons"]
+    shown = browser.find_element(By.ID, "credentials").text
+    assert report["credentials"]["signer"] in shown and "yes, under this node's CA" in shown
+    assert "c2pa.created · digitalSourceType trainedAlgorithmicMedia" in shown
+    assert f"found: node tag {report['watermark']['node_tag']}, slot {report['watermark']['slot_id']}" in shown
+    assert "kokoro " + report["credentials"]["slot"]["models"]["kokoro"]["sha256"][:16] in shown
+    assert "PRIVATE KEY" not in browser.page_source
     assert js_errors(browser) == []
 
     # the screenshot: the whole page, the video paused on a frame
@@ -209,6 +219,19 @@ def test_a_submitted_slot_is_listed_plays_and_is_charted(server, browser, tmp_pa
     if os.environ.get("VORTEX_UPDATE_DOCS") == "1":  # the README's screenshot: refreshed on request only
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+    # one changed frame in the job's MP4: the page, loaded again, says what the verifier finds
+    import av
+
+    (mp4,) = [p for p in server.data.rglob("video.mp4") if job_id in p.parts]
+    with av.open(str(mp4)) as c:
+        packet = sorted((p for p in c.demux(c.streams.video[0]) if p.size), key=lambda p: p.pts)[20]
+    data = bytearray(mp4.read_bytes())
+    data[packet.pos + packet.size // 2] ^= 0xFF
+    mp4.write_bytes(bytes(data))
+    browser.get(server.url + f"/jobs/{job_id}")
+    assert wait_for(browser, "#credentials .verdict", timeout=60)[0].get_attribute("data-verdict") == "not verified"
+    assert "frame 20 differs" in browser.find_element(By.ID, "credentials").text
 
 
 def test_a_cancelled_job_shows_its_exact_seed_and_no_player(server, browser):

@@ -97,6 +97,8 @@ class VortexPipeline:
             loaders = {k: self.library_threads.wrap(k, v) for k, v in default_loaders(cfg).items()}
             registry = ModelRegistry.load(cfg, loaders)
         self.registry = registry
+        if self.signer is not None:  # the assertion's models: the loaded ones and their weight digests
+            self.signer.record_weights(cfg, self.registry.names)
         self.components = Components.of(self.registry, cfg, self.device)
         self.animation = self.components.animator.name
         crops = cfg.faces.crop_size if self.components.faces is not None else None

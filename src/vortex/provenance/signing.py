@@ -59,6 +59,17 @@ class SlotSigner:
         self.models = models or {}
         self.node = os.environ.get("VORTEX_NODE_ID") or os.uname().nodename
 
+    def record_weights(self, cfg: VortexConfig, loaded: list[str]) -> None:
+        """Once the engine has loaded `loaded` (the registry's names): the models the assertion lists
+        become those, each with its weight files' SHA-256 (vortex.provenance.digests, cached by file)."""
+        import time
+
+        from .digests import model_digests
+
+        cpu0 = time.process_time()
+        self.models = model_digests(cfg, loaded)
+        self.digest_cpu_s = round(time.process_time() - cpu0, 4)
+
     @classmethod
     def from_config(cls, cfg: VortexConfig) -> Optional["SlotSigner"]:
         identity = identity_for(cfg)

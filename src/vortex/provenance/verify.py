@@ -95,7 +95,7 @@ def verify_mp4(path: Path, trust: Optional[str], *, recipe=None, deep: bool = Fa
     slot = assertion(read["manifest"], SLOT_ASSERTION) if read["present"] else None
     credentials = _credentials(read, trust, reasons)
     credentials["slot"] = None if slot is None else {k: slot.get(k) for k in ("node", "slot_id", "seed", "profile",
-                                                                              "stand_ins", "recipe_sha256")}
+                                                                              "stand_ins", "recipe_sha256", "models")}
     integrity = _integrity(path, slot, recipe, reasons)
     from .watermark import node_tag, read_watermark_mp4
 

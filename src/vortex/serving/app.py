@@ -30,6 +30,9 @@ class AppArgs(BaseModel):
     replicas: int = Field(1, ge=1)
     env: dict[str, str] = Field(default_factory=dict)  # environment of every replica (VORTEX_CACHE, HF_HOME)
     health_check_period_s: Optional[float] = Field(None, gt=0)
+    # DIR/node.pem + DIR/node.key on every node, like `--sign DIR` (deploy/k8s: the Secret's mount), so all
+    # replicas sign with one identity; without it each uses its config's `signing` (default: a development key)
+    sign: Optional[str] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "AppArgs":
@@ -41,9 +44,10 @@ class AppArgs(BaseModel):
 def build_app(args: dict[str, Any]) -> Application:
     """The application for `args` (a dict, as a Serve config passes it, or an `AppArgs`)."""
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
-    cfg = resolve_config(a.profile, a.config, a.config_path)  # a bad profile fails here, not in every replica
+    cfg = resolve_config(a.profile, a.config, a.config_path, sign=a.sign)  # a bad profile or key fails here
     options: dict[str, Any] = {"num_replicas": a.replicas, "ray_actor_options": actor_options(cfg, a.env),
                                "max_ongoing_requests": cfg.pipeline.max_in_flight}
     if a.health_check_period_s is not None:
         options["health_check_period_s"] = a.health_check_period_s
-    return VortexReplica.options(**options).bind(profile=a.profile, config=a.config, config_path=a.config_path)
+    return VortexReplica.options(**options).bind(profile=a.profile, config=a.config, config_path=a.config_path,
+                                                 sign=a.sign)

@@ -58,11 +58,17 @@ def _alive(pid: int) -> bool:
 
 
 def resolve_config(profile: Optional[str] = None, config: Optional[dict[str, Any]] = None,
-                   config_path: Optional[str] = None) -> VortexConfig:
-    """A shipped profile by name, a config dict (`VortexConfig.model_dump()`), or a config file."""
-    if config is not None:
-        return VortexConfig.model_validate(config)
-    return VortexConfig.load(profile, config_path)
+                   config_path: Optional[str] = None, sign: Optional[str] = None) -> VortexConfig:
+    """A shipped profile by name, a config dict (`VortexConfig.model_dump()`), or a config file; with
+    `sign` (a folder, as `--sign DIR`), that identity, checked now (a SigningKeyError names `sign`)."""
+    cfg = VortexConfig.model_validate(config) if config is not None else VortexConfig.load(profile, config_path)
+    if sign is None:
+        return cfg
+    from ..provenance.signing import identity_for, with_signing_flags
+
+    cfg = with_signing_flags(cfg, sign=Path(sign))
+    identity_for(cfg, where=f"the application's args.sign '{sign}'")  # an error names the path, never the key
+    return cfg
 
 
 def actor_options(cfg: VortexConfig, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -90,10 +96,10 @@ def actor_options(cfg: VortexConfig, env: Optional[dict[str, str]] = None) -> di
 )
 class VortexReplica:
     def __init__(self, profile: Optional[str] = None, config: Optional[dict[str, Any]] = None,
-                 config_path: Optional[str] = None):
+                 config_path: Optional[str] = None, sign: Optional[str] = None):
         from ..engine.factory import build_engine
 
-        cfg = resolve_config(profile, config, config_path)
+        cfg = resolve_config(profile, config, config_path, sign)
         self.engine = build_engine(cfg)  # this process owns its engine: malloc arenas, TF32
         self.identity = replica_identity(serve.get_replica_context().replica_id.unique_id)
         self.identity.update(profile=cfg.profile, generation_timeout_sec=cfg.pipeline.generation_timeout_sec)

@@ -76,8 +76,11 @@ class RayEngine:
     """The caller's side of the Serve application `handle` points at (`start_local`, `connect`)."""
 
     def __init__(self, handle: Any, *, profile: str = "", default_deadline_s: float = 120.0, max_attempts: int = 3,
-                 on_close: Optional[Callable[[], None]] = None):
+                 on_close: Optional[Callable[[], None]] = None, signer: Any = None):
         self._handle = handle
+        # The node's SlotSigner (vortex.provenance.signing), as VortexPipeline.signer: the replicas sign
+        # the MP4s, and a channel on this engine signs its segments with `signer.identity` (None: off).
+        self.signer = signer
         self._stream = handle.options(stream=True)  # `slot` streams its events
         self.profile = profile
         self.default_deadline_s = default_deadline_s  # a request without deadline_s gets the profile's timeout

@@ -42,7 +42,12 @@ def start_local(profile: str | VortexConfig | None = None, replicas: int = 1, ad
     import ray
     from ray import serve
 
+    from ..provenance.signing import SlotSigner
+
     cfg = profile if isinstance(profile, VortexConfig) else VortexConfig.load(profile)
+    # Before the replicas start: a development key is then made once, here, not by N replicas at once
+    # (each writes node.pem and node.key in turn: two at a time could leave a mismatched pair).
+    signer = SlotSigner.from_config(cfg)
     address = address or os.environ.get("RAY_ADDRESS")  # ray.init would join it anyway: then it is not ours
     owns_ray, release = False, None
     if not ray.is_initialized():
@@ -66,19 +71,25 @@ def start_local(profile: str | VortexConfig | None = None, replicas: int = 1, ad
         raise
 
     return RayEngine(handle, profile=cfg.profile, default_deadline_s=cfg.pipeline.generation_timeout_sec,
-                     max_attempts=max_attempts, on_close=lambda: _shutdown(name, owns_ray, release))
+                     max_attempts=max_attempts, on_close=lambda: _shutdown(name, owns_ray, release), signer=signer)
 
 
-def connect(address: Optional[str] = "auto", *, name: str = APP_NAME, max_attempts: int = 3) -> RayEngine:
+def connect(address: Optional[str] = "auto", *, name: str = APP_NAME, max_attempts: int = 3,
+            signing: Optional[VortexConfig] = None) -> RayEngine:
     """A `RayEngine` on an application someone else deployed (`serve deploy deploy/serve.yaml`);
-    `close()` leaves it running. The replicas tell their profile and its default deadline."""
+    `close()` leaves it running. The replicas tell their profile and its default deadline. A channel on
+    it signs its segments with `signing`'s identity (the replicas' own key, from the deploy's Secret);
+    without it, nothing here signs."""
     import ray
     from ray import serve
+
+    from ..provenance.signing import SlotSigner
 
     if not ray.is_initialized():
         _ray_init(address=address)
     handle = serve.get_deployment_handle(DEPLOYMENT, app_name=name)
-    engine = RayEngine(handle, max_attempts=max_attempts)
+    engine = RayEngine(handle, max_attempts=max_attempts,
+                       signer=None if signing is None else SlotSigner.from_config(signing))
     replicas = engine.replicas()  # a broadcast: answered by busy replicas too
     if replicas:
         engine.profile = replicas[0]["profile"]

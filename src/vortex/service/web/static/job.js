@@ -209,9 +209,11 @@
       $("video-note").appendChild(Vx.el("a", { href: links.video }, "video.mp4"));
       $("video-note").appendChild(document.createTextNode(" · "));
       $("video-note").appendChild(Vx.el("a", { href: links.result }, "result.json"));
+      Credentials.show($("credentials"), id);  // the verifier's verdict (credentials.js), not the sidecar's say-so
     } else {
       video.hidden = true;
       $("video-note").textContent = "No video: the job " + job.state + ".";
+      Vx.clear($("credentials")).appendChild(Vx.el("p", { class: "muted" }, "No video to verify."));
     }
     charts(sidecar, job);
   }
