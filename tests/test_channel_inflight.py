@@ -6,6 +6,7 @@ one colour and takes as long as the test says, so these run in seconds.
 - A slot that fails and is retried while the next one is made holds the next one back; one that
   never succeeds is filled, in its place.
 - stop() with two slots in flight cancels both and ends the run; neither is decided.
+- Realtime: the slots in flight count against the lookahead (lookahead 1: one at a time).
 - The setting is refused out of range, naming the field; an engine with too few places leaves one
   for a live insert.
 """
@@ -86,11 +87,12 @@ class TimedPaintEngine:
             return self.running
 
 
-def definition(in_flight=2, **extra) -> ChannelDefinition:
-    recipe = {"slot_params": {"duration_sec": 1.0, "fps": FPS, "seed": 3},
+def definition(in_flight=2, seconds=1.0, **extra) -> ChannelDefinition:
+    recipe = {"slot_params": {"duration_sec": seconds, "fps": FPS, "seed": 3},
               "audio_track": {"script": "Hello.", "voice_id": "anchor"}, "visual_track": {"prompt": "a presenter"}}
-    return ChannelDefinition.from_dict({"name": "flight", "loop": True, "lookahead": 2, "margin_sec": 0.5,
-                                        "slots_in_flight": in_flight, "slots": [{"recipe": recipe}], **extra})
+    fields = {"name": "flight", "loop": True, "lookahead": 2, "margin_sec": 0.5, "slots_in_flight": in_flight,
+              "slots": [{"recipe": recipe}]}
+    return ChannelDefinition.from_dict({**fields, **extra})
 
 
 def runner(out, engine, max_slots=None, in_flight=2, **extra) -> ChannelRunner:
@@ -105,10 +107,10 @@ def colours_on_air(out, state) -> list[int]:
     return [int(round(frames[s.first_frame + s.n_frames // 2].mean())) for s in state.slots]
 
 
-def assert_in_order(out, state, sources):
-    """Slots 0..n-1 on air one after another, each showing the colour of `sources[k]`'s slot."""
+def assert_in_order(out, state, sources, seconds=1):
+    """Slots 0..n-1 (of `seconds` each) on air one after another, each showing `sources[k]`'s colour."""
     assert [s.index for s in state.slots] == list(range(len(sources)))
-    assert [s.first_frame for s in state.slots] == [FPS * k for k in range(len(sources))]
+    assert [s.first_frame for s in state.slots] == [FPS * seconds * k for k in range(len(sources))]
     seen = colours_on_air(out, state)
     assert all(abs(c - colour(k)) <= 6 for c, k in zip(seen, sources)), (seen, sources)
     assert read_playlist(out).ended
@@ -165,6 +167,19 @@ def test_one_in_flight_makes_slots_one_after_another(tmp_path):
     state = runner(tmp_path / "ch", engine, max_slots=3, in_flight=1).run()
     assert engine.most == 1 and engine.ended == [0, 1, 2]
     assert_in_order(tmp_path / "ch", state, [0, 1, 2])
+
+
+def test_realtime_counts_the_slots_in_flight_against_the_lookahead(tmp_path):
+    # lookahead 1: one slot ahead of the air, made or being made, so one request at a time (2 s
+    # slots: the next one starts as this one airs, with 2 s - margin_sec left to be made).
+    engine = TimedPaintEngine(seconds={k: 0.3 for k in range(3)})
+    r = ChannelRunner(definition(2, seconds=2.0, lookahead=1), engine,
+                      RunOptions(out=tmp_path / "ch", width=W, height=H, sample_rate=SR, pace="realtime", max_slots=3),
+                      generation_timeout_sec=30, say=lambda line: None)
+    state = r.run()
+    assert engine.most == 1 and engine.ended == [0, 1, 2]
+    assert [s.decision for s in state.slots] == ["aired"] * 3
+    assert_in_order(tmp_path / "ch", state, [0, 1, 2], seconds=2)
 
 
 @pytest.mark.parametrize("value", [0, 9, "two", 1.5, True])
