@@ -230,6 +230,7 @@ def test_kill_9_and_restart_continue_the_stream(tmp_path):
     ("name: x\nslots: [{recipe: {slot_params: {duration_sec: 1.5}, audio_track: {script: hi, voice_id: nobody}, "
      "visual_track: {prompt: p}}}]\n", "slots[0].recipe.audio_track.voice_id"),
     ("name: x\nshuffle: true\nslots: [{recipe: a.json}]\n", "shuffle"),
+    ("name: x\nslots_in_flight: 0\nslots: [{recipe: a.json}]\n", "slots_in_flight"),
 ])
 def test_bad_channel_file_exits_2_naming_the_field(tmp_path, capsys, body, field):
     (tmp_path / "a.json").write_text(json.dumps(GOOD_A))

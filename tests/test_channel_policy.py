@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -66,6 +67,14 @@ def test_the_lookahead_gate_counts_made_slots_still_to_air():
     assert policy.lookahead_wait([at(-5)], now, 1) is None  # already on air or aired
     assert policy.lookahead_wait([at(4)], now, 2) is None
     assert policy.lookahead_wait([at(8), at(4)], now, 2) == 4.0  # until the earliest airs
+
+
+def test_the_lookahead_gate_counts_the_slots_in_flight_too():
+    now = at(0)
+    assert policy.lookahead_wait([], now, 2, making=1) is None  # a second slot may start beside the first
+    assert policy.lookahead_wait([at(4)], now, 2, making=1) == 4.0  # one made, one in flight: two ahead
+    assert policy.lookahead_wait([], now, 2, making=2) == math.inf  # until one in flight ends
+    assert policy.lookahead_wait([], now, 1, making=1) == math.inf  # lookahead 1: one at a time
 
 
 # -- attempts --------------------------------------------------------------------------------------

@@ -55,3 +55,43 @@ def test_requests_of_one_priority_run_side_by_side():
     assert time.monotonic() - started < 0.05 and a.paused_s == b.paused_s == 0
     with pytest.raises(SlotCancelled):
         sched.enter("c", Priority.LIVE, CancelToken(deadline=time.monotonic() + 0.2))  # no place in flight
+
+
+def test_a_live_request_speaks_before_a_channel_slot_that_was_already_waiting_for_the_voice():
+    """Two channel slots in flight: one speaks, the other waits for the voice (one call at a time); a
+    live insert that enters then speaks next (VortexPipeline._voice_turn, on the real scheduler)."""
+    from types import MethodType, SimpleNamespace
+
+    from vortex.engine.pipeline import VortexPipeline
+
+    sched = RequestScheduler(max_in_flight=4)
+    engine = SimpleNamespace(scheduler=sched, _voice_lock=threading.Lock())
+    engine._turn = MethodType(VortexPipeline._turn, engine)
+    voice_turn = MethodType(VortexPipeline._voice_turn, engine)
+    a, b = (SimpleNamespace(flight=sched.enter(n, Priority.CHANNEL, CancelToken())) for n in ("a", "b"))
+    spoke: list[str] = []
+    speaking, go_on = threading.Event(), threading.Event()
+
+    def speak(name, slot, hold=None):
+        with voice_turn(slot):
+            spoke.append(name)
+            if hold is not None:
+                speaking.set()
+                go_on.wait(5)
+
+    first = threading.Thread(target=speak, args=("a", a, True))
+    first.start()
+    assert speaking.wait(5)
+    second = threading.Thread(target=speak, args=("b", b))
+    second.start()
+    time.sleep(0.2)  # b has its turn and waits for the voice
+    live = SimpleNamespace(flight=sched.enter("live", Priority.LIVE, CancelToken()))
+    third = threading.Thread(target=speak, args=("live", live))
+    third.start()
+    time.sleep(0.2)
+    go_on.set()
+    third.join(5)
+    assert spoke == ["a", "live"]  # b gave the voice back: a live request had entered
+    sched.leave(live.flight)
+    second.join(5)
+    assert spoke == ["a", "live", "b"] and not sched.outranked(b.flight)

@@ -4,6 +4,7 @@
 name: channel-7
 loop: true            # replay the list when it ends
 lookahead: 2          # slots made ahead of the one on air (>= 1)
+slots_in_flight: 2    # slots the engine makes at once (1-8): the next one's voice beside this one's render
 start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+00:00
 margin_sec: 5         # a slot's generation deadline is its air time minus this
 max_attempts: 3       # per slot; each retry uses seed = previous + 1
@@ -38,8 +39,11 @@ from .breaks import BREAK_KEYS, break_frames, break_seconds, slate_path
 FillerPolicy = Literal["last_good", "standby"]
 FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
-_KEYS = ("name", "loop", "lookahead", "slots", "start", "margin_sec", "max_attempts", "filler", "live_delay_sec",
-         "program", "slate")
+_KEYS = ("name", "loop", "lookahead", "slots_in_flight", "slots", "start", "margin_sec", "max_attempts", "filler",
+         "live_delay_sec", "program", "slate")
+# Two slots in flight: on the 2-core CPU the next slot's voice (one onnxruntime thread) runs beside
+# this slot's render and checks (docs/performance.md §12.2).
+SLOTS_IN_FLIGHT = 2
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
@@ -82,6 +86,7 @@ class ChannelDefinition:
     slots: tuple[ChannelSlot, ...]
     loop: bool = False
     lookahead: int = 1
+    slots_in_flight: int = SLOTS_IN_FLIGHT  # slots being made at once (generator.py)
     start: Optional[datetime] = None  # None: "now" (see scheduler: when the first slot is ready)
     margin_sec: float = 5.0
     max_attempts: int = 2
@@ -138,6 +143,7 @@ class ChannelDefinition:
         if not isinstance(loop, bool):
             fail("loop", f"must be true or false, got {loop!r}")
         lookahead = _int(data.get("lookahead", 1), "lookahead", 1, 16, fail)
+        in_flight = _int(data.get("slots_in_flight", SLOTS_IN_FLIGHT), "slots_in_flight", 1, 8, fail)
         max_attempts = _int(data.get("max_attempts", 2), "max_attempts", 1, 10, fail)
         margin = data.get("margin_sec", 5.0)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 3600:
@@ -168,9 +174,9 @@ class ChannelDefinition:
                     check_lower_third(program, slot_lower_third(slot.recipe), where)
                 except ProgramError as exc:
                     fail(exc.field, exc.problem)
-        return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, start=start, margin_sec=float(margin),
-                   max_attempts=max_attempts, filler=policy, source=source, live_delay_sec=float(delay),
-                   program=program)
+        return cls(name=name, slots=slots, loop=loop, lookahead=lookahead, slots_in_flight=in_flight, start=start,
+                   margin_sec=float(margin), max_attempts=max_attempts, filler=policy, source=source,
+                   live_delay_sec=float(delay), program=program)
 
 
 def _int(value: Any, field: str, low: int, high: int, fail) -> int:

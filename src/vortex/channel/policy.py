@@ -13,6 +13,7 @@ passed in). ``ChannelRunner`` (scheduler.py) owns the threads and the files and 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Literal, Optional, Sequence
@@ -75,14 +76,15 @@ def air_times(now: datetime, scheduled: Optional[datetime], duration_sec: float,
     return AirTimes(ready, air, lead, air_after(air, duration_sec), started)
 
 
-def lookahead_wait(aired: Iterable[datetime], now: datetime, lookahead: int) -> Optional[float]:
-    """Realtime: at most ``lookahead`` made slots (``aired``: the air times of the slots decided
-    "aired") wait for their air time. None: the next slot may start now; else the seconds until the
-    earliest of them airs. A filler costs no engine time and is not counted."""
+def lookahead_wait(aired: Iterable[datetime], now: datetime, lookahead: int, making: int = 0) -> Optional[float]:
+    """Realtime: at most ``lookahead`` slots are ahead of the air: the made ones waiting for their air
+    time (``aired``: the air times of the slots decided "aired") and the ``making`` ones in flight.
+    None: the next slot may start now; else the seconds until the earliest made one airs (inf: none
+    waits, so until one in flight ends). A filler costs no engine time and is not counted."""
     ahead = sorted(t for t in aired if t > now)
-    if len(ahead) < lookahead:
+    if len(ahead) + making < lookahead:
         return None
-    return (ahead[0] - now).total_seconds()
+    return (ahead[0] - now).total_seconds() if ahead else math.inf
 
 
 # -- attempts: seeds, cost, skip, retry -------------------------------------------------------------

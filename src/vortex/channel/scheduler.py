@@ -2,11 +2,12 @@
 times and deadlines, retries, skips, fillers, a "now" start's preroll, where a restart resumes) is
 asked of policy.py, pure functions that carry the rules.
 
-The generator (the caller's thread) owns the engine and makes slots one at a time, in order, each
-within its deadline; a slot that is not made gets a filler. Since a slot starts only after the one
-before it is decided, and deadlines grow with air times, every slot is decided before its air
-time: never a gap. With ``--pace realtime`` at most ``lookahead`` made slots wait for their air
-time (fillers cost nothing and do not count).
+The generator (generator.py, on the caller's thread) owns the engine's requests and makes slots,
+``slots_in_flight`` at once (the next one's voice beside this one's render and checks), each within
+its deadline, and decides them in schedule order; a slot that is not made gets a filler. Every
+attempt ends by its slot's deadline and deadlines grow with air times, so every slot is decided
+before its air time: never a gap. With ``--pace realtime`` at most ``lookahead`` slots, made or in
+flight, are ahead of the air (fillers cost nothing and do not count).
 
 The appender thread (appender.py) owns the ``HlsChannelWriter`` and airs the decided slots in
 order, one part ahead of the clock with ``realtime``, and the live inserts that cut in
@@ -29,9 +30,7 @@ program date-times) and lead times recorded.
 from __future__ import annotations
 
 import copy
-import json
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,17 +40,17 @@ from typing import Any, Callable, Optional
 from ..errors import VortexError
 from . import filler, policy, program_text
 from .definition import ChannelDefinition, ChannelError
-from ..engine.outputs import write_text_atomic
 from .appender import LIVE_SLIP_SEC, Appender, ChannelNotOnAir
-from .handoff import END, Handoff, Ready
-from .hls.spool import SlotSpool, spool_frames
+from .generator import Generator
+from .handoff import END, Handoff
+from .hls.spool import spool_frames
 from .hls.subtitles import ChannelSubtitles
 from .hls.writer import HlsChannelWriter
 from .live import At, LiveInsert
 from .hls.playlist import PLAYLIST_NAME, read_playlist
 from .policy import Pace
-from .records import Attempt, ChannelState, Epoch, SlotRecord, iso, parse_iso
-from ..program.loudness import channel_target, figures as loudness_figures
+from .records import ChannelState, Epoch, SlotRecord, iso, parse_iso
+from ..program.loudness import channel_target
 from ..program.compose import PROGRAM_PRESET, ProgramCompositor
 
 
@@ -92,15 +91,14 @@ class ChannelRunner:
         self.handoff = Handoff(definition.lookahead if options.pace == "asap" else 0, fence)
         self._stop = self.handoff.stop
         self._refs: Counter[int] = Counter()  # slot media still needed (queued, or the last good one)
-        self._current_request: Optional[str] = None
         # Stream the slot into a spool (each frame encoded once) where the engine runs our sinks.
         self.spools = bool(getattr(engine, "streams_sinks", False))
         self.appended = 0  # slots appended in this run
-        self._costs: list[float] = []  # attempt seconds / slot seconds of recent successes
         self.state: Optional[ChannelState] = None  # channel.json, once run() has read or made it
         self._resuming = False  # a restart: the writer continues the playlist after a DISCONTINUITY
         self._next_air: Optional[datetime] = None  # the next slot's air time (None: "now", once it is ready)
         self._appender = Appender(self, self.handoff)
+        self.generator = Generator(self, self.handoff)  # makes slots, `slots_in_flight` at once
         # The program picture (a definition with `program`): the writer composes every frame at its size.
         self.program = ProgramCompositor(definition.program, (options.width, options.height)) \
             if definition.program is not None else None
@@ -110,11 +108,9 @@ class ChannelRunner:
     # -- control -------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """End the run (SIGTERM, Ctrl-C): the slot being made is cancelled; the playlist keeps no ENDLIST."""
+        """End the run (SIGTERM, Ctrl-C): the slots being made are cancelled; the playlist keeps no ENDLIST."""
         self._stop.set()
-        request = self._current_request
-        if request is not None:
-            self.engine.cancel(request)
+        self.generator.cancel()
 
     def snapshot(self) -> Optional[ChannelState]:
         """A consistent copy of the state for the service's pages (None before the run prepared it)."""
@@ -161,7 +157,7 @@ class ChannelRunner:
         appender = threading.Thread(target=self._appender.run, name="channel-appender", daemon=True)
         appender.start()
         try:
-            self._generate_loop(index)
+            self.generator.run(index)
         finally:
             self.handoff.put(END)
             appender.join()
@@ -226,100 +222,9 @@ class ChannelRunner:
         self.save()
         return index
 
-    # -- the generator ---------------------------------------------------------------------------
+    # -- the generator's needs (generator.py): decisions, in schedule order ---------------------
 
-    def _generate_loop(self, index: int) -> None:
-        d = self.definition
-        while not self._stop.is_set() and policy.more_to_air(index, self.options.max_slots):
-            slot = d.slot_at(index)
-            if slot is None:
-                break  # the list is done and does not loop
-            if not self._wait_for_lookahead(index):
-                break
-            record = SlotRecord(index, slot.position, slot.source, slot.duration_sec, slot.n_frames,
-                                air_time=iso(self._next_air))
-            deadline = policy.deadline_for(self._next_air, d.margin_sec, self.options.pace)
-            record.deadline = iso(deadline)
-            with self.lock:
-                self.state.slots.append(record)
-            if slot.is_break:  # the slate airs: nothing to make (breaks.py)
-                self._decide(record, False, decision="break")
-                self.handoff.put(Ready(record, "break", None))
-                index += 1
-                continue
-            ok = self._make(slot.recipe, record, deadline)
-            if self._stop.is_set():
-                break
-            self._decide(record, ok)
-            self.handoff.put(Ready(record, *self._source_of(record)))
-            index += 1
-        self.handoff.ended = not self._stop.is_set()
-
-    def _wait_for_lookahead(self, index: int) -> bool:
-        """Realtime: wait while ``lookahead`` made slots wait for air (False: stopped meanwhile)."""
-        if self.options.pace != "realtime":
-            return True
-        while True:
-            now = _now()
-            with self.lock:
-                aired = [parse_iso(r.air_time) for r in self.state.slots if r.decision == "aired"]
-            wait = policy.lookahead_wait(aired, now, self.definition.lookahead)
-            if wait is None:
-                return True
-            if self._stop.wait(wait):
-                return False
-
-    def _make(self, recipe, record: SlotRecord, deadline: Optional[datetime]) -> bool:
-        from ..contracts.requests import Priority, SlotRequest
-
-        seed = policy.slot_seed(self.definition.name, record.index, recipe.slot_params.seed)
-        for _ in range(self.definition.max_attempts):
-            left = policy.seconds_left(deadline, _now())
-            need = policy.expected_seconds(self._costs, record.duration_sec)
-            verdict = policy.attempt_verdict(left, need)
-            if verdict == "too_late":
-                break
-            if verdict == "skip":
-                with self.lock:
-                    record.attempts.append(Attempt(seed, "skipped", "deadline", policy.skip_reason(need, left), 0.0))
-                    self.save()
-                break
-            o = self.options
-            spool = SlotSpool(self.spool(record.index), width=o.width, height=o.height, fps=self.definition.fps,
-                              sample_rate=o.sample_rate) if self.spools else None
-            request = SlotRequest(recipe=recipe, slot_id=record.index, seed=seed, priority=Priority.CHANNEL,
-                                  deadline_s=self.timeout if left is None else left,
-                                  output=None if spool else self.mp4(record.index), sinks=(spool,) if spool else (),
-                                  loudness=channel_target(self.definition.program))
-            self._current_request = request.id
-            if self._stop.is_set():
-                break
-            began = time.monotonic()
-            try:
-                result = self.engine.run(request, on_event=None)
-            finally:
-                self._current_request = None
-            replica = result.replica  # a RayEngine's result says which replica ran it
-            attempt = Attempt(int(result.seed), "ok" if result.success else "failed", result.error_kind,
-                              result.error_msg, round(time.monotonic() - began, 3),
-                              replica.get("id") if isinstance(replica, dict) else None,
-                              getattr(result, "cpu_s", None) or None,  # the cost accounting's hook
-                              loudness_figures(getattr(result, "loudness", None)))
-            with self.lock:
-                record.attempts.append(attempt)
-                self.save()
-            if result.success:
-                self._costs = policy.remember_cost(self._costs, attempt.seconds, record.duration_sec)
-                if spool is not None:  # the sidecar the engine writes beside an MP4: what the checks said
-                    write_text_atomic(self.mp4(record.index).with_suffix(".json"),
-                                      json.dumps(result.metadata(), indent=2) + "\n")
-                return True
-            if not policy.may_retry(result.error_kind) or self._stop.is_set():
-                break
-            seed = policy.retry_seed(result.seed)
-        return False
-
-    def _decide(self, record: SlotRecord, ok: bool, decision: Optional[str] = None) -> None:
+    def decide(self, record: SlotRecord, ok: bool, decision: Optional[str] = None) -> None:
         now = _now()
         with self.lock:
             record.decision, record.filler_of = policy.decision_for(ok, self.definition.filler, self.state.last_good)
@@ -347,10 +252,10 @@ class ChannelRunner:
 
     def _preroll_seconds(self, index: int) -> float:
         following = (self.definition.slot_at(index + k) for k in range(1, self.definition.lookahead))
-        return policy.preroll_seconds(self.options.pace, self._costs,
+        return policy.preroll_seconds(self.options.pace, self.generator.costs,
                                       (s.duration_sec for s in following if s is not None))
 
-    def _source_of(self, record: SlotRecord) -> tuple[str, Optional[int]]:
+    def source_of(self, record: SlotRecord) -> tuple[str, Optional[int]]:
         kind, source = policy.source_of(record.decision, record.index, record.filler_of)
         if source is not None:
             with self.lock:
@@ -379,6 +284,11 @@ class ChannelRunner:
             writer = HlsChannelWriter(self.out, program_start=air, on_segment=on_segment, **shape)
         subs.attach(writer)
         return writer
+
+    @property
+    def next_air(self) -> Optional[datetime]:
+        """The air time of the slot decided next (None: a "now" epoch before its first slot); lock held."""
+        return self._next_air
 
     def shift_next_air(self, seconds: float) -> None:
         """A live insert pushed the schedule later (lock held): the next slot's air time follows."""

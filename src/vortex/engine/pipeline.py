@@ -263,8 +263,7 @@ class VortexPipeline:
 
         # 2. The speech plan: the duration predictor alone fits the speed and lays out the timeline.
         slot.begin(Phase.VOICE)
-        self._turn(slot)
-        with self._voice_lock, slot.cpu.stage("plan"):
+        with self._voice_turn(slot), slot.cpu.stage("plan"):
             plan = c.voice.plan(a.script, a.voice_id, a.speed, a.emotion, n_samples)
             result.captions = slot_cues(plan, sr, getattr(c.voice, "phoneme_chunks", None))
         result.speech = plan.summary()
@@ -351,8 +350,7 @@ class VortexPipeline:
         """Each chunk of speech, in order, handed to the slot's thread as soon as it exists."""
         try:
             for index in range(len(plan.chunks)):
-                self._turn(slot)
-                with self._voice_lock, self._on_stream("voice"), slot.cpu.stage("voice"):
+                with self._voice_turn(slot), self._on_stream("voice"), slot.cpu.stage("voice"):
                     chunk = self.components.voice.speak(plan, index, seed=slot.seed)
                 out.put(chunk)
                 slot.wake.set()
@@ -431,6 +429,22 @@ class VortexPipeline:
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:
             self.scheduler.turn(slot.flight)
+
+    @contextlib.contextmanager
+    def _voice_turn(self, slot: Slot):
+        """The slot's turn, then the voice (one call at a time). A thread that gets the voice while a
+        higher priority has entered meanwhile gives it back and waits for its turn again: with two
+        channel slots in flight, the second one's chunk would otherwise speak before a live insert's."""
+        while True:
+            self._turn(slot)
+            self._voice_lock.acquire()
+            if slot.flight is None or not self.scheduler.outranked(slot.flight):
+                break
+            self._voice_lock.release()
+        try:
+            yield
+        finally:
+            self._voice_lock.release()
 
     def _on_stream(self, name: str):
         stream = self._streams.get(name)

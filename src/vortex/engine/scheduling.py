@@ -100,6 +100,11 @@ class RequestScheduler:
                 flight.paused(started, time.monotonic())  # before the deadline is looked at
                 flight.token.raise_if_cancelled()
 
+    def outranked(self, flight: Flight) -> bool:
+        """Whether a request of a higher priority than `flight`'s is in flight now."""
+        with self._cond:
+            return self._outranked(flight)
+
     def _outranked(self, flight: Flight) -> bool:
         return any(other.priority < flight.priority for other in self._active.values())
 

@@ -176,7 +176,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
 CHANNEL_SCHEMA: dict[str, Any] = {
     "type": "object", "description": "a channel definition (channel/definition.py)",
     "properties": {"name": {"type": "string"}, "loop": {"type": "boolean"}, "lookahead": {"type": "integer"},
-                   "start": {"type": "string"}, "margin_sec": {"type": "number"},
+                   "slots_in_flight": {"type": "integer"}, "start": {"type": "string"}, "margin_sec": {"type": "number"},
                    "max_attempts": {"type": "integer"}, "live_delay_sec": {"type": "number"},
                    "filler": {"type": "object", "properties": {"policy": {"type": "string"}}},
                    "slots": {"type": "array", "items": {"type": "object", "properties": {

@@ -88,6 +88,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
         "owner": owner_json(row, this_node),
         "takeovers": [takeover_json(t) for t in takeovers[-TAKEOVERS:]],
         "definition": None if d is None else {"loop": d.loop, "lookahead": d.lookahead, "margin_sec": d.margin_sec,
+                                              "slots_in_flight": d.slots_in_flight,
                                               "max_attempts": d.max_attempts, "filler": d.filler,
                                               "recipes": [s.source for s in d.slots],
                                               "live_delay_sec": d.live_delay_sec, "fps": d.fps},
