@@ -39,11 +39,15 @@ def colour(index: int) -> int:
 
 class TimedPaintEngine:
     """Paints slot k in colour(k) after `seconds[k]` (default 0.05 s), failing the attempts listed in
-    `fails` ({slot: attempts that fail}); several requests run at once, each cancellable."""
+    `fails` ({slot: attempts that fail}); several requests run at once, each cancellable. Slot k's
+    first attempt ends only after the slots in `after[k]` have ended (an order, not a race against
+    the clock: CI's loaded cores made a 0.5 s head start lose)."""
 
-    def __init__(self, seconds=None, fails=None, config=None):
+    def __init__(self, seconds=None, fails=None, config=None, after=None):
         self.seconds, self.fails, self.config = dict(seconds or {}), dict(fails or {}), config
+        self.after = {k: tuple(v) for k, v in (after or {}).items()}
         self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
         self.cancels: dict[str, threading.Event] = {}
         self.tries: dict[int, int] = {}
         self.running = 0
@@ -59,6 +63,9 @@ class TimedPaintEngine:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
+            with self.done:
+                first = self.after.get(k, ()) if attempt == 1 else ()
+                assert self.done.wait_for(lambda: all(j in self.ended for j in first), timeout=30), (k, first)
             if cancel.wait(self.seconds.get(k, 0.05)):
                 return GenerationResult(slot_id=k, seed=request.seed, success=False, error_kind="cancelled",
                                         error_msg="cancelled by the caller")
@@ -74,6 +81,7 @@ class TimedPaintEngine:
             with self.lock:
                 self.running -= 1
                 self.ended.append(k)
+                self.done.notify_all()
 
     def cancel(self, request_id):
         with self.lock:
@@ -118,7 +126,7 @@ def assert_in_order(out, state, sources, seconds=1):
 
 def test_slots_made_side_by_side_air_in_schedule_order(tmp_path):
     # Slot 0 takes longest: slots 1 and 2 end before it, and still air after it.
-    engine = TimedPaintEngine(seconds={0: 0.8, 1: 0.1, 2: 0.1, 4: 0.4})
+    engine = TimedPaintEngine(seconds={4: 0.4}, after={0: (1, 2)})
     r = runner(tmp_path / "ch", engine, max_slots=6, in_flight=3)
     state = r.run()
     assert engine.most == 3  # three requests were in flight at once
@@ -132,7 +140,7 @@ def test_slots_made_side_by_side_air_in_schedule_order(tmp_path):
 
 def test_a_retried_slot_in_flight_holds_back_the_next_and_a_lost_one_is_filled_in_place(tmp_path):
     # Slot 1 fails its first attempt (slowly) while slot 2 is made; slot 3 never succeeds.
-    engine = TimedPaintEngine(seconds={1: 0.5}, fails={1: 1, 3: 2})
+    engine = TimedPaintEngine(fails={1: 1, 3: 2}, after={1: (2,)})
     state = runner(tmp_path / "ch", engine, max_slots=5).run()
     assert engine.ended.index(2) < engine.ended.index(1)  # slot 2 was made before slot 1's first attempt failed
     assert [len(s.attempts) for s in state.slots] == [1, 2, 1, 2, 1]
@@ -170,16 +178,17 @@ def test_one_in_flight_makes_slots_one_after_another(tmp_path):
 
 
 def test_realtime_counts_the_slots_in_flight_against_the_lookahead(tmp_path):
-    # lookahead 1: one slot ahead of the air, made or being made, so one request at a time (2 s
-    # slots: the next one starts as this one airs, with 2 s - margin_sec left to be made).
-    engine = TimedPaintEngine(seconds={k: 0.3 for k in range(3)})
-    r = ChannelRunner(definition(2, seconds=2.0, lookahead=1), engine,
+    # lookahead 1: one slot ahead of the air, made or being made, so one request at a time (3 s
+    # slots: the next one starts as this one airs, with 3 s - margin_sec left to be made; at 2 s a
+    # loaded CI core made a 0.3 s stand-in look too slow and the deadline policy skipped slot 1).
+    engine = TimedPaintEngine(seconds={k: 0.2 for k in range(3)})
+    r = ChannelRunner(definition(2, seconds=3.0, lookahead=1), engine,
                       RunOptions(out=tmp_path / "ch", width=W, height=H, sample_rate=SR, pace="realtime", max_slots=3),
                       generation_timeout_sec=30, say=lambda line: None)
     state = r.run()
     assert engine.most == 1 and engine.ended == [0, 1, 2]
     assert [s.decision for s in state.slots] == ["aired"] * 3
-    assert_in_order(tmp_path / "ch", state, [0, 1, 2], seconds=2)
+    assert_in_order(tmp_path / "ch", state, [0, 1, 2], seconds=3)
 
 
 @pytest.mark.parametrize("value", [0, 9, "two", 1.5, True])
