@@ -31,3 +31,24 @@ def cap_malloc_arenas(n: int = 2) -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, n)
     except (OSError, AttributeError):
         pass
+
+
+_LIBC = None
+
+
+def release_free_heap() -> None:
+    """glibc's malloc_trim(0): the heap pages that freed memory left, handed back to the OS. glibc
+    keeps them (its mmap threshold rises to the largest freed frame-sized block, so later frames
+    come from the arenas, and freed arena pages stay resident): measured in `vortex serve` with
+    a channel, a job every 30 s, inserts and portraits (bench_soak_all, 10 min), one trim took
+    RssAnon 1224 -> 964 MiB, and RSS grew ~430 MB/h without it. Called after each slot; a no-op off glibc."""
+    global _LIBC
+    import ctypes
+    import ctypes.util
+
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
