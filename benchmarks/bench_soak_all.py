@@ -52,6 +52,7 @@ class Life:
     pid: int
     began: float
     rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # process label -> (t, MB)
+    anon: dict[str, list[float]] = field(default_factory=dict)  # RssAnon (MB): the heap, not mapped files
     fds: dict[str, list[int]] = field(default_factory=dict)
     threads: dict[str, list[int]] = field(default_factory=dict)
 
@@ -67,6 +68,7 @@ class Life:
                 with p.oneshot():
                     label = "service" if p.pid == self.pid else f"{p.name()}[{p.pid}]"
                     self.rss.setdefault(label, []).append((now, p.memory_info().rss / 2**20))
+                    self.anon.setdefault(label, []).append(rss_anon(p.pid))
                     self.fds.setdefault(label, []).append(p.num_fds())
                     self.threads.setdefault(label, []).append(p.num_threads())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -79,11 +81,24 @@ class Life:
             mb = np.array([p[1] for p in pts])
             keep = t >= settle_s
             slope = (np.polyfit(t[keep] / 3600, mb[keep], 1)[0] if keep.sum() >= 3 else float("nan"))
+            anon = np.array(self.anon[label])
+            aslope = (np.polyfit(t[keep] / 3600, anon[keep], 1)[0] if keep.sum() >= 3 else float("nan"))
             lines.append(f"    {label}: RSS {mb[0]:.0f} → {mb[-1]:.0f} MB (max {mb.max():.0f}), slope after "
-                         f"{settle_s / 60:g} min {slope:+.1f} MB/h over {int(keep.sum())} samples; fds "
+                         f"{settle_s / 60:g} min {slope:+.1f} MB/h over {int(keep.sum())} samples (RssAnon {anon[0]:.0f} → "
+                         f"{anon[-1]:.0f} MB, {aslope:+.1f} MB/h); fds "
                          f"{self.fds[label][0]} → {self.fds[label][-1]}; threads {self.threads[label][0]} → "
                          f"{self.threads[label][-1]}")
         return lines
+
+
+def rss_anon(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def portrait_png(k: int) -> bytes:
@@ -106,6 +121,7 @@ def main() -> int:
     ap.add_argument("--insert-every", type=float, default=120.0)
     ap.add_argument("--portrait-every", type=float, default=60.0)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--finish-wait", type=float, default=300.0, help="seconds to wait at the end for unfinished jobs")
     args = ap.parse_args()
     kill_at = (args.minutes / 2 if args.kill_at is None else args.kill_at) * 60
     root = Path(tempfile.mkdtemp(prefix="vortex-soak-all-"))
@@ -139,6 +155,10 @@ def main() -> int:
             if now >= due["sample"]:
                 lives[-1].sample()
                 due["sample"] += SAMPLE_S
+                svc = lives[-1].rss.get("service", [])
+                if svc and len(svc) % 6 == 0:  # a progress line a minute
+                    print(f"  {(now - began) / 60:5.1f} min: service RSS {svc[-1][1]:.0f} MB, RssAnon "
+                          f"{lives[-1].anon['service'][-1]:.0f} MB; jobs {len(jobs)}", flush=True)
             if not killed and now - began >= kill_at:
                 killed = True
                 if driver is not None:
@@ -185,7 +205,7 @@ def main() -> int:
         if driver is not None:
             waits.append(driver.execute_script("return vxPlayer.waiting"))
         lives[-1].sample()
-        outcome = finish(server, jobs)
+        outcome = finish(server, jobs, args.finish_wait)
         shown = httpx.get(f"{server.url}/v1/channels/{NAME}", timeout=30).json()
     finally:
         if driver is not None:

@@ -54,6 +54,7 @@ from .components import Components
 from .cpu import LibraryThreads
 from .outputs import OutputError, SlotOutput, describe_os_error
 from .portrait import ActorPortrait, make_portrait
+from .process import release_free_heap
 from .registry import ModelRegistry
 from .render import RenderQueue, SlotVideo
 from .scheduling import TICK_S, RequestScheduler
@@ -247,6 +248,7 @@ class VortexPipeline:
             if staging is not None:
                 staging.unlink(missing_ok=True)
         self._finish_result(slot, result, target)
+        release_free_heap()  # the slot's freed frames back to the OS, else RSS climbs (engine/process.py)
         return result
 
     def _make(self, slot: Slot, result: GenerationResult, staging: Optional[Path], work: "_Work") -> None:

@@ -31,3 +31,25 @@ def cap_malloc_arenas(n: int = 2) -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, n)
     except (OSError, AttributeError):
         pass
+
+
+_LIBC = None
+
+
+def release_free_heap() -> None:
+    """glibc's malloc_trim(0): the heap pages that freed memory left, handed back to the OS. glibc
+    keeps them (its mmap threshold rises to the largest freed frame-sized block, so later frames
+    come from the arenas, and freed arena pages stay resident). Measured in `vortex serve`, full
+    soak mix (bench_soak_all, loaded 2-core machine): one trim took RssAnon 1224 -> 964 MiB while
+    the Python heap had grown 8 MiB; 12 min with a kill at 6, the same load, RSS slope after 2 min
+    -28/-200 MB/h with it, +602/+616 MB/h without. ~0.1 ms per MiB freed. After each slot; a no-op off glibc."""
+    global _LIBC
+    import ctypes
+    import ctypes.util
+
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

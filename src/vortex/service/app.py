@@ -99,6 +99,9 @@ def serve(cfg: VortexConfig, settings: ServeSettings, token: Optional[str]) -> i
 
     err = sys.stderr
     cap_malloc_arenas()  # before uvicorn, the worker or the engine start a thread
+    from .memtrace import start_from_env
+
+    start_from_env()  # debug only: VORTEX_TRACEMALLOC=PATH (service/memtrace.py)
     data = settings.data
     data.mkdir(parents=True, exist_ok=True)
     lock = _lock_data(data)
