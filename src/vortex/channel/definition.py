@@ -4,7 +4,7 @@
 name: channel-7
 loop: true            # replay the list when it ends
 lookahead: 2          # slots made ahead of the one on air (>= 1)
-slots_in_flight: 2    # slots the engine makes at once (1-8): the next one's voice beside this one's render
+slots_in_flight: 1    # slots the engine makes at once (1-8): 2 puts the next one's voice beside this one's render
 start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+00:00
 margin_sec: 5         # a slot's generation deadline is its air time minus this
 max_attempts: 3       # per slot; each retry uses seed = previous + 1
@@ -41,9 +41,10 @@ FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
 _KEYS = ("name", "loop", "lookahead", "slots_in_flight", "slots", "start", "margin_sec", "max_attempts", "filler",
          "live_delay_sec", "program", "slate")
-# Two slots in flight: on the 2-core CPU the next slot's voice (one onnxruntime thread) runs beside
-# this slot's render and checks (docs/performance.md §12.2).
-SLOTS_IN_FLIGHT = 2
+# One slot at a time by default: on the quiet 2-core CPU two in flight made the channel no faster
+# (0.99 s a content second either way) and cost more CPU (1.28 against 1.12 core-s), docs/performance.md
+# §12.2; on a GPU node (the GPU renders while the host checks) 2 is the setting to measure.
+SLOTS_IN_FLIGHT = 1
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
