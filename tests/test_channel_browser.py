@@ -241,7 +241,8 @@ def test_the_service_channel_page_plays_in_chromium(tmp_path):
     print(f"live edge: wall clock − playingDate {min(lags):.2f}-{max(lags):.2f} s over {SERVICE_PLAY_SEC:g} s: {lags}")
     print(f"live insert (delay line 6 s): click to playingDate at its air time {glass:.2f} s; POST to its first "
           f"part listed {insert['published_after_s']} s")
-    assert insert["state"] == "aired" and insert["id"] in stats["insertRow"] and "aired" in stats["insertRow"], stats
+    assert insert["state"] == "aired", insert  # (its error says why when it failed)
+    assert insert["id"] in stats["insertRow"] and "aired" in stats["insertRow"], stats
     assert glass < 6.0 + 4.0, glass  # the delay line, then at most PART-HOLD-BACK and a part or two
     assert all(lag is not None and 0 < lag <= MAX_BEHIND_SEC for lag in lags), lags
 
