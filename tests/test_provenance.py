@@ -301,6 +301,7 @@ def test_every_aired_segment_is_signed_and_a_changed_one_is_named(tmp_path, keys
     assert len(segments) >= 2 and all((out / (s + ".prov.json")).is_file() for s in segments)
     capsys.readouterr()
     assert main(["verify", str(playlist), "--trust", str(keys / "ca.pem")]) == 0, capsys.readouterr().out
+    _the_stream_carries_the_watermark(out, playlist, keys, tmp_path)
     init_keys(tmp_path / "other")
     report = verify_target(playlist, VerifyOptions(trust=tmp_path / "other" / "ca.pem"))
     assert report["verdict"] == "not verified" and all("untrusted" in r for r in report["reasons"])
@@ -315,6 +316,27 @@ def test_every_aired_segment_is_signed_and_a_changed_one_is_named(tmp_path, keys
     (out / (segments[0] + ".prov.json")).write_text(json.dumps(doc))
     report = verify_target(playlist, VerifyOptions(trust=keys / "ca.pem"))
     assert any(r.startswith(f"segment {segments[0]}: the manifest's signature is invalid") for r in report["reasons"])
+
+
+def _the_stream_carries_the_watermark(out, playlist, keys, tmp_path):
+    """Each 2 s segment reads the node and the slot on air (slots 0 and 1 of 2 s: one segment each), and
+    a recording of the stream re-encoded at CRF 30, credentials gone, still names them."""
+    from vortex.channel.hls.playlist import read_playlist
+    from vortex.provenance.watermark import node_tag
+
+    tag = f"{node_tag(os.environ.get('VORTEX_NODE_ID') or os.uname().nodename):04x}"
+    mark = verify_target(playlist, VerifyOptions(trust=keys / "ca.pem"))["watermark"]
+    assert mark["found"] and mark["read"], mark
+    assert [(r["found"], r["node_tag"], r["slot_id"]) for r in mark["segments"]] == [(True, tag, k)
+                                                                                     for k in range(len(mark["segments"]))]
+    listed = read_playlist(out)
+    recording = tmp_path / "recording.mp4"
+    recording.write_bytes((out / listed.segments[0].map_uri).read_bytes() + (out / listed.segments[1].uri).read_bytes())
+    copy = tmp_path / "recording-crf30.mp4"
+    _reencode(recording, copy, 30, (640, 360))
+    report = verify_target(copy, VerifyOptions(trust=keys / "ca.pem"))
+    assert not report["credentials"]["present"] and report["watermark"]["found"], report["watermark"]
+    assert (report["watermark"]["node_tag"], report["watermark"]["slot_id"]) == (tag, 1), report["watermark"]
 
 
 def test_deep_rechecks_the_pixels_and_speech_and_fails_another_script(slot, keys, tmp_path):

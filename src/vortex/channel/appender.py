@@ -34,6 +34,7 @@ from .live import LiveInsert
 from .marking import Marks, insert_fields, slot_fields
 from .records import SlotRecord, iso, parse_iso
 from ..program.graphics import slot_lower_third
+from ..provenance.watermark import insert_watermark_id
 
 
 # An insert not ready at its planned frame (its first sentence not yet made and heard) cuts in as soon
@@ -164,6 +165,10 @@ class Appender:
             media = None if item.source is None else r.media_of(item.source)
             if item.source is not None and media is None:
                 raise FileNotFoundError(f"slot {item.source}'s media (its spool or MP4) are gone from {r.slots_dir}")
+            # The pixel watermark (node, slot index) on what airs; a replica's MP4, passed through as decoded,
+            # carries its own (the same payload) and is not marked twice.
+            w.watermark(None if item.kind == "aired" and media.suffix == ".mp4" and w.compose is None
+                        else record.index)
             if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
             elif item.kind == "break":
@@ -295,6 +300,7 @@ class Appender:
         if w.compose is not None:  # a live insert: the BREAKING lower third
             w.compose.begin_slot(lower_third=slot_lower_third(insert.recipe), breaking=True, cues=insert.cues,
                                  keep=insert.caption_verdict, first_frame=first, fps=w.fps)  # `captions: burn`
+        w.watermark(insert_watermark_id(rec.id))
         feed = w.open_slot()
         done = 0
         try:

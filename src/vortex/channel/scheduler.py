@@ -283,6 +283,8 @@ class ChannelRunner:
         else:
             writer = HlsChannelWriter(self.out, program_start=air, on_segment=on_segment, **shape)
         subs.attach(writer)
+        if signer is not None:  # what airs carries the pixel watermark too (node, slot index): appender.py
+            writer.watermark_node = self.engine.signer.node
         return writer
 
     @property

@@ -53,6 +53,14 @@ def node_tag(node: str) -> int:
     return int.from_bytes(hashlib.sha256(node.encode()).digest()[:2], "big")
 
 
+def insert_watermark_id(insert_id: str) -> int:
+    """The 16-bit slot id a live insert's frames carry: the last 4 hex digits of its id (`live-1a2b3c4d`)."""
+    try:
+        return int(insert_id[-4:], 16)
+    except ValueError:
+        return int.from_bytes(hashlib.sha256(insert_id.encode()).digest()[:2], "big")
+
+
 def payload_bits(node: str, slot_id: int) -> np.ndarray:
     body = struct.pack(">HH", node_tag(node), int(slot_id) & 0xFFFF)
     word = body + struct.pack(">H", binascii.crc_hqx(body, 0xFFFF))
@@ -89,6 +97,35 @@ class Marker:
             self.field = self._field(*frame.shape[:2])
         marked = frame.astype(np.float32) + sign_at(index) * self.field
         return np.clip(marked + 0.5, 0, 255).astype(np.uint8)  # + 0.5: round, not truncate
+
+
+class LumaMarker:
+    """The same mark on the luma plane of a yuv420p ``av.VideoFrame``, in place: what the channel's
+    encoder takes (its spooled slots are yuv already, so there is no RGB frame to mark). The field is
+    the RGB one times 219/255 (BT.709 limited range: R = G = B + d moves Y by d x 219/255), rounded to
+    whole levels once, split into its positive and negative parts as uint8 so that a frame costs two
+    saturating adds (OpenCV) and a copy back."""
+
+    def __init__(self, node: str, slot_id: int, height: int, width: int, alpha: float = ALPHA):
+        luma = np.rint(Marker(node, slot_id, height, width, alpha).field[..., 0] * (219.0 / 255.0))
+        self._pos, self._neg = np.clip(luma, 0, 255).astype(np.uint8), np.clip(-luma, 0, 255).astype(np.uint8)
+        self.node, self.slot_id, self.size = node, slot_id, (height, width)
+
+    def __call__(self, index: int, frame: Any, *, copy: bool = False) -> Any:
+        """Frame ``index`` marked: ``frame`` itself, or with ``copy`` a new frame (``frame`` is left as it
+        is: a filler hands the same frame over again, and must not collect the mark twice)."""
+        if copy:
+            import av
+
+            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+        if y.shape != self._pos.shape:
+            raise ValueError(f"frame {index}: luma {y.shape[1]}x{y.shape[0]}, the mark was made for "
+                             f"{self.size[1]}x{self.size[0]}")
+        up, down = (self._pos, self._neg) if sign_at(index) > 0 else (self._neg, self._pos)
+        y[...] = cv2.subtract(cv2.add(y, up), down)
+        return frame
 
 
 def _cells(frame_rgb: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable, Optional
 
 import av
 import numpy as np
@@ -69,10 +70,14 @@ class ChannelEncoder:
         self._video, self._audio = video, audio
         self.audio_bitrate = AUDIO_BITRATE
 
-    def encode_frame(self, frame: np.ndarray | av.VideoFrame, index: int, *, idr: bool) -> list[Coded]:
+    def encode_frame(self, frame: np.ndarray | av.VideoFrame, index: int, *, idr: bool,
+                     mark: Optional[Callable[..., av.VideoFrame]] = None) -> list[Coded]:
         """Frame ``index``: (H, W, 3) uint8 RGB, or a decoded yuv420p BT.709 ``av.VideoFrame`` (a slot
-        MP4's, passed through: no RGB round trip); ``idr`` forces a keyframe (a segment start)."""
+        MP4's, passed through: no RGB round trip); ``idr`` forces a keyframe (a segment start);
+        ``mark`` adds the pixel watermark to the yuv frame (vortex.provenance.watermark.LumaMarker)."""
         yuv = frame if isinstance(frame, av.VideoFrame) else to_yuv420p(frame)
+        if mark is not None:  # the caller's frame is never written to: a filler hands one frame over again
+            yuv = mark(index, yuv, copy=yuv is frame)
         yuv.pts, yuv.time_base = index, Fraction(1, self.fps)
         # A decoded frame keeps its source's picture type: only segment starts may force an IDR.
         yuv.pict_type = PictureType.I if idr else PictureType.NONE

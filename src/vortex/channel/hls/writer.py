@@ -209,6 +209,17 @@ class HlsChannelWriter:
         """(width, height) of the frames appended: the program's anchor with ``compose``, else the stream's."""
         return tuple(self.compose.anchor_size) if self.compose is not None else (self.width, self.height)
 
+    def watermark(self, slot_id: Optional[int]) -> None:
+        """Mark the frames encoded from here on with (node, ``slot_id``): the pixel watermark of
+        vortex.provenance.watermark on the stream's luma (0.3 CPU-ms a 1280x720 frame); None, or no
+        ``watermark_node``, leaves them unmarked."""
+        if self.watermark_node is None or slot_id is None:
+            self._mark = None
+        else:
+            from ...provenance.watermark import LumaMarker
+
+            self._mark = LumaMarker(self.watermark_node, slot_id, self.height, self.width)
+
     def _encode_frame(self, frame: np.ndarray | av.VideoFrame) -> None:
         if self.compose is not None:  # the anchor in the program picture, the crawl at this global frame
             frame = self.compose(frame, self._frames_in)
@@ -221,7 +232,7 @@ class HlsChannelWriter:
             got = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise ValueError(f"frame {self._frames_in}: expected a uint8 RGB frame of shape {expected}, got {got}")
         index = self._frames_in
-        packets = self._encoder.encode_frame(frame, index, idr=self._cutter.is_segment_start(index))
+        packets = self._encoder.encode_frame(frame, index, idr=self._cutter.is_segment_start(index), mark=self._mark)
         self._frames_in += 1
         self._cutter.add_video(packets)
 
@@ -263,6 +274,8 @@ class HlsChannelWriter:
                              f"segment_seconds {segment_seconds} into whole parts (e.g. 0.5 for 2 s segments)")
         self.width, self.height, self.fps, self.sample_rate = width, height, fps, sample_rate
         self.segment_frames, self.part_frames = seg_frames, part_frames
+        self.watermark_node: Optional[str] = None  # set by a signing channel: its frames carry the pixel mark
+        self._mark = None
 
     def _start(self, playlist: MediaPlaylist, pdt_base: datetime, *, origin_frame: int, next_number: int,
                discontinuity: bool, crf: int, preset: str, on_segment, on_part) -> None:
