@@ -255,7 +255,8 @@ def test_patch_changes_the_ticker_of_a_running_channel(server, tmp_path):
     shown = ocr(frames[first + 10][lt.y:lt.y + lt.h, lt.x:lt.x + lt.w])
     assert "BREAKING" in shown and "Cy Park" in shown, shown
     # `captions: burn`: the insert's cue is in its picture, above the lower third (unless its chunk aired as the card)
-    cue_band = [ocr(frames[first + k][CUE_ROWS, 160:1120]) for k in (6, 12, 18)]
+    # (five frames: tesseract can miss a word of one, more so on a watermarked stream's flip frames)
+    cue_band = [ocr(frames[first + k][CUE_ROWS, 160:1120]) for k in (6, 12, 18, 24, 30)]
     if row["late_chunks"] == 0 and row["replaced_chunks"] == 0:
         assert any("justin" in squeezed(t) for t in cue_band), (cue_band, row)
     else:

@@ -165,10 +165,10 @@ class Appender:
             media = None if item.source is None else r.media_of(item.source)
             if item.source is not None and media is None:
                 raise FileNotFoundError(f"slot {item.source}'s media (its spool or MP4) are gone from {r.slots_dir}")
-            # The pixel watermark (node, slot index) on what airs; a replica's MP4, passed through as decoded,
-            # carries its own (the same payload) and is not marked twice.
-            w.watermark(None if item.kind == "aired" and media.suffix == ".mp4" and w.compose is None
-                        else record.index)
+            # The pixel watermark (node, slot index) on what the engine made: not on a break's slate or the
+            # stand-by card (not AI-made), nor on a replica's MP4 passed through as decoded (it has its own).
+            made = item.kind in ("aired", "last_good") and not (media.suffix == ".mp4" and w.compose is None)
+            w.watermark(record.index if made else None)
             if item.kind == "aired":  # its spool (each frame encoded once, here), or a remote engine's MP4
                 report = w.append_spool(media, pace=pace) if media.suffix == ".yuv" else w.append_mp4(media, pace=pace)
             elif item.kind == "break":
