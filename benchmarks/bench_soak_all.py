@@ -156,9 +156,11 @@ def main() -> int:
                 lives[-1].sample()
                 due["sample"] += SAMPLE_S
                 svc = lives[-1].rss.get("service", [])
-                if svc and len(svc) % 6 == 0:  # a progress line a minute
+                if svc and len(svc) % 6 == 0:  # a progress line a minute, with the stalls so far: when they came
+                    waiting = driver.execute_script("return vxPlayer.waiting") if driver is not None else "n/a"
                     print(f"  {(now - began) / 60:5.1f} min: service RSS {svc[-1][1]:.0f} MB, RssAnon "
-                          f"{lives[-1].anon['service'][-1]:.0f} MB; jobs {len(jobs)}", flush=True)
+                          f"{lives[-1].anon['service'][-1]:.0f} MB; jobs {len(jobs)}; edge behind {edge.stalls} "
+                          f"times; hls.js waiting {waiting} (this page life)", flush=True)
             if not killed and now - began >= kill_at:
                 killed = True
                 if driver is not None:
