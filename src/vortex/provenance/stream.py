@@ -227,9 +227,11 @@ def segment_watermarks(entries: list[dict[str, Any]], read: Callable[[str], Opti
 
     from .watermark import read_frames
 
-    out = []
+    out, inits = [], {}  # an init segment is fetched once (over HTTP for a URL), not once per segment
     for entry in entries[-WATERMARK_SEGMENTS:]:
-        init, data = read(entry["map"]) if entry.get("map") else b"", read(entry["uri"])
+        if entry.get("map") and entry["map"] not in inits:
+            inits[entry["map"]] = read(entry["map"])
+        init, data = inits[entry["map"]] if entry.get("map") else b"", read(entry["uri"])
         row: dict[str, Any] = {"uri": entry["uri"], "found": False}
         if data is not None and init is not None:
             try:
