@@ -13,6 +13,7 @@ import time
 
 import av
 import c2pa
+import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -337,6 +338,10 @@ def _the_stream_carries_the_watermark(out, playlist, keys, tmp_path):
     report = verify_target(copy, VerifyOptions(trust=keys / "ca.pem"))
     assert not report["credentials"]["present"] and report["watermark"]["found"], report["watermark"]
     assert (report["watermark"]["node_tag"], report["watermark"]["slot_id"]) == (tag, 1), report["watermark"]
+    voice = tmp_path / "recording-voice.m4a"  # the stream's sound alone, AAC 96 kbit/s again: 2 s of slot 1
+    _audio_only(recording, voice)
+    heard = verify_target(voice, VerifyOptions(trust=keys / "ca.pem"))["watermark"]
+    assert heard["carried_by"] == ["audio"] and (heard["node_tag"], heard["slot_id_low16"]) == (tag, 1), heard
 
 
 def test_deep_rechecks_the_pixels_and_speech_and_fails_another_script(slot, keys, tmp_path):
@@ -389,3 +394,57 @@ def test_a_reencoded_copy_loses_the_credentials_but_keeps_the_watermark(slot, ke
         # the alignment read is the cut's, give or take a frame
         assert min((mark["offset"] - start) % 12, (start - mark["offset"]) % 12) <= 1 and mark["frames"] == 36 - start, mark
         assert any(r.startswith("only the watermark is left") for r in report["reasons"])
+
+
+def _audio_only(src, dst, bitrate=96_000, rate=None, start_s=0.0):
+    """The sound alone, re-encoded as AAC (`bitrate`, `rate`), from `start_s` on: a voice clip."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        a = out.add_stream("aac", rate=rate or inp.streams.audio[0].rate)
+        a.bit_rate, a.layout = bitrate, "mono"
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=a.rate)
+        skip = round(start_s * inp.streams.audio[0].rate)
+        for frame in inp.decode(inp.streams.audio[0]):
+            pcm = frame.to_ndarray()[:, skip:]
+            skip = max(0, skip - frame.samples)
+            if pcm.shape[1] == 0:
+                continue
+            cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm), format=frame.format.name, layout="mono")
+            cut.sample_rate = frame.sample_rate
+            for f in resampler.resample(cut):
+                for p in a.encode(f):
+                    out.mux(p)
+        for f in resampler.resample(None):
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+
+
+def test_the_sound_alone_keeps_the_watermark(engine, keys, tmp_path):
+    """The speech carries the payload too (vortex.provenance.audio_mark): the audio cut out of a slot,
+    re-encoded at AAC 96 kbit/s (and resampled to 44.1 kHz, and cut from 1 s on), still names node and
+    slot; an unmarked file reads nothing."""
+    from vortex.provenance.audio_mark import read_audio_mark_file
+    from vortex.provenance.watermark import node_tag
+
+    data = short_recipe(slot_id=7, seed=12, duration=4.0, script="Good evening, here is the news from the harbour tonight.")
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    result = engine.run(SlotRequest(recipe=Recipe.from_dict(data), output=tmp_path / "s.mp4"))
+    assert result.success, result.error_msg
+    signed = verify_target(tmp_path / "s.mp4", VerifyOptions(trust=keys / "ca.pem"))
+    tag = f"{node_tag(signed['credentials']['slot']['node']):04x}"
+    assert signed["watermark"]["carried_by"] == ["pixels", "audio"], signed["watermark"]
+    assert (signed["watermark"]["audio"]["node_tag"], signed["watermark"]["audio"]["slot_id_low16"]) == (tag, 7)
+    for name, kwargs in (("aac96", {}), ("aac96-44k", {"rate": 44_100}), ("cut", {"start_s": 1.0})):
+        clip = tmp_path / f"{name}.m4a"
+        _audio_only(tmp_path / "s.mp4", clip, **kwargs)
+        report = verify_target(clip, VerifyOptions(trust=keys / "ca.pem"))
+        mark = report["watermark"]
+        assert report["verdict"] == "not verified" and mark["carried_by"] == ["audio"], mark
+        assert mark["found"] and (mark["node_tag"], mark["slot_id_low16"]) == (tag, 7), mark
+        assert any(r.startswith("only the watermark is left") for r in report["reasons"]), report["reasons"]
+    from vortex.provenance.audio_mark import read_audio_mark
+
+    noise = np.random.default_rng(3).standard_normal(4 * 24_000).astype(np.float32) * 0.1  # no mark in it
+    assert not read_audio_mark(noise)["found"]
+    assert read_audio_mark_file(tmp_path / "r.json")["found"] is False  # not media: no mark, and why

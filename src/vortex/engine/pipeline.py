@@ -286,7 +286,7 @@ class VortexPipeline:
         # 4. The sinks: the proof, the MP4 at its staging name, the caller's own, the frames if asked.
         proof = ProofSink()
         kept = ArraySink() if slot.request.keep_frames else None
-        mp4 = [Mp4Sink(staging, result.captions, mark=self._watermark(slot))] if staging is not None else []
+        mp4 = [Mp4Sink(staging, result.captions, *self._watermarks(slot))] if staging is not None else []
         if mp4 and cfg.program is not None:  # the program picture around the anchor (vortex.program.sink)
             mp4 = [ProgramSink(mp4[0], config_program(cfg, slot.request.recipe), slot.request.recipe, result.captions)]
         sinks = [proof] + mp4 + list(slot.request.sinks)
@@ -413,14 +413,17 @@ class VortexPipeline:
                                slot.token, chunk_frames=chunk_frames, cpu=slot.cpu,
                                on_chunk_frame=lambda d: slot.emit("frame_checked", Phase.VIDEO.value, **d))
 
-    def _watermark(self, slot: Slot):
-        """The pixel watermark (node, slot id, CRC) of a signed slot's MP4 (vortex.provenance.watermark)."""
+    def _watermarks(self, slot: Slot):
+        """The pixel and audio watermarks (node, slot id, CRC) of a signed slot's MP4
+        (vortex.provenance.watermark, .audio_mark); (None, None) when signing is off."""
         if self.signer is None:
-            return None
+            return None, None
+        from ..provenance.audio_mark import AudioMarker
         from ..provenance.watermark import Marker
 
         v = self.config.buffers.video
-        return Marker(self.signer.node, slot.slot_id, v.height, v.width)
+        return Marker(self.signer.node, slot.slot_id, v.height, v.width), AudioMarker(self.signer.node, slot.slot_id,
+                                                                                     self.config.buffers.audio.sample_rate)
 
     def _sign(self, slot: Slot, result: GenerationResult):
         """The Content Credentials step of the publish (vortex.provenance), or None when signing is off."""

@@ -59,11 +59,13 @@ class Mp4Sink:
     cpu_stage = "encode"
 
     def __init__(self, path: Path, captions: Sequence[Cue] = (),
-                 mark: Optional[Callable[[int, np.ndarray], np.ndarray]] = None):
+                 mark: Optional[Callable[[int, np.ndarray], np.ndarray]] = None,
+                 audio_mark: Optional[Callable[[np.ndarray], np.ndarray]] = None):
         self.path = Path(path)
         self.captions = tuple(captions)  # muxed as a mov_text track
         self._writer: Optional[Mp4Writer] = None
         self._mark = mark  # vortex.provenance.watermark.Marker: the file's frames only, not the proof's
+        self._audio_mark = audio_mark  # vortex.provenance.audio_mark.AudioMarker: the file's audio, likewise
 
     def open(self, shape: MediaShape) -> None:
         self._writer = Mp4Writer(self.path, width=shape.width, height=shape.height, fps=shape.fps,
@@ -72,7 +74,8 @@ class Mp4Sink:
             add_mov_text(self._writer.container, self.captions)
 
     def write_audio(self, chunk: np.ndarray) -> None:
-        self._writer.write_audio(np.asarray(chunk, dtype=np.float32))
+        chunk = np.asarray(chunk, dtype=np.float32)
+        self._writer.write_audio(chunk if self._audio_mark is None else self._audio_mark(chunk))
 
     def write_frame(self, index: int, frame: np.ndarray) -> None:
         self._writer.write_frame(frame if self._mark is None else self._mark(index, frame))

@@ -97,9 +97,13 @@ def verify_mp4(path: Path, trust: Optional[str], *, recipe=None, deep: bool = Fa
     credentials["slot"] = None if slot is None else {k: slot.get(k) for k in ("node", "slot_id", "seed", "profile",
                                                                               "stand_ins", "recipe_sha256", "models")}
     integrity = _integrity(path, slot, recipe, reasons)
-    from .watermark import node_tag, read_watermark_mp4
+    from .watermark import node_tag
 
-    watermark = read_watermark_mp4(path)
+    watermark = read_marks(path)
+    pix, aud = watermark, watermark["audio"]
+    if len(watermark["carried_by"]) == 2 and (pix["node_tag"], pix["slot_id_low16"]) != (aud["node_tag"], aud["slot_id_low16"]):
+        reasons.append(f"watermark: the pixels say node tag {pix['node_tag']} / slot {pix['slot_id_low16']}, the audio "
+                       f"{aud['node_tag']} / {aud['slot_id_low16']} (sound and picture from two slots)")
     if watermark.get("found"):
         watermark["slot_id"] = watermark.get("slot_id_low16")
         if slot is not None:  # the credentials name the node: the mark's 16-bit tag must be its
@@ -150,6 +154,19 @@ def _credentials(read: dict[str, Any], trust: Optional[str], reasons: list[str])
                        else f"untrusted: signer {who}; give --trust CA.pem to check it")
     if not ai:
         reasons.append("the manifest has no c2pa.created action with digitalSourceType trainedAlgorithmicMedia")
+    return out
+
+
+def read_marks(path: Path) -> dict[str, Any]:
+    """The pixel watermark, and the same payload in the speech (`audio`): a copy with only one of
+    them left (the sound cut out of the video, or a silent re-cut) is still recognised."""
+    from .audio_mark import read_audio_mark_file
+    from .watermark import read_watermark_mp4
+
+    pixels, audio = read_watermark_mp4(path), read_audio_mark_file(path)
+    out = dict(pixels, audio=audio, carried_by=[k for k, r in (("pixels", pixels), ("audio", audio)) if r.get("found")])
+    if not pixels.get("found") and audio.get("found"):
+        out.update(found=True, node_tag=audio["node_tag"], slot_id_low16=audio["slot_id_low16"])
     return out
 
 
