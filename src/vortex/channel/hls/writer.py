@@ -212,7 +212,7 @@ class HlsChannelWriter:
     def watermark(self, slot_id: Optional[int]) -> None:
         """Mark the frames and audio encoded from here on with (node, ``slot_id``): the pixel watermark
         of vortex.provenance.watermark on the stream's luma (0.3 CPU-ms a 1280x720 frame) and the same
-        payload in the speech (vortex.provenance.audio_mark, its blocks counted from here: 0.9 CPU-ms a
+        payload in the speech (vortex.provenance.audio_mark, its blocks counted from here: 0.7 CPU-ms a
         second); None, or no ``watermark_node``, leaves them unmarked."""
         if self.watermark_node is None or slot_id is None:
             self._mark = self._audio_mark = None
