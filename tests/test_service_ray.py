@@ -109,7 +109,9 @@ def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path, keys):
     from vortex.provenance.verify import VerifyOptions, verify_target
 
     for name, seed in (("ray-a", 10), ("ray-b", 20)):
-        body = {"name": name, "loop": True, "lookahead": 2,
+        # two slots in flight a channel: four requests against two a replica, so both replicas must take
+        # some (with the default of one in flight two requests fit one replica: CI saw it at 031de5e)
+        body = {"name": name, "loop": True, "lookahead": 2, "slots_in_flight": 2,
                 "slots": [{"recipe": short_recipe(slot_id=1, seed=seed, duration=1.5, script="Good evening.")},
                           {"recipe": short_recipe(slot_id=2, seed=seed + 1, duration=1.7, script="Sunny today.")}]}
         assert post(server, body, pace="asap", max_slots=3).status_code == 201
