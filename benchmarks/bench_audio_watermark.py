@@ -19,16 +19,13 @@ import time
 import av
 import numpy as np
 
+from vortex.media import read_mono_audio
 from vortex.provenance import audio_mark as am
 from vortex.provenance.watermark import payload_bits
 
 
 def decode(source, rate: int = am.RATE) -> np.ndarray:
-    with av.open(source) as c:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        out = [g.to_ndarray().reshape(-1) for f in c.decode(c.streams.audio[0]) for g in resampler.resample(f)]
-        out += [g.to_ndarray().reshape(-1) for g in resampler.resample(None)]
-    return np.concatenate(out)
+    return read_mono_audio(source, rate)[0]
 
 
 def aac(x: np.ndarray, bitrate: int, rate: int = am.RATE) -> tuple[np.ndarray, int]:

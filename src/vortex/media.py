@@ -306,6 +306,27 @@ def probe_mp4(path: str | Path) -> MediaInfo:
     return MediaInfo(**info, n_audio_samples=n_audio_samples, faststart=_moov_before_mdat(path))
 
 
+def read_mono_audio(source, rate: int | None = None, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(float32 mono waveform, its rate) of the first audio stream of a path or file object, resampled
+    to ``rate`` (default: the stream's), at most ``max_seconds`` of it. ValueError: no audio stream."""
+    with av.open(str(source) if isinstance(source, Path) else source) as container:
+        if not container.streams.audio:
+            raise ValueError("the file has no audio stream")
+        stream = container.streams.audio[0]
+        rate = rate or stream.rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks, total = [], 0
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+                total += chunks[-1].size
+            if max_seconds is not None and total >= max_seconds * rate:
+                break
+        else:
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return (np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)), rate
+
+
 def _count_presented_samples(container: av.container.InputContainer, stream: av.AudioStream) -> int:
     """Decoded samples that fall inside the track's presentation window.
 

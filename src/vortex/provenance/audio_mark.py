@@ -168,22 +168,12 @@ def _decode_with_flips(z: np.ndarray) -> Optional[dict[str, Any]]:
 def read_audio_mark_file(path, max_seconds: float = 30.0) -> dict[str, Any]:
     """Read the mark from the first `max_seconds` of a media file's first audio stream (any rate,
     any channel count: decoded to 24 kHz mono)."""
-    import av
+    from ..media import read_mono_audio
 
     try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                return {"found": False, "reason": "the file has no audio stream"}
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
-            chunks, total = [], 0
-            for frame in c.decode(c.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    total += len(chunks[-1])
-                if total >= max_seconds * RATE:
-                    break
-            else:
-                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+        audio, _ = read_mono_audio(path, RATE, max_seconds)
+    except ValueError as exc:
+        return {"found": False, "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001 - an undecodable file: no mark read, with why
         return {"found": False, "reason": f"cannot decode the audio: {type(exc).__name__}"}
-    return read_audio_mark(np.concatenate(chunks) if chunks else np.zeros(0, np.float32))
+    return read_audio_mark(audio)

@@ -22,26 +22,22 @@ from typing import Any, Optional
 import av
 import numpy as np
 
+from ..media import read_mono_audio
+
 MIN_CLIP_COSINE = 0.99
 _NEEDED = ("clip", "faces", "whisper")
 
 
 def decode_mp4(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(frames (n, H, W, 3) uint8 RGB, mono float32 waveform, fps, sample_rate)."""
-    frames, chunks = [], []
+    frames = []
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         fps = int(round(float(v.average_rate or v.guessed_rate or 24)))
         for frame in c.decode(v):
             frames.append(frame.to_ndarray(format="rgb24"))
-    with av.open(str(path)) as c:
-        a = c.streams.audio[0]
-        sr = a.rate
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        for frame in c.decode(a):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-    return np.stack(frames), np.concatenate(chunks).astype(np.float32), fps, sr
+    waveform, sr = read_mono_audio(path)
+    return np.stack(frames), waveform, fps, sr
 
 
 def deep_checks(path: Path, recipe, slot: Optional[dict[str, Any]], *, profile: Optional[str] = None) -> dict[str, Any]:
