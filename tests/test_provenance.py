@@ -396,6 +396,28 @@ def test_a_reencoded_copy_loses_the_credentials_but_keeps_the_watermark(slot, ke
         assert any(r.startswith("only the watermark is left") for r in report["reasons"])
 
 
+def test_the_pixel_mark_adds_its_rounded_field_saturating_at_black_and_white():
+    """Marker: frame + floor(s * field + 0.5) clipped to 0..255, the sign flipping every WINDOW
+    frames, for a uint8 frame (two saturating adds), a strided view, a float frame and a picture
+    of another size (the program's 1280x720 around a 512² slot)."""
+    from vortex.provenance.watermark import WINDOW, Marker, sign_at
+
+    rng = np.random.default_rng(3)
+    marker = Marker("node-a", 9, 64, 96)
+    for h, w in ((64, 96), (72, 128)):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        frame[:8], frame[8:16] = 0, 255  # where the mark saturates
+        for index in (0, WINDOW - 1, WINDOW, 3 * WINDOW + 5):
+            out = marker(index, frame)
+            field = marker.field.astype(np.float64)
+            expected = np.clip(frame + np.floor(sign_at(index) * field + 0.5), 0, 255).astype(np.uint8)
+            assert np.array_equal(out, expected) and out is not frame
+            assert np.array_equal(marker(index, frame[:, ::-1]), np.clip(
+                frame[:, ::-1] + np.floor(sign_at(index) * field + 0.5), 0, 255).astype(np.uint8))
+            assert np.array_equal(marker(index, frame.astype(np.float32)), expected)
+        assert np.abs(marker(0, frame).astype(int) - frame).max() >= 1  # it marks at all
+
+
 def _audio_only(src, dst, bitrate=96_000, rate=None, start_s=0.0):
     """The sound alone, re-encoded as AAC (`bitrate`, `rate`), from `start_s` on: a voice clip."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
