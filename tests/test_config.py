@@ -46,6 +46,8 @@ def test_extends_overrides_only_what_it_names(tmp_path):
         ("models: {flux: {placemnt: cuda}}", "models.flux.placemnt"),
         ("verification: {weight_b: 0.5, weight_l: 0.6}", "weight_b + weight_l"),
         ("extends: nosuch", "unknown profile 'nosuch'"),
+        ("pipeline: {voice_calls: 2}", "'pipeline.voice_calls': more than 1 needs models.kokoro.placement: cpu"),
+        ("pipeline: {voice_calls: 0}", "pipeline.voice_calls"),
         ("[1, 2]", "must be a YAML mapping"),
     ],
 )

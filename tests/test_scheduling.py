@@ -95,3 +95,53 @@ def test_a_live_request_speaks_before_a_channel_slot_that_was_already_waiting_fo
     sched.leave(live.flight)
     second.join(5)
     assert spoke == ["a", "live", "b"] and not sched.outranked(b.flight)
+
+
+def test_two_voice_calls_let_two_slots_speak_at_once_and_a_live_insert_takes_the_next_free_one():
+    """`pipeline.voice_calls: 2` (a CPU node): two channel slots speak at once and a third waits; a
+    live insert that enters meanwhile takes the first call that ends, before the waiting slot
+    (VortexPipeline._voice_turn with the engine's semaphore, on the real scheduler)."""
+    from types import MethodType, SimpleNamespace
+
+    from vortex.engine.pipeline import VortexPipeline
+
+    sched = RequestScheduler(max_in_flight=4)
+    engine = SimpleNamespace(scheduler=sched, _voice_lock=threading.BoundedSemaphore(2))
+    engine._turn = MethodType(VortexPipeline._turn, engine)
+    voice_turn = MethodType(VortexPipeline._voice_turn, engine)
+    slots = {n: SimpleNamespace(flight=sched.enter(n, Priority.CHANNEL, CancelToken())) for n in ("a", "b", "c")}
+    speaking = {n: threading.Event() for n in ("a", "b", "c", "live")}
+    go_on = {n: threading.Event() for n in ("a", "b", "c", "live")}
+
+    def speak(name, slot):
+        with voice_turn(slot):
+            speaking[name].set()
+            go_on[name].wait(5)
+
+    threads = {}
+
+    def start(name):
+        threads[name] = threading.Thread(target=speak, args=(name, slots[name]))
+        threads[name].start()
+
+    start("a")
+    start("b")
+    assert speaking["a"].wait(5) and speaking["b"].wait(5)  # side by side
+    start("c")
+    time.sleep(0.2)
+    assert not speaking["c"].is_set()  # both calls taken: c waits for one
+    slots["live"] = SimpleNamespace(flight=sched.enter("live", Priority.LIVE, CancelToken()))
+    start("live")
+    time.sleep(0.2)
+    assert not speaking["live"].is_set()
+    go_on["a"].set()
+    assert speaking["live"].wait(5)  # a's call went to the live insert
+    time.sleep(0.2)
+    assert not speaking["c"].is_set()
+    go_on["live"].set()
+    threads["live"].join(5)
+    sched.leave(slots["live"].flight)
+    assert speaking["c"].wait(5)
+    for n in ("b", "c"):
+        go_on[n].set()
+        threads[n].join(5)

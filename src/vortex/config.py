@@ -287,6 +287,12 @@ class PipelineConfig(_Section):
     # Requests in flight at once (vortex.engine.scheduling): a job and a channel's slot, say; more
     # wait to enter, the highest priority first.
     max_in_flight: int = Field(4, ge=1, le=64)
+    # Kokoro calls that may run at once, for requests side by side (a channel's slots in flight, a
+    # live insert beside them). One call at a time left a core idle between a slot's sentences on
+    # 2 CPU cores; 2 calls of one onnxruntime thread each (models.kokoro.cpu_threads) made a channel
+    # 0.56-0.60 s a content second against 0.77 (docs/performance.md §12.3). More than 1 needs the
+    # voice on the CPU: the VRAM plan holds one call's activations.
+    voice_calls: int = Field(1, ge=1, le=8)
     # Batch frames of concurrent streams into one render call where the animator can (LivePortrait).
     batch_streams: bool = True
 
@@ -501,6 +507,10 @@ def _cross_check(cfg: VortexConfig) -> Optional[tuple[str, str]]:
     if (b.video.height, b.video.width) != (b.actor.height, b.actor.width):
         return "buffers.video.height", (f"frames of {b.video.height}x{b.video.width} are rendered from a "
                                         f"{b.actor.height}x{b.actor.width} portrait (buffers.actor): they must be equal")
+    if cfg.pipeline.voice_calls > 1 and cfg.models.kokoro.placement != "cpu":
+        return "pipeline.voice_calls", (f"more than 1 needs models.kokoro.placement: cpu (the VRAM plan holds one "
+                                        f"Kokoro call's activations; got {cfg.pipeline.voice_calls} with placement "
+                                        f"'{cfg.models.kokoro.placement}')")
     if b.audio.sample_rate != SAMPLE_RATE:
         return "buffers.audio.sample_rate", f"must be {SAMPLE_RATE} (Hz, what Kokoro-82M produces; got {b.audio.sample_rate})"
     if b.audio.duration_sec < MAX_DURATION_SEC:

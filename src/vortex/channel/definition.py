@@ -4,7 +4,7 @@
 name: channel-7
 loop: true            # replay the list when it ends
 lookahead: 2          # slots made ahead of the one on air (>= 1)
-slots_in_flight: 1    # slots the engine makes at once (1-8): 2 puts the next one's voice beside this one's render
+slots_in_flight: 2    # slots the engine makes at once (1-8): the next one's voice beside this one's render
 start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+00:00
 margin_sec: 5         # a slot's generation deadline is its air time minus this
 max_attempts: 3       # per slot; each retry uses seed = previous + 1
@@ -44,7 +44,7 @@ _KEYS = ("name", "loop", "lookahead", "slots_in_flight", "slots", "start", "marg
 # One slot at a time by default: on the quiet 2-core CPU two in flight made the channel no faster
 # (0.99 s a content second either way) and cost more CPU (1.28 against 1.12 core-s), docs/performance.md
 # §12.2; on a GPU node (the GPU renders while the host checks) 2 is the setting to measure.
-SLOTS_IN_FLIGHT = 1
+SLOTS_IN_FLIGHT = 2
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 

@@ -110,9 +110,11 @@ class VortexPipeline:
         self.renderer = RenderQueue(self.buffers.frame_ring, self.buffers.crop_ring, cfg.pipeline.batch_streams)
         self.workers = ThreadPoolExecutor(max_workers=3 * n + 1, thread_name_prefix="vortex-worker")
         self._callers = ThreadPoolExecutor(max_workers=n + 1, thread_name_prefix="vortex-caller")  # generate_slot
-        # One call at a time per shared model (Flux's pipeline and Kokoro keep per-call state, and
-        # concurrent calls would only split the device); on a GPU each runs on its own CUDA stream.
-        self._voice_lock, self._actor_lock, self._verify_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        # One call at a time per shared model (Flux's pipeline keeps per-call state, and concurrent
+        # calls would only split the device); on a GPU each runs on its own CUDA stream. The voice
+        # takes pipeline.voice_calls calls at once: 1 on a GPU, one per core on a CPU node.
+        self._voice_lock = threading.BoundedSemaphore(cfg.pipeline.voice_calls)
+        self._actor_lock, self._verify_lock = threading.Lock(), threading.Lock()
         self._streams = {k: torch.cuda.Stream(self.device) for k in ("voice", "actor")} if self.device.type == "cuda" else {}
         self._slots: dict[str, Slot] = {}  # request id -> the slot in flight (for cancel)
         self._closed = False
@@ -437,9 +439,10 @@ class VortexPipeline:
 
     @contextlib.contextmanager
     def _voice_turn(self, slot: Slot):
-        """The slot's turn, then the voice (one call at a time). A thread that gets the voice while a
-        higher priority has entered meanwhile gives it back and waits for its turn again: with two
-        channel slots in flight, the second one's chunk would otherwise speak before a live insert's."""
+        """The slot's turn, then one of the voice's `pipeline.voice_calls` calls. A thread that gets
+        the voice while a higher priority has entered meanwhile gives it back and waits for its turn
+        again: with channel slots in flight, a waiting one's chunk would otherwise speak before a
+        live insert's."""
         while True:
             self._turn(slot)
             self._voice_lock.acquire()

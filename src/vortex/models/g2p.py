@@ -12,6 +12,7 @@ most 510 phonemes), and a sentence too long for the context is cut at a pause or
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 from ..errors import VortexInitializationError
@@ -59,11 +60,13 @@ class Phonemizer:
         except RuntimeError as exc:  # phonemizer: language unknown to espeak-ng
             raise VortexInitializationError(f"models.kokoro.language '{language}': {exc}") from None
         self.language = language
+        self._lock = threading.Lock()
         self._english = language.lower().startswith("en")
         self._british = language.lower() in ("en-gb", "en-uk", "en-gb-x-rp")
 
     def __call__(self, text: str) -> str:
-        phonemes, _ = self._g2p(unspoken_symbols_removed(text))
+        with self._lock:  # espeak-ng is one C library state per process: one call at a time
+            phonemes, _ = self._g2p(unspoken_symbols_removed(text))
         return self._to_misaki(phonemes) if self._english else phonemes
 
     def _to_misaki(self, phonemes: str) -> str:
