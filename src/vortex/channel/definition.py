@@ -41,9 +41,9 @@ FILLER_POLICIES = ("last_good", "standby")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it names a folder and a URL path part
 _KEYS = ("name", "loop", "lookahead", "slots_in_flight", "slots", "start", "margin_sec", "max_attempts", "filler",
          "live_delay_sec", "program", "slate")
-# One slot at a time by default: on the quiet 2-core CPU two in flight made the channel no faster
-# (0.99 s a content second either way) and cost more CPU (1.28 against 1.12 core-s), docs/performance.md
-# §12.2; on a GPU node (the GPU renders while the host checks) 2 is the setting to measure.
+# Two slots at once by default: with the voice taking two calls at once (pipeline.voice_calls, the CPU
+# profiles) a 2-core CPU channel makes 0.56-0.60 s a content second against 0.85-0.96 s one at a time
+# (docs/performance.md §12.3); on a GPU node the GPU renders one while the host checks the other.
 SLOTS_IN_FLIGHT = 2
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
