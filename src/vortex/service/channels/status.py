@@ -61,11 +61,12 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
     slots = state.slots if state is not None else []
     now = datetime.now(timezone.utc)
     on_air, upcoming, decided = None, [], []
-    for r in slots:
+    live = status in ("starting", "on_air")  # an ended channel has no next slot, though an asap run's
+    for r in slots:                          # last air times may still lie ahead of the wall clock
         air = parse_iso(r.air_time)
-        if r.decision is None or air is None or air > now:
+        if live and (r.decision is None or air is None or air > now):
             upcoming.append(_slot_json(r, "making" if r.decision is None else "ready"))
-        elif now < air + timedelta(seconds=r.duration_sec):
+        elif live and now < air + timedelta(seconds=r.duration_sec):
             on_air = _slot_json(r, "on_air")
         if r.decision is not None:
             decided.append(r)
