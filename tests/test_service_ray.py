@@ -105,9 +105,23 @@ def test_kill9_of_a_replica_mid_slot_costs_no_slot(server):
     assert job["replica"]["pid"] in after
 
 
+def both_replicas_serving(server: Server, timeout: float = 180.0) -> None:
+    """Two jobs at once until they run on two replicas: the replica Serve made after the kill above
+    loads its models before it takes requests, and until then the router sends everything to the other
+    (CI at f6273f3: both channels' slots on one replica, the test right after the kill)."""
+    deadline, seed = time.monotonic() + timeout, 400
+    while time.monotonic() < deadline:
+        jobs = [server.wait_state(i, {"succeeded"}, timeout=240) for i in submit_all(server, 2, 1.5, seed)]
+        if len({j["replica"]["id"] for j in jobs}) == 2:
+            return
+        seed += 2
+    raise AssertionError(f"two jobs at once never ran on two replicas within {timeout:.0f} s")
+
+
 def test_two_channels_on_two_replicas_play_gaplessly(server, tmp_path, keys):
     from vortex.provenance.verify import VerifyOptions, verify_target
 
+    both_replicas_serving(server)
     for name, seed in (("ray-a", 10), ("ray-b", 20)):
         # two slots in flight a channel: four requests against two a replica, so both replicas must take
         # some (with the default of one in flight two requests fit one replica: CI saw it at 031de5e)
