@@ -35,6 +35,10 @@ class Handoff:
         self.error: Optional[BaseException] = None  # the appender's failure, re-raised by the generator
         self._fence = fence  # raises ChannelFenced once another node may own the channel
         self.fenced: Optional[ChannelFenced] = None
+        # The fence's question and a state save share this lock: a save another thread began before a
+        # refusal ends before the refusal counts, and none starts after (CI at 459536e: channel.json
+        # renamed into place just after the fence refused, its .tmp in the snapshot taken then).
+        self._writing = threading.RLock()
 
     def put(self, item) -> None:
         """Queue `item`; once stopped, a full queue drops what the appender has not started (END always goes in)."""
@@ -70,9 +74,18 @@ class Handoff:
 
     def fence_holds(self) -> bool:
         """False once the fence refused: from then on nothing is written to the folder."""
-        if self._fence is not None and self.fenced is None:
-            try:
-                self._fence()
-            except ChannelFenced as exc:
-                self.fenced = exc
-        return self.fenced is None
+        with self._writing:
+            if self._fence is not None and self.fenced is None:
+                try:
+                    self._fence()
+                except ChannelFenced as exc:
+                    self.fenced = exc
+            return self.fenced is None
+
+    def write_if_held(self, write: Callable[[], None]) -> bool:
+        """`write()` while the fence holds, never beside its refusal (see `_writing`); False if refused."""
+        with self._writing:
+            if not self.fence_holds():
+                return False
+            write()
+            return True

@@ -340,8 +340,7 @@ class ChannelRunner:
                 base.with_suffix(suffix).unlink(missing_ok=True)
 
     def save(self) -> None:
-        if self.handoff.fence_holds():
-            self.state.save(self.out)
+        self.handoff.write_if_held(lambda: self.state.save(self.out))
 
 
 def _both(first, second):
