@@ -70,7 +70,7 @@ def describe(row: ChannelRow, folder: Path, d: Optional[ChannelDefinition], stat
             on_air = _slot_json(r, "on_air")
         if r.decision is not None:
             decided.append(r)
-    if d is not None and status in ("starting", "on_air"):
+    if d is not None and live:
         for index in range(len(slots), len(slots) + max(0, d.lookahead + 1 - len(upcoming))):
             slot = d.slot_at(index)
             if slot is None or (row.max_slots is not None and index >= row.max_slots):
