@@ -380,3 +380,41 @@ def test_a_plan_knows_the_whole_timeline_and_each_chunk_is_its_share_of_the_spee
         assert chunk.start == plan.chunk_starts[chunk.index] and len(chunk.audio) == plan.chunk_samples(chunk.index)
         rebuilt[chunk.start:chunk.end] = chunk.audio
     assert np.array_equal(rebuilt, whole.waveform)
+
+
+def test_onnx_a_wide_call_speaks_the_same_chunk_as_a_narrow_one(cache):
+    """`voice_calls: 2` also opens the graph on both calls' threads (a slot's first chunk when both
+    are free, vortex.engine.voice_calls): the same chunk comes out the same, its durations the plan's."""
+    voice = KokoroVoice.load(VortexConfig.load("cpu-preview").models.kokoro, "cpu", cache, voice_calls=2)
+    assert voice._backend.wide is not None
+    assert voice._backend.wide.get_session_options().intra_op_num_threads == 2
+    plan = voice.plan(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR)
+    narrow, wide = voice.speak(plan, 0, seed=3), voice.speak(plan, 0, seed=3, wide=True)
+    assert len(wide.audio) == len(narrow.audio) == plan.chunk_samples(0)
+    assert np.abs(wide.audio - narrow.audio).max() < 1e-4
+    one = KokoroVoice.load(VortexConfig.load("cpu-preview").models.kokoro, "cpu", cache)
+    assert one._backend.wide is None  # one call: nothing to widen into
+
+
+def test_onnx_a_call_stopped_from_another_thread_raises_and_the_voice_speaks_on(onnx_voice):
+    """A live insert stops a channel slot's running Kokoro call (onnxruntime RunOptions.terminate,
+    vortex.engine.voice_calls); the chunk is spoken again later, the same."""
+    import threading
+
+    from vortex.contracts.cancel import VoiceCallStopped
+
+    plan = onnx_voice.plan(HELLO, "rick_c137", 1.0, "neutral", n_samples=4 * SR)
+    handle = onnx_voice.call_handle()
+    handle.stop()  # before it starts: it ends at its first node
+    with pytest.raises(VoiceCallStopped):
+        onnx_voice.speak(plan, 0, handle=handle)
+    late = onnx_voice.call_handle()
+    timer = threading.Timer(0.05, late.stop)
+    timer.start()
+    try:
+        onnx_voice.speak(plan, 0, handle=late)  # stopped mid-run, or done in under 50 ms
+    except VoiceCallStopped:
+        pass
+    timer.join()
+    again, plain = onnx_voice.speak(plan, 0, handle=onnx_voice.call_handle()), onnx_voice.speak(plan, 0)
+    assert np.array_equal(again.audio, plain.audio)

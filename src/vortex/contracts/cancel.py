@@ -15,6 +15,11 @@ class SlotCancelled(Exception):
     """Raised inside a worker when its slot was cancelled or ran out of time."""
 
 
+class VoiceCallStopped(Exception):
+    """A Kokoro call stopped before its end (its handle's `stop()`: a higher priority took the
+    voice); its chunk is spoken again later, whole (vortex.engine.voice_calls)."""
+
+
 class CancelToken:
     def __init__(self, deadline: Optional[float] = None) -> None:
         self._event = threading.Event()

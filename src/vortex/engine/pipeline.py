@@ -62,6 +62,7 @@ from .sinks import ArraySink, MediaShape, Mp4Sink, ProofSink, SinkSet
 from ..program.sink import ProgramSink, config_program
 from .slot import Slot, as_recipe, is_device_fault, pick_seed
 from .stream import VOICE_DONE, SlotStream
+from .voice_calls import VoiceCalls
 
 log = logging.getLogger("vortex.engine")
 
@@ -113,7 +114,8 @@ class VortexPipeline:
         # One call at a time per shared model (Flux's pipeline keeps per-call state, and concurrent
         # calls would only split the device); on a GPU each runs on its own CUDA stream. The voice
         # takes pipeline.voice_calls calls at once: 1 on a GPU, one per core on a CPU node.
-        self._voice_lock = threading.BoundedSemaphore(cfg.pipeline.voice_calls)
+        self.voice_calls = VoiceCalls(cfg.pipeline.voice_calls, self.scheduler,
+                                      getattr(self.components.voice, "call_handle", None))
         self._actor_lock, self._verify_lock = threading.Lock(), threading.Lock()
         self._streams = {k: torch.cuda.Stream(self.device) for k in ("voice", "actor")} if self.device.type == "cuda" else {}
         self._slots: dict[str, Slot] = {}  # request id -> the slot in flight (for cancel)
@@ -152,6 +154,7 @@ class VortexPipeline:
             time.sleep(0.05)
         self.renderer.close()
         self.workers.shutdown(wait=True)
+        self.voice_calls.close()
         self._callers.shutdown(wait=False)
 
     def run(self, request: SlotRequest, on_event: Optional[EventFn] = None) -> GenerationResult:
@@ -267,7 +270,7 @@ class VortexPipeline:
 
         # 2. The speech plan: the duration predictor alone fits the speed and lays out the timeline.
         slot.begin(Phase.VOICE)
-        with self._voice_turn(slot), slot.cpu.stage("plan"):
+        with self.voice_calls.turn(slot), slot.cpu.stage("plan"):
             plan = c.voice.plan(a.script, a.voice_id, a.speed, a.emotion, n_samples)
             result.captions = slot_cues(plan, sr, getattr(c.voice, "phoneme_chunks", None))
         result.speech = plan.summary()
@@ -352,12 +355,20 @@ class VortexPipeline:
     # ---- the work beside the slot's thread ------------------------------------------------------
     def _voice(self, slot: Slot, plan: Any, out: queue.Queue) -> None:
         """Each chunk of speech, in order, handed to the slot's thread as soon as it exists."""
+
+        def speak(index: int, wide: bool, handle: Any):
+            with self._on_stream("voice"), slot.cpu.stage("voice"):
+                return self.components.voice.speak(plan, index, seed=slot.seed, wide=wide, handle=handle)
+
+        def deliver(chunk) -> None:
+            out.put(chunk)
+            slot.wake.set()
+
         try:
-            for index in range(len(plan.chunks)):
-                with self._voice_turn(slot), self._on_stream("voice"), slot.cpu.stage("voice"):
-                    chunk = self.components.voice.speak(plan, index, seed=slot.seed)
-                out.put(chunk)
-                slot.wake.set()
+            # A live insert airs once its first sentence is heard, not at its first frame: it speaks
+            # that sentence's chunks side by side rather than its first chunk wide (VoiceCalls).
+            wide_first = slot.request.priority is not Priority.LIVE
+            self.voice_calls.speak_in_order(slot, len(plan.chunks), speak, deliver, wide_first=wide_first)
             slot.end(Phase.VOICE)
             out.put(VOICE_DONE)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the slot's thread
@@ -436,23 +447,6 @@ class VortexPipeline:
     def _turn(self, slot: Slot) -> None:
         if slot.flight is not None:
             self.scheduler.turn(slot.flight)
-
-    @contextlib.contextmanager
-    def _voice_turn(self, slot: Slot):
-        """The slot's turn, then one of the voice's `pipeline.voice_calls` calls. A thread that gets
-        the voice while a higher priority has entered meanwhile gives it back and waits for its turn
-        again: with channel slots in flight, a waiting one's chunk would otherwise speak before a
-        live insert's."""
-        while True:
-            self._turn(slot)
-            self._voice_lock.acquire()
-            if slot.flight is None or not self.scheduler.outranked(slot.flight):
-                break
-            self._voice_lock.release()
-        try:
-            yield
-        finally:
-            self._voice_lock.release()
 
     def _on_stream(self, name: str):
         stream = self._streams.get(name)

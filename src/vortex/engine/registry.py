@@ -50,7 +50,7 @@ def default_loaders(cfg: VortexConfig) -> dict[str, Loader]:
         from ..models.flux import FluxActor
 
         loaders["flux"] = lambda _: FluxActor.load(m.flux, device, cache)
-    loaders["kokoro"] = lambda _: KokoroVoice.load(m.kokoro, device, cache)
+    loaders["kokoro"] = lambda _: KokoroVoice.load(m.kokoro, device, cache, voice_calls=cfg.pipeline.voice_calls)
     loaders["clip"] = load_clip
     if cfg.pipeline.animation == "liveportrait":
         loaders["liveportrait"] = lambda _: LivePortraitAnimator.load(m.liveportrait, device, cache)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config import FacesConfig
 from .analyzer import FaceAnalyzer, FaceBox, as_rgb
+from .memo import PortraitMemo, portrait_key
 
 if TYPE_CHECKING:
     import torch
@@ -184,9 +185,17 @@ def framing_from_landmarks(landmarks: np.ndarray, box: FaceBox, portrait_size: t
 
 
 def frame_portrait(analyzer: FaceAnalyzer, portrait: np.ndarray, cfg: FacesConfig) -> Optional[Framing]:
-    """Frame the portrait's primary face (largest, most central), or None when it holds no face."""
+    """Frame the portrait's primary face (largest, most central), or None when it holds no face;
+    once per portrait image and settings (a Framing is immutable; its device geometry is kept too)."""
     portrait = as_rgb(portrait, "portrait")
-    box = analyzer.primary_face(portrait)
-    if box is None:
-        return None
-    return framing_from_landmarks(analyzer.landmarks(portrait, box), box, portrait.shape[:2], cfg)
+
+    def compute() -> Optional[Framing]:
+        box = analyzer.primary_face(portrait)
+        if box is None:
+            return None
+        return framing_from_landmarks(analyzer.landmarks(portrait, box), box, portrait.shape[:2], cfg)
+
+    return _FRAMINGS.get((id(analyzer), portrait_key(portrait), cfg.model_dump_json()), compute)
+
+
+_FRAMINGS = PortraitMemo(8)  # a channel's actors; each with its crop-sized mask and device geometry

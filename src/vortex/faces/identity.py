@@ -14,36 +14,26 @@ looked for in that region first (15-20 ms), the whole frame only when it holds n
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
 
 from ..contracts.reports import IdentityReport
 from .analyzer import FaceAnalyzer, FaceBox, as_rgb
+from .memo import PortraitMemo, portrait_key
 
-_REFERENCES: "OrderedDict[tuple[int, str], Optional[np.ndarray]]" = OrderedDict()
-_REFERENCES_KEPT = 16  # portraits (a channel's actors); 512 bytes each
-_REFERENCES_LOCK = threading.Lock()
+_REFERENCES = PortraitMemo(16)  # portraits (a channel's actors); 512 bytes each
 
 
 def portrait_descriptor(analyzer: FaceAnalyzer, portrait: np.ndarray) -> Optional[np.ndarray]:
     """The portrait's primary face descriptor (None: no face), computed once per portrait image."""
     portrait = as_rgb(portrait, "portrait")
-    key = (id(analyzer), hashlib.blake2b(portrait.tobytes(), digest_size=16).hexdigest() + str(portrait.shape))
-    with _REFERENCES_LOCK:
-        if key in _REFERENCES:
-            _REFERENCES.move_to_end(key)
-            return _REFERENCES[key]
-    box = analyzer.primary_face(portrait)
-    reference = None if box is None else analyzer.descriptor(portrait, box)
-    with _REFERENCES_LOCK:
-        _REFERENCES[key] = reference
-        while len(_REFERENCES) > _REFERENCES_KEPT:
-            _REFERENCES.popitem(last=False)
-    return reference
+
+    def compute() -> Optional[np.ndarray]:
+        box = analyzer.primary_face(portrait)
+        return None if box is None else analyzer.descriptor(portrait, box)
+
+    return _REFERENCES.get((id(analyzer), portrait_key(portrait)), compute)
 
 
 def sample_indices(n_frames: int, k: int) -> list[int]:

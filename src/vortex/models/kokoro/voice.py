@@ -181,8 +181,14 @@ class _Backend(Protocol):
     def raw_durations(self, token_ids: tuple[int, ...], pack: str) -> np.ndarray:
         """(len + 2,) float32: the duration predictor's output before the speed divides it."""
 
-    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Audio (float32) and the per-token durations (int64, pads included) of one sentence."""
+    def infer(self, token_ids: tuple[int, ...], pack: str, speed: float, seed: int,
+              wide: bool = False, handle: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Audio (float32) and the per-token durations (int64, pads included) of one sentence;
+        `wide`: on every voice call's threads at once (see `KokoroVoice.load`); `handle`: from
+        `call_handle()`, stops the call (VoiceCallStopped)."""
+
+    def call_handle(self) -> Any:
+        """A handle whose `stop()` ends a call early, or None where calls cannot be stopped."""
 
     def modules(self) -> dict[str, torch.nn.Module]: ...
 
@@ -198,14 +204,16 @@ class KokoroVoice:
         self.max_speed = max_speed
 
     @classmethod
-    def load(cls, cfg: KokoroConfig, device: str, cache_dir: Path) -> "KokoroVoice":
+    def load(cls, cfg: KokoroConfig, device: str, cache_dir: Path, *, voice_calls: int = 1) -> "KokoroVoice":
+        """`voice_calls` (pipeline.voice_calls): the onnx backend also opens the graph on all the
+        calls' threads, for a slot's first chunk when every call is free (`speak(wide=True)`)."""
         packs = sorted(set(cfg.voices.values()))
         if cfg.backend == "torch":
             backend: _Backend = TorchKokoro.load(cfg, placement_device(cfg.placement, device), Path(cache_dir), packs)
         else:
             if placement_device(cfg.placement, device) != "cpu":
                 logger.warning("models.kokoro: the onnx backend runs on the CPU (onnxruntime CPUExecutionProvider)")
-            backend = OnnxKokoro.load(cfg, Path(cache_dir), packs)
+            backend = OnnxKokoro.load(cfg, Path(cache_dir), packs, wide_threads=voice_calls * max(cfg.cpu_threads, 1))
         return cls(backend, Phonemizer(cfg.language), cfg.voices, cfg.max_speed)
 
     @property
@@ -303,11 +311,18 @@ class KokoroVoice:
         return float(units[1:-1].sum()) * SAMPLES_PER_UNIT / SAMPLE_RATE  # the pads are silence
 
     # -- 2. the chunks ------------------------------------------------------------------------
-    def speak(self, plan: SpeechPlan, index: int, *, seed: int = 0) -> SpeechChunk:
-        """Chunk `index` of `plan` (one Kokoro call). `seed` is the slot's: the chunk draws from seed + index."""
+    def call_handle(self) -> Any:
+        """A handle for one `speak` whose `stop()` (any thread) ends it with VoiceCallStopped, or
+        None where the backend's calls run to their end (torch)."""
+        return self._backend.call_handle()
+
+    def speak(self, plan: SpeechPlan, index: int, *, seed: int = 0, wide: bool = False, handle: Any = None) -> SpeechChunk:
+        """Chunk `index` of `plan` (one Kokoro call). `seed` is the slot's: the chunk draws from seed + index.
+        `wide`: on every voice call's threads (the same audio: the graph is the same); `handle`: see
+        `call_handle`."""
         chunk = plan.chunks[index]
         started = time.perf_counter()
-        wave, units = self._backend.infer(chunk.token_ids, plan.pack, plan.speed, seed + index)
+        wave, units = self._backend.infer(chunk.token_ids, plan.pack, plan.speed, seed + index, wide=wide, handle=handle)
         if units.shape != (len(chunk.token_ids) + 2,) or len(wave) != int(units.sum()) * SAMPLES_PER_UNIT:
             raise VortexError(
                 f"kokoro: the model returned {len(wave)} samples and {units.shape} durations for "
