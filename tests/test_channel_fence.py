@@ -113,11 +113,22 @@ def test_a_fence_refusing_mid_slot_parks_the_appender_before_the_writer_writes_a
                 raise ChannelFenced("lease lost")
 
     r = runner(out, fence)
-    t = threading.Thread(target=r.run, daemon=True)  # parked for good: it ends with the test process
+    raised = []
+
+    def run():
+        try:
+            r.run()
+        except ChannelFenced as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     assert refused.wait(60)
+    t.join(30)  # the run ends as fenced; its appender stays parked, for good (it ends with the test process)
+    assert not t.is_alive() and raised and r._stop.is_set() and r.appended == 1
+    appender = [th for th in threading.enumerate() if th.name == "channel-appender"]
+    assert appender and r._appender.parked
     time.sleep(1.0)
-    assert t.is_alive() and r._stop.is_set() and r.appended == 1
     assert folder_bytes(out) == seen  # nothing written since: no part, no playlist, no channel.json
 
 

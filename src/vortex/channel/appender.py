@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Optional
 
 from . import breaks, filler
-from .fencing import park
+from .fencing import ChannelFenced, park
 from .handoff import END, Handoff, Ready
 from .hls.pacing import WallClockPacer
 from .hls.subtitles import sidecar_cues
@@ -68,7 +68,7 @@ class _Pacer(WallClockPacer):
             go = not self.stop.is_set()
         go = go and not (self.cuts and self.appender.takes_over(frame))
         if not self.appender.fence_holds():  # asked after the wait, and when the slot ends early
-            park(self.appender.runner.stop)  # returning would let the writer publish the slot's last part
+            park(self.appender.parks)  # returning would let the writer publish the slot's last part
         return go
 
 
@@ -86,13 +86,30 @@ class Appender:
         self.cut: Optional[tuple[SlotRecord, int]] = None  # the slot a due insert just cut
         self.lock = threading.Lock()  # inserts, current
         self.marks = Marks()  # the EXT-X-DATERANGE of every item aired (marking.py)
+        # Set once this thread has ended or parked for good (fencing.park): the runner waits on it, not
+        # on a join that a parked thread never answers.
+        self.settled = threading.Event()
+        self.parked = False
 
     @property
     def paced(self) -> bool:
         return self.runner.options.pace == "realtime"
 
     # -- the thread -----------------------------------------------------------------------------
+    def parks(self) -> None:
+        """The fence refused mid-slot and this thread parks: the run fails as fenced, the runner returns."""
+        self.parked = True
+        self.handoff.fail(self.handoff.fenced or ChannelFenced("the channel's fence refused mid-slot"))
+        self.runner.stop()
+        self.settled.set()
+
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.settled.set()
+
+    def _run(self) -> None:
         r, h = self.runner, self.handoff
         name_os_thread(APPENDER_THREAD)  # the stream's encoder threads, started here, inherit the name
         ended = False

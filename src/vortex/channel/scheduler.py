@@ -160,7 +160,12 @@ class ChannelRunner:
             self.generator.run(index)
         finally:
             self.handoff.put(END)
-            appender.join()
+            # A parked appender never ends (fencing.py): waiting for its end kept this thread, and all
+            # it held, until the process exited (CI then hung in a child Ray forked meanwhile, which
+            # freed a frame's swscale thread pool: vortex.media.SWS_THREADS). The run ends as fenced.
+            self._appender.settled.wait()
+            if not self._appender.parked:
+                appender.join()
         if self.handoff.error is not None:
             raise self.handoff.error
         return self.state

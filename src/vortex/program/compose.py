@@ -35,7 +35,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
 
-from ..media import YUV_INTERPOLATION
+from ..media import SWS_THREADS, YUV_INTERPOLATION
 from . import graphics
 from .spec import LowerThird, ProgramSpec
 
@@ -52,7 +52,7 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) RGB as the stream's yuv420p planes (BT.709, limited range), (H*3/2, W) uint8."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     return frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-                          interpolation=YUV_INTERPOLATION).to_ndarray()
+                          interpolation=YUV_INTERPOLATION, threads=SWS_THREADS).to_ndarray()
 
 
 def planes(buf: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,7 +166,7 @@ class ProgramCompositor:
         """An ad break's frame as the whole picture; a still (the same array every frame, as the break's
         FillerFrames yields it) is converted once (RGB->yuv420p at 720p: 7 ms a frame otherwise)."""
         if isinstance(frame, av.VideoFrame):
-            return frame.reformat(width=self.width, height=self.height, format="yuv420p")
+            return frame.reformat(width=self.width, height=self.height, format="yuv420p", threads=SWS_THREADS)
         if self._still is not None and self._still[0] is frame:
             return av.VideoFrame.from_ndarray(self._still[1], format="yuv420p")
         rgb = frame
@@ -205,7 +205,7 @@ class ProgramCompositor:
         """The same program frame as (H, W, 3) RGB (for a writer that takes RGB)."""
         yuv = self(frame, index)
         return yuv.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
-                            src_color_range=ColorRange.MPEG).to_ndarray()
+                            src_color_range=ColorRange.MPEG, threads=SWS_THREADS).to_ndarray()
 
     def _anchor(self, p: _Plate, frame: Frame) -> None:
         a = self._anchor_planes(frame)
@@ -220,7 +220,7 @@ class ProgramCompositor:
     def _anchor_planes(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if isinstance(frame, av.VideoFrame):
             if frame.format.name != "yuv420p":
-                frame = frame.reformat(format="yuv420p")
+                frame = frame.reformat(format="yuv420p", threads=SWS_THREADS)
             w, h = frame.width, frame.height
             buf = frame.to_ndarray()
         else:

@@ -30,7 +30,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-from ...media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, VIDEO_ENCODER, YUV_INTERPOLATION
+from ...media import _AVCOL_SPC_BT709, AUDIO_BITRATE, AUDIO_ENCODER, SWS_THREADS, VIDEO_ENCODER, YUV_INTERPOLATION
 
 AAC_FRAME = 1024  # samples an AAC-LC frame holds; also the encoder's delay (priming)
 DEFAULT_CRF = 25  # with zerolatency: the PSNR CRF 20 gave with x264's look-ahead (see the module note)
@@ -103,7 +103,7 @@ def to_yuv420p(frame: np.ndarray) -> av.VideoFrame:
     instead of 1.5 ms a frame (512², swscale)."""
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(
         format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-        interpolation=YUV_INTERPOLATION)
+        interpolation=YUV_INTERPOLATION, threads=SWS_THREADS)
 
 
 def _coded(packet: av.Packet, default_duration: int) -> Coded:

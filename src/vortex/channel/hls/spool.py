@@ -32,6 +32,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from ...contracts.sinks import MediaShape
+from ...media import SWS_THREADS
 from .encoder import to_yuv420p
 
 
@@ -160,10 +161,10 @@ def read_mp4_slot(path: str | Path, *, rgb: bool = True) -> tuple[Iterator, np.n
         with av.open(str(path)) as video:
             for frame in video.decode(video.streams.video[0]):
                 if not rgb:
-                    yield frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
+                    yield frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p", threads=SWS_THREADS)
                     continue
                 # Decode with the BT.709 limited-range matrix that vortex.media encodes with.
                 yield frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709,
-                                     src_color_range=ColorRange.MPEG).to_ndarray()
+                                     src_color_range=ColorRange.MPEG, threads=SWS_THREADS).to_ndarray()
 
     return frames(), waveform, n_frames
