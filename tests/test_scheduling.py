@@ -140,6 +140,13 @@ def test_two_voice_calls_let_two_slots_speak_at_once_and_a_live_insert_takes_the
         threads[n].join(5)
 
 
+def _speaker(sched: RequestScheduler, name: str, priority: Priority):
+    """A slot as VoiceCalls sees one: its place in the scheduler and its cancel token."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(flight=sched.enter(name, priority, CancelToken()), token=CancelToken())
+
+
 def _chunks_log(calls: VoiceCalls, slot, count: int, release: dict, log: list, wide_first: bool = False):
     """speak_in_order on a thread; speak(k) logs its start and waits for release[k]."""
     delivered: list[int] = []
@@ -164,11 +171,9 @@ def _chunks_log(calls: VoiceCalls, slot, count: int, release: dict, log: list, w
 
 
 def test_a_slot_alone_speaks_its_next_chunk_on_the_free_call_and_delivers_in_order():
-    from types import SimpleNamespace
-
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched)
-    slot = SimpleNamespace(flight=sched.enter("a", Priority.JOB, CancelToken()), token=CancelToken())
+    slot = _speaker(sched, "a", Priority.JOB)
     release = {k: threading.Event() for k in range(3)}
     log: list = []
     thread, delivered, errors = _chunks_log(calls, slot, 3, release, log)
@@ -186,12 +191,9 @@ def test_a_slot_alone_speaks_its_next_chunk_on_the_free_call_and_delivers_in_ord
 
 
 def test_a_call_freed_goes_to_the_slot_waiting_for_one_and_an_outranked_slot_takes_none_ahead():
-    from types import SimpleNamespace
-
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched)
-    a, b = (SimpleNamespace(flight=sched.enter(n, Priority.CHANNEL, CancelToken()), token=CancelToken())
-            for n in ("a", "b"))
+    a, b = (_speaker(sched, n, Priority.CHANNEL) for n in ("a", "b"))
     ra, rb = {k: threading.Event() for k in range(3)}, {k: threading.Event() for k in range(2)}
     log: list = []
     ta, da, _ = _chunks_log(calls, a, 3, ra, log)
@@ -236,11 +238,9 @@ def test_a_call_freed_goes_to_the_slot_waiting_for_one_and_an_outranked_slot_tak
 
 
 def test_a_chunk_that_fails_fails_the_slot_and_frees_every_call():
-    from types import SimpleNamespace
-
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched)
-    slot = SimpleNamespace(flight=sched.enter("a", Priority.JOB, CancelToken()), token=CancelToken())
+    slot = _speaker(sched, "a", Priority.JOB)
 
     def speak(k, wide, handle):
         if k == 1:
@@ -258,12 +258,9 @@ def test_a_chunk_that_fails_fails_the_slot_and_frees_every_call():
 
 
 def test_a_slots_first_chunk_takes_every_call_only_where_all_are_free():
-    from types import SimpleNamespace
-
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched)
-    a, b = (SimpleNamespace(flight=sched.enter(n, Priority.CHANNEL, CancelToken()), token=CancelToken())
-            for n in ("a", "b"))
+    a, b = (_speaker(sched, n, Priority.CHANNEL) for n in ("a", "b"))
     ra, rb = {k: threading.Event() for k in range(3)}, {k: threading.Event() for k in range(2)}
     log: list = []
     ta, da, _ = _chunks_log(calls, a, 3, ra, log, wide_first=True)
@@ -285,17 +282,15 @@ def test_a_slots_first_chunk_takes_every_call_only_where_all_are_free():
 
 
 def test_a_live_insert_speaks_two_chunks_at_once_while_its_channels_slot_pauses():
-    from types import SimpleNamespace
-
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched)
-    a = SimpleNamespace(flight=sched.enter("a", Priority.CHANNEL, CancelToken()), token=CancelToken())
+    a = _speaker(sched, "a", Priority.CHANNEL)
     ra = {k: threading.Event() for k in range(4)}
     log: list = []
     ta, da, _ = _chunks_log(calls, a, 4, ra, log)
     time.sleep(0.2)
     assert log == [("start", "a", 0), ("start", "a", 1)]
-    live = SimpleNamespace(flight=sched.enter("live", Priority.LIVE, CancelToken()), token=CancelToken())
+    live = _speaker(sched, "live", Priority.LIVE)
     rl = {k: threading.Event() for k in range(2)}
     tl, dl, _ = _chunks_log(calls, live, 2, rl, log)
     ra[0].set()
@@ -324,13 +319,12 @@ class _Handle:
 
 
 def test_a_live_insert_stops_the_channel_slots_running_calls_which_speak_those_chunks_again():
-    from types import SimpleNamespace
 
     from vortex.contracts.cancel import VoiceCallStopped
 
     sched = RequestScheduler(max_in_flight=4)
     calls = VoiceCalls(2, sched, call_handle=_Handle)
-    a = SimpleNamespace(flight=sched.enter("a", Priority.CHANNEL, CancelToken()), token=CancelToken())
+    a = _speaker(sched, "a", Priority.CHANNEL)
     log: list = []
     go_on = threading.Event()
     delivered: list = []
@@ -347,7 +341,7 @@ def test_a_live_insert_stops_the_channel_slots_running_calls_which_speak_those_c
     ta.start()
     time.sleep(0.2)
     assert log == [("start", 0), ("start", 1)]  # alone: both calls
-    live = SimpleNamespace(flight=sched.enter("live", Priority.LIVE, CancelToken()), token=CancelToken())
+    live = _speaker(sched, "live", Priority.LIVE)
     began = time.monotonic()
     with calls.turn(live):  # the live insert's plan: it waits for no channel sentence
         waited = time.monotonic() - began
