@@ -20,3 +20,13 @@ def vortex_cache(tmp_path_factory):
         os.environ.pop("VORTEX_CACHE", None)
     else:
         os.environ["VORTEX_CACHE"] = old
+
+
+def pytest_collection_modifyitems(items):
+    """tests/test_serving_ray.py first, while this process has run no media. It starts a private Ray
+    here, and Ray forks its GCS with a preexec_fn: the child runs Python after freeing the other
+    threads' state. Late in the suite (earlier modules' threads alive: a parked channel appender holds
+    its encoder for good) that child freed a PyAV reformatter and waited forever on its swscale
+    thread pool's condition variable: CI hung there twice on branch voicecalls. `vortex serve`
+    likewise starts Ray before any channel runs."""
+    items.sort(key=lambda item: not item.nodeid.split("::")[0].endswith("test_serving_ray.py"))
