@@ -22,7 +22,7 @@ from typing import Any, Optional
 import av
 import numpy as np
 
-from ..media import read_mono_audio
+from ..media import SWS_THREADS, read_mono_audio
 
 MIN_CLIP_COSINE = 0.99
 _NEEDED = ("clip", "faces", "whisper")
@@ -35,7 +35,7 @@ def decode_mp4(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
         v = c.streams.video[0]
         fps = int(round(float(v.average_rate or v.guessed_rate or 24)))
         for frame in c.decode(v):
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(frame.to_ndarray(format="rgb24", threads=SWS_THREADS))
     waveform, sr = read_mono_audio(path)
     return np.stack(frames), waveform, fps, sr
 

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..media import SWS_THREADS
 from .credentials import AI_SOURCE_TYPE, vortex_version
 from .keys import Identity
 
@@ -236,7 +237,7 @@ def segment_watermarks(entries: list[dict[str, Any]], read: Callable[[str], Opti
         if data is not None and init is not None:
             try:
                 with av.open(io.BytesIO(init + data)) as c:
-                    mark = read_frames(f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0]))
+                    mark = read_frames(f.to_ndarray(format="rgb24", threads=SWS_THREADS) for f in c.decode(c.streams.video[0]))
             except Exception as exc:  # noqa: BLE001 - an undecodable segment: no mark read, with why
                 mark = {"found": False, "why": f"cannot decode: {type(exc).__name__}"}
             row.update(found=bool(mark.get("found")), node_tag=mark.get("node_tag"), slot_id=mark.get("slot_id_low16"))

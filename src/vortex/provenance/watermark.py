@@ -27,6 +27,8 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from ..media import SWS_THREADS
+
 GRID = 24  # 576 cells: 12 per bit; a cell is 21 px of a 512-px frame, 15 px of 360
 BITS = 48
 ALPHA = 3.0  # luma levels (of 255) at a cell's centre: see docs/provenance.md for PSNR and BER
@@ -211,7 +213,7 @@ def read_watermark_mp4(path: Path | str, max_frames: int = 480) -> dict[str, Any
             for i, frame in enumerate(c.decode(c.streams.video[0])):
                 if i >= max_frames:
                     return
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format="rgb24", threads=SWS_THREADS)
 
     try:
         return read_frames(frames())
