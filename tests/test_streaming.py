@@ -75,8 +75,8 @@ def test_speech_that_lost_a_sentence_fails_after_its_frames_streamed(engine, tmp
     voice = engine.components.voice
     speak = voice.speak
 
-    def lose_sentence_one(plan, index, *, seed=0, wide=False):
-        chunk = speak(plan, index, seed=seed, wide=wide)
+    def lose_sentence_one(plan, index, **call):  # seed, wide, handle: as the engine calls it
+        chunk = speak(plan, index, **call)
         if chunk.sentence == 1:
             object.__setattr__(chunk, "audio", np.zeros_like(chunk.audio))
         return chunk
