@@ -27,4 +27,3 @@ def _check_pack_shape(name: str, shape: tuple[int, ...]) -> None:
 def _few(keys: list[str], limit: int = 5) -> str:
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
-
