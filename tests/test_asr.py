@@ -10,7 +10,8 @@ import pytest
 
 from vortex.asr import check_speech
 from vortex.asr.normalize import join_compounds, normalize_text, normalize_words, wer, word_errors
-from vortex.asr.whisper import MODEL_FILES, SAMPLE_RATE, WhisperTranscriber, resample, resolve_model_dir
+from vortex.asr.whisper import (ENCODER_MARGIN_FRAMES, MODEL_FILES, SAMPLE_RATE, WHISPER_WINDOW_FRAMES,
+                                WhisperTranscriber, fitted_frames, resample, resolve_model_dir)
 from vortex.config import VortexConfig, WhisperConfig
 from vortex.errors import RecipeError, VortexInitializationError
 
@@ -209,6 +210,36 @@ def test_transcribes_real_speech(asr, speech):
     assert again.text == t.text  # temperature 0: the same audio, the same words
     # given at 16 kHz, the audio is used as is and says the same
     assert wer(HELLO, asr.transcribe(resample(speech[HELLO], SR), SAMPLE_RATE).text) <= 0.2
+
+
+@pytest.mark.parametrize("audio_frames, min_frames, heard", [
+    (285, 1000, 1000),  # a short sentence: the minimum window
+    (1200, 1000, 1200 + ENCODER_MARGIN_FRAMES),  # longer: its audio and the margin
+    (2950, 1000, WHISPER_WINDOW_FRAMES),  # never past Whisper's window
+    (1201, 1000, 1302),  # an even count (the encoder's stride 2)
+    (285, WHISPER_WINDOW_FRAMES, WHISPER_WINDOW_FRAMES),  # encoder_window_sec 30: as faster-whisper does
+    (0, 1000, 1000),
+])
+def test_the_encoder_hears_the_audio_not_the_padding(audio_frames, min_frames, heard):
+    rng = np.random.default_rng(0)
+    features = np.zeros((80, WHISPER_WINDOW_FRAMES), np.float32)  # faster-whisper's pad_or_trim: zeros
+    features[:, :audio_frames] = rng.normal(-0.8, 0.3, (80, audio_frames))
+    assert fitted_frames(features, min_frames) == heard
+
+
+def test_the_loaded_encoder_runs_on_the_fitted_window(asr, speech):
+    features = asr._model.feature_extractor(resample(speech[HELLO], SR))
+    window = np.zeros((80, WHISPER_WINDOW_FRAMES), np.float32)
+    window[:, : features.shape[1] - 1] = features[:, :-1]
+    encoded = np.array(asr._model.encode(window))
+    assert encoded.shape == (1, 1000 // 2, 384)  # 10 s of frames (the default), halved by the stride
+
+
+def test_a_30_s_encoder_window_hears_the_same_words(speech):
+    cfg = VortexConfig.load("cpu-miniature").models.whisper.model_copy(update={"encoder_window_sec": 30.0})
+    whole = WhisperTranscriber.load(cfg)
+    for text in (HELLO, OTHER):
+        assert wer(text, whole.transcribe(speech[text], SR).text) <= 0.2
 
 
 def test_a_looping_decode_is_decoded_again(asr, speech):

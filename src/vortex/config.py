@@ -160,6 +160,9 @@ class WhisperConfig(_Section):
     placement: Placement = "cpu"
     cpu_threads: int = Field(2, ge=1, le=64)
     beam_size: int = Field(1, ge=1, le=10)
+    # What the encoder hears of a window: its audio padded with silence to at least this, not to
+    # Whisper's 30 s (vortex.asr.whisper says why; 30 = as Whisper was trained, the slowest).
+    encoder_window_sec: float = Field(10.0, ge=5.0, le=30.0)
 
 
 class ModelsConfig(_Section):
@@ -217,8 +220,9 @@ class VerificationConfig(_Section):
     # at most 0.43 (spelled letters aside: not judged), a unit replaced by silence at least 0.75.
     max_sentence_wer: float = Field(0.7, ge=0, le=10)
     # The speech check hears whole sentences in windows of at least this much audio while the next
-    # ones are made: Whisper's cost is ~0.45 s per window (its fixed 30 s input) plus a little per
-    # second, so a window per sentence would cost several times more.
+    # ones are made: Whisper's encoder hears at least models.whisper.encoder_window_sec a window
+    # (~0.08 s for 10 s on 2 threads; 0.45 s for the 30 s it was trained on) plus its decoding, so a
+    # window per sentence would cost several times more.
     speech_window_sec: float = Field(8.0, gt=0, le=30)
 
     @model_validator(mode="after")

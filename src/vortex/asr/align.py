@@ -1,6 +1,6 @@
 """Which sentence each word error belongs to: the word-level Levenshtein alignment, backtracked.
 
-The speech check transcribes a few sentences at once (Whisper's cost is mostly a fixed 30 s window)
+The speech check transcribes a few sentences at once (Whisper's cost is mostly a fixed window)
 and must still judge each sentence: a slot whose speech lost one sentence has a modest WER over the
 slot, but that sentence's own WER is 1. The reference words carry their sentence's label; a
 substitution or deletion counts against the reference word's sentence, an insertion against the

@@ -1,7 +1,7 @@
 """The speech check: transcribe a slot's audio and score the words against its script (WER).
 
 The slot is judged whole and sentence by sentence. Its audio is transcribed in windows of a few
-sentences as the speech streams (`transcribe_window`: Whisper's cost is mostly its fixed 30 s
+sentences as the speech streams (`transcribe_window`: Whisper's cost is mostly its fixed
 window, so a window per sentence would cost several times more); each window's transcript is
 aligned with its sentences' words (vortex.asr.align), so every sentence gets its own WER. The slot
 passes when its WER over all windows is at most `max_wer` and no sentence's WER exceeds

