@@ -204,7 +204,8 @@ def one_insert(server: Server, folder: Path, body: str, driver, edge: Edge) -> d
     row = wait_insert(server, ins["id"], ("aired", "failed"), edge)
     out.update(state=row["state"], error=row["error"], ready_after_s=row["ready_after_s"],
                published_after_s=row["published_after_s"],
-               chunks=[(c["state"], c["judged_after_s"]) for c in row["chunks"]])
+               chunks=[(c["state"], c["judged_after_s"]) for c in row["chunks"]],
+               made_after_s=[c.get("made_after_s") for c in row["chunks"]])
     return out
 
 
@@ -237,6 +238,10 @@ def report(rows: list, shown: dict, edge: Edge, lags: list, waits, folder: Path)
     print(f"  POST → ready (first frame made, first sentence judged): {spread('ready_after_s')}")
     if judged:
         print(f"  a sentence's checks (speech made → verdicts): P50 {np.median(judged):.2f} s, max {max(judged):.2f} s")
+    for k in (0, 1):  # the first sentence's chunks: what "ready" waits for
+        made = [r["made_after_s"][k] for r in rows if len(r.get("made_after_s") or ()) > k]
+        if made:
+            print(f"  POST → chunk {k}'s speech made: min {min(made):.2f}, P50 {np.median(made):.2f}, max {max(made):.2f} s")
     if lags:
         print(f"  viewer behind the wall clock: min {min(lags):.2f}, P50 {np.median(lags):.2f}, max {max(lags):.2f} s")
     print(f"  stalls: published edge {edge.stalls} (worst {max(0.0, edge.worst):.2f} s behind); page waits {waits}")

@@ -52,10 +52,11 @@ class ChunkVerdict:
     def passed(self) -> bool:
         return bool(self.speech) and bool(self.identity)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, origin: float) -> dict[str, Any]:
         state = "pending" if not self.decided else "aired" if self.passed else "replaced"
         return {"chunk": self.index, "sentence": self.sentence, "text": self.text, "state": state,
                 "samples": [self.start, None if self.end >= OPEN_END else self.end],  # its span of the insert's audio
+                "made_after_s": round(self.made_at - origin, 3),  # the request → its speech made
                 # its speech made → both verdicts in: what the checks add to the delay line
                 "judged_after_s": None if self.judged_at is None else round(self.judged_at - self.made_at, 3),
                 "speech_passed": self.speech, "identity_passed": self.identity, "wer": self.wer, "heard": self.heard}
@@ -71,8 +72,9 @@ class Released:
 class DelayLine:
     """A `FrameSink` for a live insert, and its `on_event` callback; `take` is the air side."""
 
-    def __init__(self, standby_frame: np.ndarray, *, identity_enforced: bool = True):
+    def __init__(self, standby_frame: np.ndarray, *, identity_enforced: bool = True, origin: Optional[float] = None):
         self.standby_frame = standby_frame
+        self.origin = time.monotonic() if origin is None else origin  # monotonic: the insert was asked for
         self.identity_enforced = identity_enforced
         self.shape: Optional[MediaShape] = None
         self.chunks: list[ChunkVerdict] = []
@@ -238,4 +240,4 @@ class DelayLine:
 
     def status(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{**c.summary(), "late": c.index in self.late} for c in self.chunks]
+            return [{**c.summary(self.origin), "late": c.index in self.late} for c in self.chunks]

@@ -75,7 +75,7 @@ class LiveInsert:
             raise ValueError(f"the insert is {p.fps} fps; the channel airs {fps} fps")
         self.record = InsertRecord(id=f"live-{secrets.token_hex(4)}", at=at, duration_sec=p.duration_sec,
                                    n_frames=p.n_frames, requested_at=iso(self.requested))
-        self.line = DelayLine(standby_frame)
+        self.line = DelayLine(standby_frame, origin=self.requested_mono)
         self.air_frame: Optional[int] = None  # the channel's global frame where it airs
         self.done = threading.Event()  # its engine run has ended
         self.result: Any = None
