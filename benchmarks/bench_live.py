@@ -1,6 +1,6 @@
 """Live inserts in `vortex serve`: breaking news into a running realtime channel, timed from outside.
 
-    python benchmarks/bench_live.py [--minutes 10] [--every 60] [--delay 2.5] [--browser] [--insert F]
+    python benchmarks/bench_live.py [--minutes 10] [--every 60] [--delay S] [--browser] [--insert F]
     python benchmarks/bench_live.py --alone 3     # the insert on a warm engine, nothing else running
 
 One service on loopback (the default profile) runs examples/channel.yaml as a realtime channel
@@ -40,6 +40,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from vortex.channel.definition import LIVE_DELAY_SEC  # noqa: E402
 from vortex.channel.hls.playlist import PART_HOLD_BACK_PARTS, read_playlist  # noqa: E402
 from support.harness import Server, free_port  # noqa: E402
 
@@ -47,9 +48,11 @@ ROOT = Path(__file__).resolve().parent.parent
 NAME = "live-bench"
 
 
-def channel_body(delay: float) -> dict:
+def channel_body(delay: float | None) -> dict:
     d = yaml.safe_load((ROOT / "examples" / "channel.yaml").read_text())
-    d["name"], d["live_delay_sec"] = NAME, delay
+    d["name"] = NAME
+    if delay is not None:
+        d["live_delay_sec"] = delay
     d["slots"] = [{"recipe": json.loads((ROOT / "examples" / s["recipe"]).read_text())} for s in d["slots"]]
     return d
 
@@ -86,7 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--every", type=float, default=60.0, help="seconds between inserts (default 60)")
-    ap.add_argument("--delay", type=float, default=2.5, help="the channel's live_delay_sec (default 2.5)")
+    ap.add_argument("--delay", type=float, default=None, help="the channel's live_delay_sec (default: the definition's)")
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds on air before the first insert")
     ap.add_argument("--insert", type=Path, default=ROOT / "examples" / "live_insert.json")
     ap.add_argument("--browser", action="store_true", help="play the channel page in headless Chromium")
@@ -112,7 +115,7 @@ def main() -> int:
             driver = chromium(root / "chromium")
             driver.get(f"{server.url}/channels/{NAME}")
         edge = Edge(folder)
-        print(f"live: examples/channel.yaml realtime, live_delay_sec {args.delay:g}, an insert every {args.every:g} s "
+        print(f"live: examples/channel.yaml realtime, live_delay_sec {args.delay if args.delay is not None else LIVE_DELAY_SEC:g}, an insert every {args.every:g} s "
               f"for {args.minutes:g} min after {args.warmup:g} s; {'Chromium on the page' if driver else 'no browser'}",
               flush=True)
         began = time.monotonic()
@@ -205,7 +208,7 @@ def one_insert(server: Server, folder: Path, body: str, driver, edge: Edge) -> d
     out.update(state=row["state"], error=row["error"], ready_after_s=row["ready_after_s"],
                published_after_s=row["published_after_s"],
                chunks=[(c["state"], c["judged_after_s"]) for c in row["chunks"]],
-               made_after_s=[c.get("made_after_s") for c in row["chunks"]])
+               made_after_s=[c.get("made_after_s") for c in row["chunks"]], synth_s=[c.get("synth_s") for c in row["chunks"]])
     return out
 
 
@@ -240,8 +243,10 @@ def report(rows: list, shown: dict, edge: Edge, lags: list, waits, folder: Path)
         print(f"  a sentence's checks (speech made → verdicts): P50 {np.median(judged):.2f} s, max {max(judged):.2f} s")
     for k in (0, 1):  # the first sentence's chunks: what "ready" waits for
         made = [r["made_after_s"][k] for r in rows if len(r.get("made_after_s") or ()) > k]
+        synth = [r["synth_s"][k] for r in rows if len(r.get("synth_s") or ()) > k and r["synth_s"][k] is not None]
         if made:
-            print(f"  POST → chunk {k}'s speech made: min {min(made):.2f}, P50 {np.median(made):.2f}, max {max(made):.2f} s")
+            print(f"  POST → chunk {k}'s speech made: min {min(made):.2f}, P50 {np.median(made):.2f}, max {max(made):.2f} s"
+                  + (f"; its voice call P50 {np.median(synth):.2f} s" if synth else ""))
     if lags:
         print(f"  viewer behind the wall clock: min {min(lags):.2f}, P50 {np.median(lags):.2f}, max {max(lags):.2f} s")
     print(f"  stalls: published edge {edge.stalls} (worst {max(0.0, edge.worst):.2f} s behind); page waits {waits}")

@@ -61,7 +61,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_inserts_now_and_next_cut_in_exactly_and_the_schedule_resumes(engine, tmp_path):
-    # A generous delay line: this 2-core machine runs the tests with other work (the default is 2.5 s).
+    # A generous delay line: this 2-core machine runs the tests with other work (the default is 2.0 s).
     definition = ChannelDefinition.from_dict(
         {"name": "live-test", "loop": True, "lookahead": 2, "margin_sec": 1.0, "live_delay_sec": 8.0,
          "filler": {"policy": "standby"},

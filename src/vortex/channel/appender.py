@@ -38,9 +38,10 @@ from ..provenance.watermark import insert_watermark_id
 
 
 # An insert not ready at its planned frame (its first sentence not yet made and heard) cuts in as soon
-# as it is, up to this much later. Measured on the 2-core CPU, default profile: ready 2.5-3.7 s after
-# the POST alone, 2.7-3.7 s beside a realtime channel (benchmarks/bench_live.py), against the 2.5 s
-# default delay line; a GPU makes and hears a sentence in well under a second.
+# as it is, up to this much later. Measured on the 2-core CPU, default profile (2026-12-08): ready
+# 1.36-1.60 s after the request alone, 1.92-2.40 s beside a realtime channel in the service
+# (benchmarks/bench_live.py), against the 2.0 s default delay line, whose frames are handed over a
+# part (0.5 s) before they air; a GPU makes and hears a sentence in well under a second.
 LIVE_SLIP_SEC = 5.0
 MAX_PENDING_INSERTS = 3  # planned and not yet on air; one more is refused (409) rather than queued for long
 

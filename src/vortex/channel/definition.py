@@ -9,7 +9,7 @@ start: now            # or an ISO 8601 time with its zone: 2026-12-01T21:00:00+0
 margin_sec: 5         # a slot's generation deadline is its air time minus this
 max_attempts: 3       # per slot; each retry uses seed = previous + 1
 filler: {policy: last_good}   # or standby
-live_delay_sec: 2.5   # a live insert airs this long after it is asked for (its first chunk checked)
+live_delay_sec: 2.0   # a live insert airs this long after it is asked for (its first chunk checked)
 slots:
   - recipe: channel/weather.json   # relative to this file
   - recipe: {slot_params: {...}, audio_track: {...}, visual_track: {...}}   # inline
@@ -45,6 +45,7 @@ _KEYS = ("name", "loop", "lookahead", "slots_in_flight", "slots", "start", "marg
 # profiles) a 2-core CPU channel makes 0.56-0.60 s a content second against 0.85-0.96 s one at a time
 # (docs/performance.md §12.3); on a GPU node the GPU renders one while the host checks the other.
 SLOTS_IN_FLIGHT = 2
+LIVE_DELAY_SEC = 2.0  # the default delay line (ChannelDefinition.live_delay_sec says why)
 MAX_SLOTS = 1000  # a day of 90 s slots; a list longer than this is a mistake, not a schedule
 
 
@@ -95,7 +96,9 @@ class ChannelDefinition:
     source: Optional[str] = None
     # A live insert airs this long after it is asked for: its first chunk must be made and checked
     # (the speech heard, a frame's identity) within it (live.py; measured in docs/performance.md §10).
-    live_delay_sec: float = 2.5
+    # 2.0: its first part is listed 0.1-0.2 s after its air time (benchmarks/bench_live.py), so a
+    # 2.5 s line could never publish within 2.5 s; one not ready in time cuts in once it is.
+    live_delay_sec: float = LIVE_DELAY_SEC
     # What airs around the engine's picture and sound (vortex.program.spec); None: the engine's
     # square as it is (no block in the file).
     program: Optional[ProgramSpec] = None
@@ -149,7 +152,7 @@ class ChannelDefinition:
         margin = data.get("margin_sec", 5.0)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 3600:
             fail("margin_sec", f"must be a number of seconds from 0 to 3600, got {margin!r}")
-        delay = data.get("live_delay_sec", 2.5)
+        delay = data.get("live_delay_sec", LIVE_DELAY_SEC)
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0.5 <= delay <= 60:
             fail("live_delay_sec", f"must be a number of seconds from 0.5 to 60, got {delay!r}")
         start = _start(data.get("start", "now"), fail)

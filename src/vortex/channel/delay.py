@@ -42,6 +42,7 @@ class ChunkVerdict:
     heard: str = ""
     wer: Optional[float] = None
     made_at: float = 0.0  # monotonic: its speech was made
+    synth_s: Optional[float] = None  # its voice call's own time (the rest of made_at: waiting, planning)
     judged_at: Optional[float] = None  # monotonic: its last verdict came in
 
     @property
@@ -57,6 +58,7 @@ class ChunkVerdict:
         return {"chunk": self.index, "sentence": self.sentence, "text": self.text, "state": state,
                 "samples": [self.start, None if self.end >= OPEN_END else self.end],  # its span of the insert's audio
                 "made_after_s": round(self.made_at - origin, 3),  # the request → its speech made
+                "synth_s": self.synth_s,
                 # its speech made → both verdicts in: what the checks add to the delay line
                 "judged_after_s": None if self.judged_at is None else round(self.judged_at - self.made_at, 3),
                 "speech_passed": self.speech, "identity_passed": self.identity, "wer": self.wer, "heard": self.heard}
@@ -134,7 +136,8 @@ class DelayLine:
                 start = 0 if d["index"] == 0 else d["start"]  # the first covers the insert's start
                 self.chunks.append(ChunkVerdict(d["index"], d["sentence"], start,
                                                 OPEN_END if last else d["start"] + d["samples"], d["text"],
-                                                made_at=time.monotonic()))
+                                                made_at=time.monotonic(),
+                                                synth_s=None if d.get("synth_ms") is None else round(d["synth_ms"] / 1000, 3)))
                 if not self.identity_enforced:
                     self.chunks[-1].identity = True
             elif event.kind == "chunk_checked":
