@@ -233,6 +233,11 @@ def test_the_loaded_encoder_runs_on_the_fitted_window(asr, speech):
     window[:, : features.shape[1] - 1] = features[:, :-1]
     encoded = np.array(asr._model.encode(window))
     assert encoded.shape == (1, 1000 // 2, 384)  # 10 s of frames (the default), halved by the stride
+    # digital silence is audio, not padding: 15 s of it are heard whole, with the margin
+    silence = asr._model.feature_extractor(np.zeros(15 * SAMPLE_RATE, np.float32))[:, :-1]
+    padded = np.zeros((80, WHISPER_WINDOW_FRAMES), np.float32)
+    padded[:, : silence.shape[1]] = silence
+    assert fitted_frames(padded, 1000) == 1500 + ENCODER_MARGIN_FRAMES
 
 
 def test_a_30_s_encoder_window_hears_the_same_words(speech):

@@ -159,7 +159,7 @@ class WhisperTranscriber:
         placement "cuda" on a CUDA engine, else the CPU; cfg.compute_type must suit that device."""
         folder = resolve_model_dir(cfg.source)
         try:
-            WhisperModel = _fitted_model(round(cfg.encoder_window_sec * FRAMES_PER_SEC))
+            model_class = _fitted_model(round(cfg.encoder_window_sec * FRAMES_PER_SEC))
         except ImportError as exc:
             raise VortexInitializationError(
                 f"models.whisper: faster-whisper is not installed ({exc}); `pip install faster-whisper==1.2.1`") from exc
@@ -172,7 +172,7 @@ class WhisperTranscriber:
                 f"CTranslate2 build; {kind} compute types: {', '.join(sorted(supported)) or 'none (no CUDA device seen)'}"
                 + ("; or set models.whisper.placement: cpu" if kind == "cuda" else ""))
         try:
-            model = WhisperModel(str(folder), device=kind, device_index=int(index), compute_type=cfg.compute_type,
+            model = model_class(str(folder), device=kind, device_index=int(index), compute_type=cfg.compute_type,
                                  cpu_threads=cfg.cpu_threads, local_files_only=True)
             if kind == "cuda":  # cuBLAS is opened at the first matmul: fail at start, not in a slot's check
                 list(model.transcribe(np.zeros(SAMPLE_RATE // 10, np.float32), language="en", beam_size=1)[0])
