@@ -48,11 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NAME = "live-bench"
 
 
-def channel_body(delay: float | None) -> dict:
+def channel_body(delay: float) -> dict:
     d = yaml.safe_load((ROOT / "examples" / "channel.yaml").read_text())
-    d["name"] = NAME
-    if delay is not None:
-        d["live_delay_sec"] = delay
+    d["name"], d["live_delay_sec"] = NAME, delay
     d["slots"] = [{"recipe": json.loads((ROOT / "examples" / s["recipe"]).read_text())} for s in d["slots"]]
     return d
 
@@ -89,7 +87,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--every", type=float, default=60.0, help="seconds between inserts (default 60)")
-    ap.add_argument("--delay", type=float, default=None, help="the channel's live_delay_sec (default: the definition's)")
+    ap.add_argument("--delay", type=float, default=LIVE_DELAY_SEC,
+                    help=f"the channel's live_delay_sec (default {LIVE_DELAY_SEC:g}, the definition's)")
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds on air before the first insert")
     ap.add_argument("--insert", type=Path, default=ROOT / "examples" / "live_insert.json")
     ap.add_argument("--browser", action="store_true", help="play the channel page in headless Chromium")
@@ -115,7 +114,7 @@ def main() -> int:
             driver = chromium(root / "chromium")
             driver.get(f"{server.url}/channels/{NAME}")
         edge = Edge(folder)
-        print(f"live: examples/channel.yaml realtime, live_delay_sec {args.delay if args.delay is not None else LIVE_DELAY_SEC:g}, an insert every {args.every:g} s "
+        print(f"live: examples/channel.yaml realtime, live_delay_sec {args.delay:g}, an insert every {args.every:g} s "
               f"for {args.minutes:g} min after {args.warmup:g} s; {'Chromium on the page' if driver else 'no browser'}",
               flush=True)
         began = time.monotonic()

@@ -111,20 +111,23 @@ def fetched(server: Server, uris: list[str]) -> dict[str, bytes]:
     out = {}
     for uri in uris:
         r = httpx.get(f"{server.url}/v1/channels/{NAME}/{uri}", timeout=30)
-        if r.status_code == 404 and uri.startswith("part-") and uri not in set(named(playlist(server))):
-            continue
-        assert r.status_code == 200, (uri, r.text)
-        out[uri] = r.content
+        if not part_gone(server, uri, r):
+            assert r.status_code == 200, (uri, r.text)
+            out[uri] = r.content
     return out
+
+
+def part_gone(server: Server, uri: str, r: httpx.Response) -> bool:
+    """A 404 for a part whose tags are no longer in the playlist: removed by design, not lost."""
+    return r.status_code == 404 and uri.startswith("part-") and uri not in named(playlist(server))
 
 
 def unchanged(server: Server, before: dict[str, bytes]) -> None:
     """Every file named before is served with the same bytes; a part may be gone once its tags left
     the playlist (channel/publish.py removes it then), never rewritten."""
-    listed = set(named(playlist(server)))
     for uri, data in before.items():
         r = httpx.get(f"{server.url}/v1/channels/{NAME}/{uri}", timeout=30)
-        if r.status_code == 404 and uri.startswith("part-") and uri not in listed:
+        if part_gone(server, uri, r):
             continue
         assert r.status_code == 200 and hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest(), uri
 
